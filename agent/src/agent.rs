@@ -1,0 +1,377 @@
+//! The agent's core: a request from a known caller, checked against policy, served from the cache
+//! or a backend. Independent of gRPC: the handlers in `api/` translate to and from protobuf and
+//! call these methods, and any other transport could too.
+//!
+//! Order on every path: parse the reference (INVALID_ARGUMENT) → policy (PERMISSION_DENIED, the
+//! same whether or not the secret exists) → cache → backend.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use serde_json::value::RawValue;
+
+use crate::{
+    audit::{self, Outcome},
+    backend::{BackendError, Backends, Configured, Listed, Written},
+    cache::{CacheError, CachedSecret, SecretCache},
+    identity::Caller,
+    policy::{Grants, Operation, PolicySource},
+    reference::{self, BackendKind, SecretRef},
+    secret::SecretValue,
+};
+
+/// Largest secret value accepted by `put`. Secrets Manager's own limit.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most references in one batch.
+pub const DEFAULT_MAX_BATCH: usize = 100;
+
+/// What went wrong, by the gRPC code it maps to. Messages never contain a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("{0}")]
+    DataLoss(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The gRPC code name, for audit records and logs.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::PermissionDenied(_) => "permission_denied",
+            Self::NotFound(_) => "not_found",
+            Self::Unavailable(_) => "unavailable",
+            Self::FailedPrecondition(_) => "failed_precondition",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Unimplemented(_) => "unimplemented",
+            Self::DataLoss(_) => "data_loss",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn from_backend(kind: BackendKind, error: &BackendError) -> Self {
+        match error {
+            BackendError::NotFound(m) => Self::NotFound(m.clone()),
+            BackendError::InvalidArgument(m) => Self::InvalidArgument(m.clone()),
+            BackendError::AgentDenied(m) => {
+                Self::FailedPrecondition(format!("the agent itself was refused by {kind}: {m}"))
+            }
+            BackendError::Unavailable(m) => {
+                Self::Unavailable(format!("{kind} backend unavailable: {m}"))
+            }
+            BackendError::Unsupported(m) => Self::Unimplemented(m.clone()),
+            BackendError::Corrupt(m) => Self::DataLoss(m.clone()),
+            BackendError::Internal(m) => Self::Internal(m.clone()),
+        }
+    }
+}
+
+impl From<reference::ReferenceError> for Error {
+    fn from(e: reference::ReferenceError) -> Self {
+        Self::InvalidArgument(e.to_string())
+    }
+}
+
+/// A secret as served to a caller.
+#[derive(Debug, Clone)]
+pub struct ServedSecret {
+    pub reference: SecretRef,
+    pub secret: Arc<CachedSecret>,
+    /// The whole value, or the selected JSON key's value.
+    pub value: Arc<SecretValue>,
+    pub hit: bool,
+    pub stale: bool,
+}
+
+/// A listing entry as served: a reference the caller may list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedSecret {
+    pub reference: String,
+    pub listed: Listed,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_value_bytes: usize,
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+pub struct Agent {
+    backends: Backends,
+    policy: Arc<PolicySource>,
+    cache: SecretCache,
+    limits: Limits,
+}
+
+impl Agent {
+    pub fn new(
+        backends: Backends,
+        policy: Arc<PolicySource>,
+        cache: SecretCache,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            backends,
+            policy,
+            cache,
+            limits,
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<PolicySource> {
+        &self.policy
+    }
+
+    pub fn cache(&self) -> &SecretCache {
+        &self.cache
+    }
+
+    pub async fn get(&self, caller: &Caller, text: &str) -> Result<ServedSecret, Error> {
+        let reference = SecretRef::parse(text)?;
+        let rule = self.authorize(caller, Operation::Read, &reference, text)?;
+        let result = self.serve(&reference).await;
+        let outcome = match &result {
+            Ok(s) if s.stale => Outcome::Stale,
+            Ok(s) if s.hit => Outcome::Hit,
+            Ok(_) => Outcome::Miss,
+            Err(e) => Outcome::Failed(e.code_name()),
+        };
+        audit::record(caller, Operation::Read, text, Some(&rule), outcome);
+        result
+    }
+
+    /// One result per reference, in order; a bad item fails alone.
+    pub async fn batch_get(
+        &self,
+        caller: &Caller,
+        texts: &[String],
+    ) -> Result<Vec<Result<ServedSecret, Error>>, Error> {
+        if texts.len() > self.limits.max_batch {
+            return Err(Error::InvalidArgument(format!(
+                "a batch holds at most {} references, got {}",
+                self.limits.max_batch,
+                texts.len()
+            )));
+        }
+        Ok(futures::future::join_all(texts.iter().map(|text| self.get(caller, text))).await)
+    }
+
+    pub async fn list(&self, caller: &Caller, prefix: &str) -> Result<Vec<ListedSecret>, Error> {
+        let (kind, name_prefix) = reference::parse_prefix(prefix)?;
+        let policy = self.policy.current();
+        if !policy.grants_any(caller, Operation::List, kind) {
+            audit::record(caller, Operation::List, prefix, None, Outcome::Denied);
+            return Err(denied(Operation::List, prefix));
+        }
+        let listed = match self.backend(kind) {
+            Ok(configured) => configured
+                .backend
+                .list(name_prefix)
+                .await
+                .map_err(|e| Error::from_backend(kind, &e)),
+            Err(e) => Err(e),
+        };
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                audit::record(
+                    caller,
+                    Operation::List,
+                    prefix,
+                    Some("(any list grant)"),
+                    Outcome::Failed(e.code_name()),
+                );
+                return Err(e);
+            }
+        };
+        let visible: Vec<ListedSecret> = listed
+            .into_iter()
+            .filter(|l| {
+                policy
+                    .decide(caller, Operation::List, kind, &l.name)
+                    .is_allowed()
+            })
+            .map(|l| ListedSecret {
+                reference: format!("{kind}:{}", l.name),
+                listed: l,
+            })
+            .collect();
+        audit::record(
+            caller,
+            Operation::List,
+            prefix,
+            Some("(per-entry)"),
+            Outcome::Done,
+        );
+        Ok(visible)
+    }
+
+    pub async fn put(
+        &self,
+        caller: &Caller,
+        text: &str,
+        value: SecretValue,
+    ) -> Result<(SecretRef, Written), Error> {
+        let reference = SecretRef::parse(text)?;
+        if reference.selector().is_some() || reference.key().is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "put writes a new version of a whole secret: '{text}' must not have a ?selector or #key"
+            )));
+        }
+        let rule = self.authorize(caller, Operation::Write, &reference, text)?;
+        let result = self.write(&reference, value).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Done,
+            Err(e) => Outcome::Failed(e.code_name()),
+        };
+        audit::record(caller, Operation::Write, text, Some(&rule), outcome);
+        result.map(|written| (reference.at_version(written.version_id.clone()), written))
+    }
+
+    pub fn whoami(&self, caller: &Caller) -> Grants {
+        self.policy.current().grants_for(caller)
+    }
+
+    /// Checks policy and records a denial. Returns the allowing rule's name.
+    fn authorize(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        reference: &SecretRef,
+        text: &str,
+    ) -> Result<String, Error> {
+        let policy = self.policy.current();
+        match policy.decide(caller, op, reference.backend(), reference.name()) {
+            crate::policy::Decision::Allow { rule } => Ok(rule.to_owned()),
+            crate::policy::Decision::Deny => {
+                audit::record(caller, op, text, None, Outcome::Denied);
+                Err(denied(op, text))
+            }
+        }
+    }
+
+    fn backend(&self, kind: BackendKind) -> Result<&Configured, Error> {
+        self.backends.get(kind).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "the {kind} backend is not enabled on this agent (see [[backend]] in its config)"
+            ))
+        })
+    }
+
+    async fn serve(&self, reference: &SecretRef) -> Result<ServedSecret, Error> {
+        let kind = reference.backend();
+        let configured = self.backend(kind)?;
+        let key = reference.without_key();
+        let served = self
+            .cache
+            .get(&key, configured.ttl, || {
+                tracing::debug!(reference = %key, "backend fetch");
+                configured.backend.fetch(&key)
+            })
+            .await
+            .map_err(|e| match e {
+                CacheError::NotFound(m) => Error::NotFound(m),
+                CacheError::Backend(e) => Error::from_backend(kind, &e),
+            })?;
+        let value = match reference.key() {
+            None => Arc::clone(&served.secret.value),
+            Some(json_key) => Arc::new(select_json_key(reference, &served.secret.value, json_key)?),
+        };
+        Ok(ServedSecret {
+            reference: reference.clone(),
+            secret: served.secret,
+            value,
+            hit: served.hit,
+            stale: served.stale,
+        })
+    }
+
+    async fn write(&self, reference: &SecretRef, value: SecretValue) -> Result<Written, Error> {
+        if value.is_empty() {
+            return Err(Error::InvalidArgument(
+                "empty value: a secret needs at least one byte".into(),
+            ));
+        }
+        if value.len() > self.limits.max_value_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "value is {} bytes, more than the {} allowed",
+                value.len(),
+                self.limits.max_value_bytes
+            )));
+        }
+        let kind = reference.backend();
+        let configured = self.backend(kind)?;
+        let written = configured
+            .backend
+            .put(reference.name(), value)
+            .await
+            .map_err(|e| Error::from_backend(kind, &e))?;
+        // The current version changed: the next read must see it.
+        self.cache.invalidate(reference).await;
+        Ok(written)
+    }
+}
+
+fn denied(op: Operation, text: &str) -> Error {
+    Error::PermissionDenied(format!(
+        "permission denied: policy does not grant {op} on {text} to this caller"
+    ))
+}
+
+/// The value of one top-level key of a JSON object: strings as their text, anything else as
+/// its JSON.
+fn select_json_key(
+    reference: &SecretRef,
+    value: &SecretValue,
+    key: &str,
+) -> Result<SecretValue, Error> {
+    let object: HashMap<String, &RawValue> =
+        serde_json::from_slice(value.expose()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "{} is not a JSON object, so #{key} cannot select from it",
+                reference.without_key()
+            ))
+        })?;
+    let raw = object.get(key).ok_or_else(|| {
+        Error::NotFound(format!(
+            "key '{key}' not found in {}",
+            reference.without_key()
+        ))
+    })?;
+    if raw.get().starts_with('"') {
+        let text: String = serde_json::from_str(raw.get())
+            .map_err(|_| Error::Internal("json string did not decode".into()))?;
+        Ok(SecretValue::new(text.into_bytes()))
+    } else {
+        Ok(SecretValue::from_slice(raw.get().as_bytes()))
+    }
+}
+
+/// Cache defaults shared by the config and dev mode.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! The composition root: builds transport, identity, policy, cache and backends from the config,
+//! wires them into the gRPC server, and runs it until `shutdown` resolves.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use psst_proto::v1::secrets_server::SecretsServer;
+use tokio::signal::unix::{signal, SignalKind};
+use tonic::transport::Server;
+
+use crate::{
+    agent::{Agent, Limits},
+    api::SecretsApi,
+    backend::{local::LocalStore, Backends},
+    cache::{CacheSettings, SecretCache},
+    config::{BackendConfig, Config},
+    identity::{IdentityResolver, ProcResolver},
+    lifecycle,
+    policy::PolicySource,
+    transport,
+};
+
+/// Builds the configured backends: one arm per backend type.
+pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
+    let mut backends = Backends::default();
+    for backend in &config.backends {
+        match backend {
+            BackendConfig::Local { dir, ttl } => {
+                let store = LocalStore::open(dir)
+                    .with_context(|| format!("opening the local store at {}", dir.display()))?;
+                backends.insert(Arc::new(store), *ttl);
+            }
+        }
+    }
+    Ok(backends)
+}
+
+/// Runs the agent until `shutdown` resolves, then drains for at most the grace period.
+pub async fn run(
+    config: Config,
+    policy: Arc<PolicySource>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let bound = transport::bind(&config.server)?;
+    let backends = build_backends(&config)?;
+    let cache = SecretCache::new(CacheSettings {
+        max_bytes: config.cache.max_bytes,
+        negative_ttl: config.cache.negative_ttl,
+        max_stale: config.cache.max_stale,
+    });
+    let limits = Limits {
+        max_value_bytes: config.limits.max_value_bytes,
+        max_batch: config.limits.max_batch,
+    };
+    let agent = Arc::new(Agent::new(backends, Arc::clone(&policy), cache, limits));
+    let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::default());
+
+    let max_message = config.server.max_message_bytes;
+    let secrets = SecretsServer::new(SecretsApi::new(Arc::clone(&agent)))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<SecretsServer<SecretsApi>>()
+        .await;
+    // grpcurl 1.8 and older tools speak only v1alpha; newer ones try v1 first.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(psst_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
+        .add_service(secrets)
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(transport::incoming(bound.listener, resolver), async {
+            stop_rx.await.ok();
+        });
+    let mut server = tokio::spawn(server);
+    let watcher = tokio::spawn(watch_policy(
+        Arc::clone(&policy),
+        config.policy.watch_interval,
+    ));
+
+    tracing::info!(
+        socket = %bound.path.as_deref().map_or("(systemd socket)".into(), |p| p.display().to_string()),
+        backends = ?agent_backends(&config),
+        policy_rules = policy.current().rule_count(),
+        "psstd ready"
+    );
+    lifecycle::notify(sd_notify::NotifyState::Ready);
+
+    tokio::select! {
+        () = shutdown => {}
+        result = &mut server => {
+            watcher.abort();
+            return result?.context("the gRPC server stopped");
+        }
+    }
+    lifecycle::notify(sd_notify::NotifyState::Stopping);
+    watcher.abort();
+    health_reporter
+        .set_not_serving::<SecretsServer<SecretsApi>>()
+        .await;
+    let _ = stop_tx.send(());
+    let grace = config.server.grace_period;
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(result) => result?.context("the gRPC server failed while draining")?,
+        Err(_) => {
+            tracing::warn!(grace = ?grace, "grace period over: closing the connections still open");
+            server.abort();
+        }
+    }
+    if let Some(path) = &bound.path {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("psstd stopped");
+    Ok(())
+}
+
+fn agent_backends(config: &Config) -> Vec<&'static str> {
+    config.backends.iter().map(|b| b.kind().prefix()).collect()
+}
+
+/// Reloads the policy on SIGHUP and when its file changes. A broken file is logged and the
+/// policy in force stays.
+async fn watch_policy(policy: Arc<PolicySource>, interval: Duration) {
+    if policy.path().is_none() {
+        return;
+    }
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGHUP; policy reloads on file change only");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let result = tokio::select! {
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the policy");
+                policy.reload()
+            }
+            _ = tick.tick() => policy.reload_if_changed(),
+        };
+        match result {
+            Ok(true) => tracing::info!(rules = policy.current().rule_count(), "policy reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "policy not reloaded; the previous policy stays in force")
+            }
+        }
+    }
+}

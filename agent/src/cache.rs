@@ -1,0 +1,452 @@
+//! The memory-only secret cache, in front of every backend.
+//!
+//! - **Bounded by bytes** (moka with a weigher); values never leave memory and are zeroized when
+//!   the last reference to an evicted entry drops (`SecretValue`).
+//! - **Freshness is ours**, on tokio's clock (so tests pause time): an entry is fresh for its
+//!   backend's TTL, then kept up to `max_stale` longer so it can be served, flagged stale, while
+//!   the backend is unreachable. moka's own expiry only bounds memory at TTL + `max_stale`.
+//! - **Concurrent misses coalesce**: one fetch per key at a time; everyone waiting on it shares
+//!   its outcome, success or failure.
+//! - **NOT_FOUND is cached briefly** (`negative_ttl`), so a caller polling a missing secret
+//!   does not turn into a backend call per request.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use moka::{future::Cache, Expiry};
+use tokio::{sync::OnceCell, time::Instant};
+
+use crate::{
+    backend::{BackendError, Fetched},
+    reference::SecretRef,
+    secret::SecretValue,
+};
+
+/// Fixed per-entry bookkeeping counted against the byte budget besides key and value.
+const ENTRY_OVERHEAD_BYTES: u32 = 128;
+
+/// A cached version of a secret.
+#[derive(Debug)]
+pub struct CachedSecret {
+    pub value: Arc<SecretValue>,
+    pub version_id: String,
+    pub stages: Vec<String>,
+    pub created_at: Option<SystemTime>,
+    pub fetched_at: SystemTime,
+    pub expires_at: SystemTime,
+    fresh_until: Instant,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Found(Arc<CachedSecret>),
+    Missing {
+        message: String,
+        fresh_until: Instant,
+    },
+}
+
+impl Entry {
+    fn fresh_until(&self) -> Instant {
+        match self {
+            Entry::Found(secret) => secret.fresh_until,
+            Entry::Missing { fresh_until, .. } => *fresh_until,
+        }
+    }
+
+    fn weight(&self, key: &SecretRef) -> u32 {
+        let payload = match self {
+            Entry::Found(s) => {
+                s.value.len() + s.version_id.len() + s.stages.iter().map(String::len).sum::<usize>()
+            }
+            Entry::Missing { message, .. } => message.len(),
+        };
+        u32::try_from(key.name().len() + payload)
+            .unwrap_or(u32::MAX)
+            .saturating_add(ENTRY_OVERHEAD_BYTES)
+    }
+}
+
+/// A secret as served: the entry, and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub secret: Arc<CachedSecret>,
+    /// Served without a backend call for this request.
+    pub hit: bool,
+    /// Past its TTL, served because the refresh failed transiently.
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CacheError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Backend(Arc<BackendError>),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct CacheSettings {
+    pub max_bytes: u64,
+    pub negative_ttl: Duration,
+    pub max_stale: Duration,
+}
+
+type FetchOutcome = Result<Arc<Entry>, Arc<BackendError>>;
+
+pub struct SecretCache {
+    entries: Cache<SecretRef, Arc<Entry>>,
+    inflight: Mutex<HashMap<SecretRef, Arc<OnceCell<FetchOutcome>>>>,
+    settings: CacheSettings,
+}
+
+/// moka keeps an entry until it is neither fresh nor servable stale.
+struct KeepWhileServable {
+    max_stale: Duration,
+}
+
+impl Expiry<SecretRef, Arc<Entry>> for KeepWhileServable {
+    fn expire_after_create(
+        &self,
+        _key: &SecretRef,
+        value: &Arc<Entry>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &SecretRef,
+        value: &Arc<Entry>,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.lifetime(value))
+    }
+}
+
+impl KeepWhileServable {
+    fn lifetime(&self, entry: &Entry) -> Duration {
+        let fresh_for = entry
+            .fresh_until()
+            .saturating_duration_since(Instant::now());
+        match entry {
+            Entry::Found(_) => fresh_for + self.max_stale,
+            Entry::Missing { .. } => fresh_for,
+        }
+    }
+}
+
+impl SecretCache {
+    pub fn new(settings: CacheSettings) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|key: &SecretRef, entry: &Arc<Entry>| entry.weight(key))
+            .expire_after(KeepWhileServable {
+                max_stale: settings.max_stale,
+            })
+            .build();
+        Self {
+            entries,
+            inflight: Mutex::new(HashMap::new()),
+            settings,
+        }
+    }
+
+    /// Returns the cached secret for `key` if fresh; otherwise runs `fetch` (once, however many
+    /// callers ask at the same time) and caches what it returns for `ttl`.
+    pub async fn get<F, Fut>(
+        &self,
+        key: &SecretRef,
+        ttl: Duration,
+        fetch: F,
+    ) -> Result<Served, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fetched, BackendError>>,
+    {
+        let cached = self.entries.get(key).await;
+        if let Some(entry) = &cached {
+            if entry.fresh_until() > Instant::now() {
+                return served(entry, true, false);
+            }
+        }
+
+        let cell = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(inflight.entry(key.clone()).or_default())
+        };
+        let mut fetched_here = false;
+        let outcome = cell
+            .get_or_init(|| {
+                fetched_here = true;
+                self.fetch_and_store(key, ttl, fetch)
+            })
+            .await
+            .clone();
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            if inflight.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                inflight.remove(key);
+            }
+        }
+
+        match outcome {
+            Ok(entry) => served(&entry, !fetched_here, false),
+            Err(error) => match (&*error, cached.as_deref()) {
+                // Backend down: a value still within max_stale keeps being served, flagged.
+                (BackendError::Unavailable(_), Some(Entry::Found(secret)))
+                    if secret.fresh_until + self.settings.max_stale > Instant::now() =>
+                {
+                    Ok(Served {
+                        secret: Arc::clone(secret),
+                        hit: true,
+                        stale: true,
+                    })
+                }
+                _ => Err(CacheError::Backend(error)),
+            },
+        }
+    }
+
+    async fn fetch_and_store<Fut>(
+        &self,
+        key: &SecretRef,
+        ttl: Duration,
+        fetch: impl FnOnce() -> Fut,
+    ) -> FetchOutcome
+    where
+        Fut: Future<Output = Result<Fetched, BackendError>>,
+    {
+        let now = Instant::now();
+        let entry = match fetch().await {
+            Ok(fetched) => {
+                let fetched_at = SystemTime::now();
+                Entry::Found(Arc::new(CachedSecret {
+                    value: Arc::new(fetched.value),
+                    version_id: fetched.version_id,
+                    stages: fetched.stages,
+                    created_at: fetched.created_at,
+                    fetched_at,
+                    expires_at: fetched_at + ttl,
+                    fresh_until: now + ttl,
+                }))
+            }
+            Err(BackendError::NotFound(message)) => Entry::Missing {
+                message,
+                fresh_until: now + self.settings.negative_ttl,
+            },
+            Err(other) => return Err(Arc::new(other)),
+        };
+        let entry = Arc::new(entry);
+        self.entries.insert(key.clone(), Arc::clone(&entry)).await;
+        Ok(entry)
+    }
+
+    /// Drops the entry for `key`, so the next read goes to the backend.
+    pub async fn invalidate(&self, key: &SecretRef) {
+        self.entries.invalidate(key).await;
+    }
+
+    /// Entries and their weight in bytes (approximate until moka runs its housekeeping).
+    pub fn usage(&self) -> (u64, u64) {
+        (self.entries.entry_count(), self.entries.weighted_size())
+    }
+}
+
+fn served(entry: &Entry, hit: bool, stale: bool) -> Result<Served, CacheError> {
+    match entry {
+        Entry::Found(secret) => Ok(Served {
+            secret: Arc::clone(secret),
+            hit,
+            stale,
+        }),
+        Entry::Missing { message, .. } => Err(CacheError::NotFound(message.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{memory::MemoryBackend, Backend};
+    use crate::reference::BackendKind;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn cache(max_stale: Duration) -> Arc<SecretCache> {
+        Arc::new(SecretCache::new(CacheSettings {
+            max_bytes: 1 << 20,
+            negative_ttl: Duration::from_secs(5),
+            max_stale,
+        }))
+    }
+
+    fn r(text: &str) -> SecretRef {
+        SecretRef::parse(text).unwrap()
+    }
+
+    async fn get(
+        cache: &SecretCache,
+        backend: &MemoryBackend,
+        key: &SecretRef,
+    ) -> Result<Served, CacheError> {
+        cache.get(key, TTL, || backend.fetch(key)).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hits_until_the_ttl_ends() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("a", b"v1");
+        let cache = cache(Duration::ZERO);
+        let key = r("local:a");
+        let first = get(&cache, &backend, &key).await.unwrap();
+        assert!(!first.hit);
+        let second = get(&cache, &backend, &key).await.unwrap();
+        assert!(second.hit && !second.stale);
+        assert_eq!(backend.fetches(), 1);
+
+        backend.insert("a", b"v2");
+        tokio::time::advance(TTL - Duration::from_millis(1)).await;
+        assert_eq!(
+            get(&cache, &backend, &key)
+                .await
+                .unwrap()
+                .secret
+                .value
+                .expose(),
+            b"v1"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let refreshed = get(&cache, &backend, &key).await.unwrap();
+        assert_eq!(refreshed.secret.value.expose(), b"v2");
+        assert!(!refreshed.hit);
+        assert_eq!(backend.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hundred_concurrent_misses_make_one_fetch() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("hot", b"value");
+        let gate = backend.hold_fetches();
+        let cache = cache(Duration::ZERO);
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (cache, backend) = (Arc::clone(&cache), backend.clone());
+                tokio::spawn(
+                    async move { get(&cache, &backend, &r("local:hot")).await.map(|s| s.hit) },
+                )
+            })
+            .collect();
+        // Let every task reach the cache before the one fetch completes.
+        while backend.fetches() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(100);
+        let mut misses = 0;
+        for task in tasks {
+            if !task.await.unwrap().unwrap() {
+                misses += 1;
+            }
+        }
+        assert_eq!(backend.fetches(), 1);
+        assert_eq!(misses, 1, "exactly one caller did the fetch");
+    }
+
+    #[tokio::test]
+    async fn concurrent_waiters_share_a_failure() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.set_unavailable(true);
+        let gate = backend.hold_fetches();
+        let cache = cache(Duration::ZERO);
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (cache, backend) = (Arc::clone(&cache), backend.clone());
+                tokio::spawn(async move { get(&cache, &backend, &r("local:x")).await.err() })
+            })
+            .collect();
+        while backend.fetches() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        gate.add_permits(100);
+        for task in tasks {
+            assert!(matches!(task.await.unwrap(), Some(CacheError::Backend(_))));
+        }
+        assert_eq!(backend.fetches(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_found_is_cached_briefly() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        let cache = cache(Duration::ZERO);
+        let key = r("local:missing");
+        for _ in 0..3 {
+            assert!(matches!(
+                get(&cache, &backend, &key).await,
+                Err(CacheError::NotFound(_))
+            ));
+        }
+        assert_eq!(backend.fetches(), 1);
+        backend.insert("missing", b"now here");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(get(&cache, &backend, &key).await.is_ok());
+        assert_eq!(backend.fetches(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_is_served_while_the_backend_is_down() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("a", b"v1");
+        let cache = cache(Duration::from_secs(300));
+        let key = r("local:a");
+        get(&cache, &backend, &key).await.unwrap();
+        backend.set_unavailable(true);
+        tokio::time::advance(TTL).await;
+        let stale = get(&cache, &backend, &key).await.unwrap();
+        assert!(stale.stale && stale.hit);
+        assert_eq!(stale.secret.value.expose(), b"v1");
+
+        backend.set_unavailable(false);
+        let fresh = get(&cache, &backend, &key).await.unwrap();
+        assert!(!fresh.stale && !fresh.hit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_max_stale_an_outage_is_an_error() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("a", b"v1");
+        let cache = cache(Duration::ZERO);
+        let key = r("local:a");
+        get(&cache, &backend, &key).await.unwrap();
+        backend.set_unavailable(true);
+        tokio::time::advance(TTL).await;
+        // moka may still hold the entry until its housekeeping runs; freshness is what counts.
+        cache.entries.run_pending_tasks().await;
+        assert!(matches!(
+            get(&cache, &backend, &key).await,
+            Err(CacheError::Backend(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn invalidate_forces_a_fetch() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("a", b"v1");
+        let cache = cache(Duration::ZERO);
+        let key = r("local:a");
+        get(&cache, &backend, &key).await.unwrap();
+        cache.invalidate(&key).await;
+        assert!(!get(&cache, &backend, &key).await.unwrap().hit);
+        assert_eq!(backend.fetches(), 2);
+    }
+}

@@ -1,0 +1,500 @@
+//! The agent's configuration: one TOML file, one typed struct. Every default is a named constant
+//! below; unknown keys are rejected; every problem in a file is reported at once.
+//!
+//! `deploy/config/psstd.toml` documents every key, and a test parses it.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{de::DeserializeOwned, Deserialize};
+
+use crate::{agent, reference::BackendKind};
+
+pub const DEFAULT_SOCKET_PATH: &str = "/run/psst/psst.sock";
+/// Any local process may connect; the policy decides what it may read.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o666;
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_POLICY_FILE: &str = "/etc/psst/policy.toml";
+pub const DEFAULT_POLICY_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_LOCAL_DIR: &str = "/var/lib/psst/store";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub audit: AuditConfig,
+    pub policy: PolicyConfig,
+    pub cache: CacheConfig,
+    pub limits: LimitsConfig,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the Unix socket is created (ignored under systemd socket activation).
+    pub socket: PathBuf,
+    /// Mode of the socket file, e.g. 0o660.
+    pub socket_mode: u32,
+    /// Group that owns the socket file.
+    pub socket_group: Option<String>,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// Largest request or reply, in bytes. Larger requests get RESOURCE_EXHAUSTED / OUT_OF_RANGE.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            socket: DEFAULT_SOCKET_PATH.into(),
+            socket_mode: DEFAULT_SOCKET_MODE,
+            socket_group: None,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, or per-module directives like `psstd=debug,h2=warn`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: DEFAULT_LOG_LEVEL.into(),
+            format: LogFormat::Plain,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// Append audit records as JSON lines to this file instead of the main log.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            file: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub file: PathBuf,
+    /// How often the file is checked for changes (SIGHUP reloads at once).
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            file: DEFAULT_POLICY_FILE.into(),
+            watch_interval: DEFAULT_POLICY_WATCH_INTERVAL,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Memory budget for cached values and their metadata.
+    pub max_bytes: u64,
+    /// How long a NOT_FOUND answer is remembered.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// How long past its TTL a value is served (flagged stale) while its backend is unreachable.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            negative_ttl: DEFAULT_NEGATIVE_TTL,
+            max_stale: DEFAULT_MAX_STALE,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_value_bytes: usize,
+    pub max_batch: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: agent::DEFAULT_MAX_VALUE_BYTES,
+            max_batch: agent::DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+/// One `[[backend]]` table. The `type` names the reference prefix it serves.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    Local {
+        #[serde(default = "default_local_dir")]
+        dir: PathBuf,
+        #[serde(default = "default_ttl", with = "humantime_serde")]
+        ttl: Duration,
+    },
+}
+
+impl BackendConfig {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Self::Local { .. } => BackendKind::Local,
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        match self {
+            Self::Local { ttl, .. } => *ttl,
+        }
+    }
+}
+
+fn default_local_dir() -> PathBuf {
+    DEFAULT_LOCAL_DIR.into()
+}
+
+fn default_ttl() -> Duration {
+    agent::DEFAULT_TTL
+}
+
+/// A config that could not be loaded, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+pub struct ConfigError {
+    pub origin: String,
+    pub problems: Vec<String>,
+}
+
+const SECTIONS: [&str; 7] = [
+    "server", "log", "audit", "policy", "cache", "limits", "backend",
+];
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: path.display().to_string(),
+            problems: vec![format!("cannot read: {e}")],
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let fail = |problems| ConfigError {
+            origin: origin.to_owned(),
+            problems,
+        };
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| fail(vec![e.to_string().trim().to_owned()]))?;
+        let mut problems = Vec::new();
+        for key in table.keys() {
+            if !SECTIONS.contains(&key.as_str()) {
+                problems.push(format!(
+                    "unknown section `{key}` (expected one of {})",
+                    SECTIONS.join(", ")
+                ));
+            }
+        }
+        let server: ServerConfig = section(&table, "server", &mut problems);
+        let log: LogConfig = section(&table, "log", &mut problems);
+        let audit: AuditConfig = section(&table, "audit", &mut problems);
+        let policy: PolicyConfig = section(&table, "policy", &mut problems);
+        let cache: CacheConfig = section(&table, "cache", &mut problems);
+        let limits: LimitsConfig = section(&table, "limits", &mut problems);
+        let mut backends = Vec::new();
+        match table.get("backend") {
+            None => {}
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match BackendConfig::deserialize(item.clone()) {
+                        Ok(b) => backends.push(b),
+                        Err(e) => problems.push(format!("backend #{}: {}", i + 1, e.message())),
+                    }
+                }
+            }
+            Some(_) => {
+                problems.push("`backend` must be an array of tables: write [[backend]]".into())
+            }
+        }
+
+        let config = Config {
+            server,
+            log,
+            audit,
+            policy,
+            cache,
+            limits,
+            backends,
+        };
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(problems))
+        }
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.server.socket.is_absolute() {
+            problems.push(format!(
+                "server.socket must be an absolute path, got {}",
+                self.server.socket.display()
+            ));
+        }
+        if self.server.socket_mode > 0o777 {
+            problems.push(format!(
+                "server.socket_mode {:#o} is not a file mode (write it as 0o660)",
+                self.server.socket_mode
+            ));
+        }
+        if self.server.max_message_bytes < 1024 {
+            problems.push("server.max_message_bytes must be at least 1024".into());
+        }
+        if self.limits.max_value_bytes == 0
+            || self.limits.max_value_bytes > self.server.max_message_bytes
+        {
+            problems.push(
+                "limits.max_value_bytes must be between 1 and server.max_message_bytes".into(),
+            );
+        }
+        if self.limits.max_batch == 0 {
+            problems.push("limits.max_batch must be at least 1".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            problems.push(format!(
+                "log.level '{}' is not a valid filter: {e}",
+                self.log.level
+            ));
+        }
+        if self.cache.max_bytes == 0 {
+            problems.push("cache.max_bytes must be more than 0".into());
+        }
+        let mut seen = BTreeSet::new();
+        for b in &self.backends {
+            if !seen.insert(b.kind()) {
+                problems.push(format!("backend `{}` is configured twice", b.kind()));
+            }
+            if b.ttl().is_zero() {
+                problems.push(format!("backend `{}`: ttl must be more than 0", b.kind()));
+            }
+            match b {
+                BackendConfig::Local { dir, .. } if !dir.is_absolute() => {
+                    problems.push(format!(
+                        "backend `local`: dir must be an absolute path, got {}",
+                        dir.display()
+                    ));
+                }
+                BackendConfig::Local { .. } => {}
+            }
+        }
+        if self.backends.is_empty() {
+            problems.push(
+                "no [[backend]] is configured: add at least one, e.g. type = \"local\"".into(),
+            );
+        }
+        problems
+    }
+
+    /// The embedded default (`psstd --dev`): the local store and socket in `state_dir`, a policy
+    /// that grants `uid` everything, debug-friendly timings.
+    pub fn dev(state_dir: &Path) -> Self {
+        Config {
+            server: ServerConfig {
+                socket: state_dir.join("psst.sock"),
+                grace_period: Duration::from_secs(2),
+                ..ServerConfig::default()
+            },
+            log: LogConfig::default(),
+            audit: AuditConfig::default(),
+            policy: PolicyConfig {
+                file: PathBuf::new(),
+                ..PolicyConfig::default()
+            },
+            cache: CacheConfig::default(),
+            limits: LimitsConfig::default(),
+            backends: vec![BackendConfig::Local {
+                dir: state_dir.join("store"),
+                ttl: Duration::from_secs(30),
+            }],
+        }
+    }
+}
+
+fn section<T: DeserializeOwned + Default>(
+    table: &toml::Table,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> T {
+    match table.get(name) {
+        None => T::default(),
+        Some(value) => T::deserialize(value.clone()).unwrap_or_else(|e| {
+            problems.push(format!("[{name}]: {}", e.message()));
+            T::default()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[[backend]]\ntype = \"local\"\n";
+
+    #[test]
+    fn defaults_are_the_named_constants() {
+        let config = Config::from_toml(MINIMAL, "t").unwrap();
+        assert_eq!(config.server.socket, Path::new(DEFAULT_SOCKET_PATH));
+        assert_eq!(config.server.socket_mode, DEFAULT_SOCKET_MODE);
+        assert_eq!(config.cache.max_stale, DEFAULT_MAX_STALE);
+        assert_eq!(config.policy.file, Path::new(DEFAULT_POLICY_FILE));
+        assert_eq!(
+            config.backends,
+            [BackendConfig::Local {
+                dir: DEFAULT_LOCAL_DIR.into(),
+                ttl: agent::DEFAULT_TTL
+            }]
+        );
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let text = r#"
+[server]
+socket = "/tmp/x.sock"
+socket_mode = 0o660
+socket_group = "psst"
+grace_period = "3s"
+max_message_bytes = 65536
+
+[log]
+level = "psstd=debug,info"
+format = "json"
+
+[audit]
+enabled = false
+file = "/var/log/psst/audit.jsonl"
+
+[policy]
+file = "/etc/p.toml"
+watch_interval = "500ms"
+
+[cache]
+max_bytes = 1000
+negative_ttl = "1s"
+max_stale = "1h"
+
+[limits]
+max_value_bytes = 4096
+max_batch = 10
+
+[[backend]]
+type = "local"
+dir = "/srv/psst"
+ttl = "1m"
+"#;
+        let c = Config::from_toml(text, "t").unwrap();
+        assert_eq!(c.server.socket_mode, 0o660);
+        assert_eq!(c.server.grace_period, Duration::from_secs(3));
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.policy.watch_interval, Duration::from_millis(500));
+        assert_eq!(c.cache.max_stale, Duration::from_secs(3600));
+        assert_eq!(c.limits.max_batch, 10);
+        assert_eq!(c.backends[0].ttl(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+[server]
+socket = "relative.sock"
+sokcet_mode = 1
+
+[log]
+level = "info,[bad"
+
+[cache]
+max_stale = "soon"
+
+[telemetry]
+x = 1
+
+[[backend]]
+type = "local"
+dir = "relative"
+
+[[backend]]
+type = "local"
+
+[[backend]]
+type = "gcp"
+"#;
+        let err = Config::from_toml(text, "psstd.toml").unwrap_err();
+        let text = err.to_string();
+        for expected in [
+            "unknown section `telemetry`",
+            "[server]: unknown field `sokcet_mode`",
+            "[cache]: invalid value",
+            "log.level 'info,[bad' is not a valid filter",
+            "backend `local`: dir must be an absolute path",
+            "backend `local` is configured twice",
+            "backend #3: unknown variant `gcp`",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        assert!(text.starts_with("psstd.toml: "), "{text}");
+    }
+
+    #[test]
+    fn broken_toml_and_no_backend() {
+        assert!(Config::from_toml("[server", "t").is_err());
+        let err = Config::from_toml("", "t").unwrap_err().to_string();
+        assert!(err.contains("no [[backend]]"), "{err}");
+    }
+
+    #[test]
+    fn the_reference_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

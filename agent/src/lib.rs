@@ -1,0 +1,32 @@
+//! psstd, the per-host secrets agent.
+//!
+//! # Layout
+//!
+//! A request travels down this list:
+//!
+//! - [`transport`]: the Unix socket (or systemd's), connections tagged with their caller.
+//! - [`identity`]: peer credentials enriched from `/proc` into a [`identity::Caller`].
+//! - [`api`]: gRPC handlers; they translate and call the core.
+//! - [`agent`]: the core: reference → policy → cache → backend, independent of gRPC.
+//! - [`policy`]: deny by default, reloaded live.
+//! - [`cache`]: memory-only, bounded, coalescing, stale-tolerant.
+//! - [`backend`]: where values live ([`backend::local`] is the embedded default).
+//!
+//! Beside it: [`config`], [`audit`], [`telemetry`], [`lifecycle`], and [`app`], the composition
+//! root. [`secret::SecretValue`] is the one type that holds plaintext.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod backend;
+pub mod cache;
+pub mod config;
+pub mod identity;
+pub mod lifecycle;
+pub mod policy;
+pub mod reference;
+pub mod secret;
+pub mod telemetry;
+pub mod transport;

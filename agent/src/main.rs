@@ -1,0 +1,138 @@
+//! `psstd`: starts the agent. Everything else lives in the library; see `app::run`.
+
+use std::{
+    os::unix::fs::DirBuilderExt,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use psstd::{
+    app,
+    config::Config,
+    lifecycle,
+    policy::{Policy, PolicySource},
+    telemetry,
+};
+
+/// Exit code for a configuration error (EX_CONFIG would be 78; linkerd and BSD use 64, usage).
+const EXIT_CONFIG: u8 = 64;
+const DEFAULT_CONFIG: &str = "/etc/psst/psstd.toml";
+const DEFAULT_STATE_DIR: &str = ".psst";
+
+#[derive(Parser)]
+#[command(name = "psstd", version, about = "psst: the per-host secrets agent")]
+struct Cli {
+    /// Config file.
+    #[arg(long, short, env = "PSST_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Run on the embedded default: the local store and socket in $PSST_STATE_DIR (else ./.psst),
+    /// and a policy that grants the invoking user everything. No config file is read.
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and the policy it names; exit non-zero on any problem.
+    CheckConfig { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
+    let (config, policy) = match load(&cli) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("psstd: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Err(e) = telemetry::init(&config.log, &config.audit) {
+        eprintln!("psstd: {e:#}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Err(e) = lifecycle::harden() {
+        tracing::warn!(error = %e, "could not disable core dumps");
+    }
+    if cli.dev {
+        print_dev_banner(&config.server.socket);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(app::run(config, policy, lifecycle::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("psstd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<(Config, Arc<PolicySource>)> {
+    if cli.dev {
+        let state_dir = std::env::var_os("PSST_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&state_dir)
+            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+        let state_dir = state_dir.canonicalize()?;
+        let uid = nix::unistd::getuid().as_raw();
+        let policy = PolicySource::fixed(Policy::allow_uid_everything(uid));
+        return Ok((Config::dev(&state_dir), Arc::new(policy)));
+    }
+    let config = Config::load(&cli.config)?;
+    let policy = PolicySource::from_file(&config.policy.file)?;
+    Ok((config, Arc::new(policy)))
+}
+
+fn check_config(file: &Path) -> ExitCode {
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match Policy::from_file(&config.policy.file) {
+        Ok(policy) => {
+            println!(
+                "{}: ok ({} backend(s), policy {} with {} rule(s))",
+                file.display(),
+                config.backends.len(),
+                config.policy.file.display(),
+                policy.rule_count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn print_dev_banner(socket: &Path) {
+    let socket = socket.display();
+    println!(
+        "psstd (dev mode): local store, every backend granted to uid {uid}\n\
+         listening on {socket}\n\n\
+         try, in another shell:\n  \
+         export PSST_SOCKET={socket}\n  \
+         printf 'hunter2' | psst put local:demo/db-password\n  \
+         psst get local:demo/db-password\n",
+        uid = nix::unistd::getuid()
+    );
+}

@@ -1,0 +1,278 @@
+use super::*;
+use crate::identity::{Caller, IdentitySource};
+
+fn caller(uid: u32) -> Caller {
+    Caller {
+        uid,
+        gid: 100,
+        pid: 4242,
+        user: Some(format!("user{uid}")),
+        group: Some("staff".into()),
+        supplementary_gids: vec![27],
+        groups: vec!["sudo".into()],
+        executable: Some("/opt/billing/bin/server".into()),
+        cgroup: Some("/system.slice/billing.service".into()),
+        container_id: None,
+        pod_uid: Some("8a3d2c1b-4e5f-6789-abcd-ef0123456789".into()),
+        systemd_unit: Some("billing.service".into()),
+        source: IdentitySource::Process,
+    }
+}
+
+fn policy(text: &str) -> Policy {
+    Policy::from_toml(text, "test").unwrap_or_else(|e| panic!("{e}"))
+}
+
+const BILLING: &str = r#"
+[[rule]]
+name = "billing"
+caller = { uid = [1000], executable = ["/opt/billing/bin/*"] }
+allow = { read = ["sm:prod/billing/*", "ssm:/prod/billing/**"], list = ["sm:prod/billing/*"] }
+"#;
+
+#[test]
+fn deny_by_default() {
+    let empty = policy("");
+    assert_eq!(
+        empty.decide(&caller(1000), Operation::Read, BackendKind::Local, "x"),
+        Decision::Deny
+    );
+}
+
+#[test]
+fn a_rule_allows_only_what_it_names() {
+    let p = policy(BILLING);
+    let c = caller(1000);
+    let allowed = |op, kind, name| p.decide(&c, op, kind, name).is_allowed();
+    assert!(allowed(Operation::Read, BackendKind::Sm, "prod/billing/db"));
+    assert_eq!(
+        p.decide(&c, Operation::Read, BackendKind::Sm, "prod/billing/db"),
+        Decision::Allow { rule: "billing" }
+    );
+    assert!(
+        !allowed(Operation::Read, BackendKind::Sm, "prod/billing/nested/db"),
+        "* stays in a segment"
+    );
+    assert!(
+        allowed(Operation::Read, BackendKind::Ssm, "/prod/billing/a/b"),
+        "** spans segments"
+    );
+    assert!(
+        !allowed(Operation::Read, BackendKind::Local, "prod/billing/db"),
+        "another backend"
+    );
+    assert!(
+        !allowed(Operation::Write, BackendKind::Sm, "prod/billing/db"),
+        "another operation"
+    );
+    assert!(!allowed(
+        Operation::Read,
+        BackendKind::Sm,
+        "prod/billingx/db"
+    ));
+    assert!(allowed(Operation::List, BackendKind::Sm, "prod/billing/db"));
+}
+
+#[test]
+fn every_selector_must_match() {
+    let p = policy(BILLING);
+    assert!(!p
+        .decide(
+            &caller(1001),
+            Operation::Read,
+            BackendKind::Sm,
+            "prod/billing/db"
+        )
+        .is_allowed());
+    let mut other_exe = caller(1000);
+    other_exe.executable = Some("/usr/bin/python3".into());
+    assert!(!p
+        .decide(
+            &other_exe,
+            Operation::Read,
+            BackendKind::Sm,
+            "prod/billing/db"
+        )
+        .is_allowed());
+}
+
+#[test]
+fn process_selectors_never_match_a_uid_only_caller() {
+    let p = policy(BILLING);
+    let mut blind = caller(1000);
+    blind.source = IdentitySource::Uid;
+    blind.executable = None;
+    assert!(!p
+        .decide(&blind, Operation::Read, BackendKind::Sm, "prod/billing/db")
+        .is_allowed());
+    // A uid-only rule still matches it.
+    let by_uid = policy(
+        r#"
+[[rule]]
+name = "by uid"
+caller = { uid = [1000] }
+allow = { read = ["sm:**"] }
+"#,
+    );
+    assert!(by_uid
+        .decide(&blind, Operation::Read, BackendKind::Sm, "a/b")
+        .is_allowed());
+}
+
+#[test]
+fn selectors_by_group_pod_unit_and_cgroup() {
+    let c = caller(5);
+    for selector in [
+        r#"group = ["sudo"]"#,
+        r#"group = ["staff"]"#,
+        "gid = [27]",
+        "gid = [100]",
+        r#"user = ["user5"]"#,
+        r#"pod_uid = ["8a3d2c1b-4e5f-6789-abcd-ef0123456789"]"#,
+        r#"systemd_unit = ["billing.*"]"#,
+        r#"cgroup = ["/system.slice/*"]"#,
+        "any = true",
+    ] {
+        let p = policy(&format!(
+            "[[rule]]\nname = \"r\"\ncaller = {{ {selector} }}\nallow = {{ read = [\"local:*\"] }}\n"
+        ));
+        assert!(
+            p.decide(&c, Operation::Read, BackendKind::Local, "x")
+                .is_allowed(),
+            "{selector}"
+        );
+    }
+    let p = policy("[[rule]]\nname = \"r\"\ncaller = { container_id = [\"*\"] }\nallow = { read = [\"local:*\"] }\n");
+    assert!(
+        !p.decide(&c, Operation::Read, BackendKind::Local, "x")
+            .is_allowed(),
+        "no container"
+    );
+}
+
+#[test]
+fn backend_globs() {
+    let p = policy("[[rule]]\nname = \"r\"\ncaller = { uid = [1] }\nallow = { read = [\"*:shared/**\", \"s*:x\"] }\n");
+    let c = caller(1);
+    for kind in BackendKind::ALL {
+        assert!(
+            p.decide(&c, Operation::Read, kind, "shared/a/b")
+                .is_allowed(),
+            "{kind}"
+        );
+    }
+    assert!(p
+        .decide(&c, Operation::Read, BackendKind::Ssm, "x")
+        .is_allowed());
+    assert!(p
+        .decide(&c, Operation::Read, BackendKind::Sm, "x")
+        .is_allowed());
+    assert!(!p
+        .decide(&c, Operation::Read, BackendKind::Local, "x")
+        .is_allowed());
+}
+
+#[test]
+fn grants_for_whoami() {
+    let p = policy(BILLING);
+    let grants = p.grants_for(&caller(1000));
+    assert_eq!(grants.matched_rules, ["billing"]);
+    assert_eq!(
+        grants.patterns,
+        [
+            (
+                Operation::Read,
+                vec![
+                    "sm:prod/billing/*".to_owned(),
+                    "ssm:/prod/billing/**".to_owned()
+                ]
+            ),
+            (Operation::List, vec!["sm:prod/billing/*".to_owned()]),
+        ]
+    );
+    assert_eq!(p.grants_for(&caller(1)), Grants::default());
+    assert!(p.grants_any(&caller(1000), Operation::List, BackendKind::Sm));
+    assert!(!p.grants_any(&caller(1000), Operation::List, BackendKind::Ssm));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+[[rule]]
+name = "no caller"
+caller = {}
+allow = { read = ["local:*"] }
+
+[[rule]]
+name = "bad pattern"
+caller = { uid = [1], executable = ["[oops"] }
+allow = { read = ["nobackend", "gcp:x"], write = ["local:a[", "local:ok"] }
+
+[[rule]]
+name = "nothing"
+caller = { uid = [1] }
+
+[[rule]]
+name = "nothing"
+caller = { any = true, uid = [2] }
+allow = { list = ["local:**"] }
+"#;
+    let err = Policy::from_toml(text, "policy.toml")
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "rule 'no caller' selects no caller",
+        "rule 'bad pattern': caller.executable has a bad glob",
+        "pattern 'nobackend' has no backend",
+        "rule 'nothing' allows nothing",
+        "rule 'nothing' is defined twice",
+        "sets caller.any together with other selectors",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    let err = Policy::from_toml("[[rule]]\nname = \"a\"\ncaler = {}\n", "p")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `caler`"), "{err}");
+}
+
+#[test]
+fn reload_keeps_the_old_policy_when_the_new_one_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, BILLING).unwrap();
+    let source = PolicySource::from_file(&path).unwrap();
+    assert_eq!(source.reload_if_changed().unwrap(), false, "unchanged");
+
+    std::fs::write(&path, "[[rule]]\nname = ").unwrap();
+    assert!(source.reload_if_changed().is_err());
+    assert!(source
+        .current()
+        .decide(
+            &caller(1000),
+            Operation::Read,
+            BackendKind::Sm,
+            "prod/billing/db"
+        )
+        .is_allowed());
+    assert_eq!(
+        source.reload_if_changed().unwrap(),
+        false,
+        "a broken file is reported once"
+    );
+
+    std::fs::write(&path, "").unwrap();
+    assert!(source.reload_if_changed().unwrap());
+    assert_eq!(source.current().rule_count(), 0);
+}
+
+#[test]
+fn dev_policy_grants_one_uid_everything() {
+    let p = Policy::allow_uid_everything(1000);
+    for op in Operation::ALL {
+        for kind in BackendKind::ALL {
+            assert!(p.decide(&caller(1000), op, kind, "/any/name").is_allowed());
+            assert!(!p.decide(&caller(1001), op, kind, "/any/name").is_allowed());
+        }
+    }
+}

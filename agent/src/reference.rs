@@ -1,0 +1,537 @@
+//! Secret references: the one textual form that names a secret everywhere (CLI, clients, policy,
+//! config).
+//!
+//! ```text
+//! BACKEND:NAME[?SELECTOR][#KEY]
+//!
+//! local:demo/db-password             the current version in the local store
+//! local:demo/db-password?version=3   version 3
+//! ssm:/prod/db/password?label=live   the Parameter Store version labelled "live"
+//! sm:prod/db#password                key "password" of the JSON value of prod/db
+//! sm:prod/db?stage=AWSPREVIOUS#user  key "user" of the previous version
+//! s3:my-bucket/prod/db               object prod/db in bucket my-bucket
+//! vault:secret/prod/db#password      field "password" of KV v2 secret prod/db on mount "secret"
+//! ```
+//!
+//! `?` and `#` never appear in a name, so the form has one reading. A selector is exactly one
+//! of `version=`, `stage=` or `label=`, and each backend accepts only the ones it has.
+//! Parsing is strict and `Display` prints the canonical form, which parses back to the same value.
+
+use std::{fmt, str::FromStr};
+
+/// Longest reference accepted, in bytes. Secrets Manager ARNs are the longest real names.
+pub const MAX_REFERENCE_LEN: usize = 2048;
+
+/// The backends a reference can name, by their prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    Local,
+    Ssm,
+    Sm,
+    S3,
+    Vault,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 5] = [Self::Local, Self::Ssm, Self::Sm, Self::S3, Self::Vault];
+
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Ssm => "ssm",
+            Self::Sm => "sm",
+            Self::S3 => "s3",
+            Self::Vault => "vault",
+        }
+    }
+
+    fn from_prefix(prefix: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.prefix() == prefix)
+    }
+
+    fn accepts(self, selector: &Selector) -> bool {
+        match (self, selector) {
+            (Self::Local | Self::Vault, Selector::Version(v)) => is_positive_integer(v),
+            (Self::Ssm, Selector::Version(v)) => is_positive_integer(v),
+            (Self::Ssm, Selector::Label(_)) => true,
+            (Self::Sm, Selector::Version(_) | Selector::Stage(_)) => true,
+            (Self::S3, Selector::Version(_)) => true,
+            _ => false,
+        }
+    }
+
+    fn selectors_help(self) -> &'static str {
+        match self {
+            Self::Local | Self::Vault => "version=N",
+            Self::Ssm => "version=N or label=NAME",
+            Self::Sm => "version=ID or stage=NAME",
+            Self::S3 => "version=ID",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.prefix())
+    }
+}
+
+/// Which version of a secret a reference asks for. None means the current one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Selector {
+    Version(String),
+    Stage(String),
+    Label(String),
+}
+
+impl Selector {
+    fn parse(text: &str) -> Result<Self, ReferenceError> {
+        let (kind, value) = text.split_once('=').ok_or_else(|| {
+            ReferenceError::new(format!(
+                "selector '{text}' must be version=, stage= or label="
+            ))
+        })?;
+        if value.is_empty()
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(ReferenceError::new(format!(
+                "selector value '{value}' must be non-empty letters, digits, '-', '_' or '.'"
+            )));
+        }
+        let value = value.to_owned();
+        match kind {
+            "version" => Ok(Self::Version(value)),
+            "stage" => Ok(Self::Stage(value)),
+            "label" => Ok(Self::Label(value)),
+            other => Err(ReferenceError::new(format!(
+                "unknown selector '{other}': expected version, stage or label"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Version(v) => write!(f, "version={v}"),
+            Self::Stage(s) => write!(f, "stage={s}"),
+            Self::Label(l) => write!(f, "label={l}"),
+        }
+    }
+}
+
+/// A parsed reference. Construct it with `parse` (or `FromStr`); every instance is valid.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretRef {
+    backend: BackendKind,
+    name: String,
+    selector: Option<Selector>,
+    key: Option<String>,
+}
+
+/// Why a reference was rejected. The message names the problem, never a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid reference: {0}")]
+pub struct ReferenceError(String);
+
+impl ReferenceError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl SecretRef {
+    pub fn parse(text: &str) -> Result<Self, ReferenceError> {
+        if text.is_empty() {
+            return Err(ReferenceError::new("empty reference"));
+        }
+        if text.len() > MAX_REFERENCE_LEN {
+            return Err(ReferenceError::new(format!(
+                "longer than {MAX_REFERENCE_LEN} bytes"
+            )));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control() || c.is_whitespace()) {
+            return Err(ReferenceError::new(format!(
+                "contains whitespace or a control character ({c:?})"
+            )));
+        }
+        let (prefix, rest) = text.split_once(':').ok_or_else(|| {
+            ReferenceError::new(format!(
+                "'{text}' has no backend prefix: write BACKEND:NAME, e.g. local:{text}"
+            ))
+        })?;
+        let backend = BackendKind::from_prefix(prefix).ok_or_else(|| {
+            ReferenceError::new(format!(
+                "unknown backend '{prefix}': expected one of local, ssm, sm, s3, vault"
+            ))
+        })?;
+        let (head, key) = match rest.split_once('#') {
+            Some((head, key)) if key.is_empty() => {
+                return Err(ReferenceError::new(format!(
+                    "empty key after '#' in '{head}#'"
+                )))
+            }
+            Some((head, key)) => (head, Some(key.to_owned())),
+            None => (rest, None),
+        };
+        let (name, selector) = match head.split_once('?') {
+            Some((name, selector)) => (name, Some(Selector::parse(selector)?)),
+            None => (head, None),
+        };
+        validate_name(backend, name)?;
+        if let Some(selector) = &selector {
+            if !backend.accepts(selector) {
+                return Err(ReferenceError::new(format!(
+                    "selector '{selector}' does not apply to {backend}: it takes {}",
+                    backend.selectors_help()
+                )));
+            }
+        }
+        Ok(Self {
+            backend,
+            name: name.to_owned(),
+            selector,
+            key,
+        })
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn selector(&self) -> Option<&Selector> {
+        self.selector.as_ref()
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// `BACKEND:NAME`: what policy patterns are matched against. Access is granted per secret;
+    /// versions and JSON keys of a readable secret are readable.
+    pub fn secret_id(&self) -> String {
+        format!("{}:{}", self.backend, self.name)
+    }
+
+    /// The reference without its `#key`: one cache entry serves every key of a value.
+    pub fn without_key(&self) -> SecretRef {
+        SecretRef {
+            key: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same secret at the given version.
+    pub fn at_version(&self, version: impl Into<String>) -> SecretRef {
+        SecretRef {
+            selector: Some(Selector::Version(version.into())),
+            key: None,
+            ..self.clone()
+        }
+    }
+}
+
+impl FromStr for SecretRef {
+    type Err = ReferenceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.backend, self.name)?;
+        if let Some(selector) = &self.selector {
+            write!(f, "?{selector}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "#{key}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Validates a listing prefix: `BACKEND:` followed by the start of a name.
+pub fn parse_prefix(text: &str) -> Result<(BackendKind, &str), ReferenceError> {
+    let (prefix, rest) = text.split_once(':').ok_or_else(|| {
+        ReferenceError::new(format!(
+            "prefix '{text}' has no backend: write BACKEND: or BACKEND:PATH/, e.g. local:demo/"
+        ))
+    })?;
+    let backend = BackendKind::from_prefix(prefix).ok_or_else(|| {
+        ReferenceError::new(format!(
+            "unknown backend '{prefix}': expected one of local, ssm, sm, s3, vault"
+        ))
+    })?;
+    if rest.len() > MAX_REFERENCE_LEN
+        || rest
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(ReferenceError::new(format!(
+            "prefix '{text}' may not contain whitespace, control characters, '?' or '#'"
+        )));
+    }
+    Ok((backend, rest))
+}
+
+fn is_positive_integer(v: &str) -> bool {
+    v.parse::<u64>().is_ok_and(|n| n > 0) && !v.starts_with('0')
+}
+
+fn validate_name(backend: BackendKind, name: &str) -> Result<(), ReferenceError> {
+    let bad = |why: &str| {
+        Err(ReferenceError::new(format!(
+            "{backend} name '{name}' {why}"
+        )))
+    };
+    if name.is_empty() {
+        return Err(ReferenceError::new(format!(
+            "empty name after '{backend}:'"
+        )));
+    }
+    match backend {
+        BackendKind::Local => {
+            // Local names become directories: keep them to a portable, traversal-free set.
+            for segment in name.split('/') {
+                if segment.is_empty() {
+                    return bad("has an empty path segment (leading, trailing or double '/')");
+                }
+                if segment == "." || segment == ".." {
+                    return bad("may not contain '.' or '..' segments");
+                }
+                if !segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                {
+                    return bad("may only use letters, digits, '-', '_', '.' and '/'");
+                }
+            }
+            Ok(())
+        }
+        BackendKind::Ssm => {
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+            {
+                return bad("may only use letters, digits, '-', '_', '.' and '/'");
+            }
+            if name.contains('/') && !name.starts_with('/') {
+                return bad("is hierarchical, so it must start with '/'");
+            }
+            if name.contains("//") || (name.len() > 1 && name.ends_with('/')) {
+                return bad("has an empty path segment");
+            }
+            Ok(())
+        }
+        BackendKind::Sm => {
+            if name.starts_with("arn:") {
+                if !name.starts_with("arn:aws") || !name.contains(":secretsmanager:") {
+                    return bad("is not a Secrets Manager ARN");
+                }
+                return Ok(());
+            }
+            if !name.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'/' | b'_' | b'+' | b'=' | b'.' | b'@' | b'-')
+            }) {
+                return bad("may only use letters, digits and / _ + = . @ -");
+            }
+            Ok(())
+        }
+        BackendKind::S3 => {
+            let Some((bucket, key)) = name.split_once('/') else {
+                return bad("must be BUCKET/KEY");
+            };
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.')
+                });
+            if !bucket_ok {
+                return bad(
+                    "has an invalid bucket name (3-63 lowercase letters, digits, '-', '.')",
+                );
+            }
+            if key.is_empty() {
+                return bad("has an empty object key");
+            }
+            Ok(())
+        }
+        BackendKind::Vault => {
+            let mut segments = name.split('/');
+            let mount = segments.next().unwrap_or_default();
+            let path: Vec<&str> = segments.collect();
+            if mount.is_empty() || path.is_empty() || path.iter().any(|s| s.is_empty()) {
+                return bad("must be MOUNT/PATH with no empty segments, e.g. secret/prod/db");
+            }
+            if path.iter().any(|s| *s == "." || *s == "..") {
+                return bad("may not contain '.' or '..' segments");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_documented_examples_parse() {
+        for text in [
+            "local:demo/db-password",
+            "local:demo/db-password?version=3",
+            "ssm:/prod/db/password",
+            "ssm:/prod/db/password?label=live",
+            "ssm:/prod/db/password?version=12",
+            "ssm:plain-name",
+            "sm:prod/db#password",
+            "sm:prod/db?stage=AWSPREVIOUS#user",
+            "sm:prod/db?version=a1b2c3d4-5678-90ab-cdef-EXAMPLE11111",
+            "sm:arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
+            "s3:my-bucket/prod/db",
+            "s3:my-bucket/prod/db?version=3HL4kqtJlcpXroDTDmJ",
+            "vault:secret/prod/db#password",
+            "vault:secret/prod/db?version=2#password",
+        ] {
+            let parsed = SecretRef::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn parts_are_where_they_belong() {
+        let r = SecretRef::parse("sm:prod/db?stage=AWSPREVIOUS#user").unwrap();
+        assert_eq!(r.backend(), BackendKind::Sm);
+        assert_eq!(r.name(), "prod/db");
+        assert_eq!(r.selector(), Some(&Selector::Stage("AWSPREVIOUS".into())));
+        assert_eq!(r.key(), Some("user"));
+        assert_eq!(r.secret_id(), "sm:prod/db");
+        assert_eq!(r.without_key().to_string(), "sm:prod/db?stage=AWSPREVIOUS");
+    }
+
+    #[test]
+    fn malformed_references_say_what_is_wrong() {
+        for (text, says) in [
+            ("", "empty reference"),
+            ("demo/db", "no backend prefix"),
+            ("gcp:foo", "unknown backend 'gcp'"),
+            ("local:", "empty name"),
+            ("local:/abs", "empty path segment"),
+            ("local:a//b", "empty path segment"),
+            ("local:a/../b", "'..'"),
+            ("local:a b", "whitespace"),
+            ("local:a\u{0}b", "control character"),
+            ("local:a$b", "may only use"),
+            ("local:a?version=0", "does not apply"),
+            ("local:a?version=x", "does not apply"),
+            ("local:a?stage=AWSCURRENT", "does not apply"),
+            ("local:a?version=", "must be non-empty"),
+            ("local:a?vers=1", "unknown selector 'vers'"),
+            ("local:a?1", "must be version="),
+            ("local:a#", "empty key"),
+            ("ssm:prod/db", "must start with '/'"),
+            ("ssm:/prod/db?stage=x", "does not apply"),
+            ("sm:prod/db?label=x", "does not apply"),
+            ("sm:arn:aws:s3:::bucket", "not a Secrets Manager ARN"),
+            ("s3:bucket", "BUCKET/KEY"),
+            ("s3:Bucket/key", "invalid bucket"),
+            ("s3:bucket/", "empty object key"),
+            ("vault:secret", "MOUNT/PATH"),
+            ("vault:secret/a?version=latest", "does not apply"),
+        ] {
+            let err = SecretRef::parse(text).expect_err(text).to_string();
+            assert!(err.contains(says), "{text:?}: {err}");
+            assert!(err.starts_with("invalid reference: "), "{err}");
+        }
+        let long = format!("local:{}", "a".repeat(MAX_REFERENCE_LEN));
+        assert!(SecretRef::parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("longer than"));
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(parse_prefix("local:").unwrap(), (BackendKind::Local, ""));
+        assert_eq!(
+            parse_prefix("ssm:/prod/").unwrap(),
+            (BackendKind::Ssm, "/prod/")
+        );
+        assert!(parse_prefix("demo/").is_err());
+        assert!(parse_prefix("local:a#b").is_err());
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_-][A-Za-z0-9._-]{0,11}".prop_filter("dot segments", |s| s != "." && s != "..")
+    }
+
+    fn any_ref() -> impl Strategy<Value = SecretRef> {
+        let local = (
+            prop::collection::vec(segment(), 1..4),
+            prop::option::of(1u32..100_000),
+        )
+            .prop_map(|(segments, version)| SecretRef {
+                backend: BackendKind::Local,
+                name: segments.join("/"),
+                selector: version.map(|v| Selector::Version(v.to_string())),
+                key: None,
+            });
+        let sm = (
+            prop::collection::vec("[A-Za-z0-9/_+=.@-]{1,12}", 1..3),
+            prop::option::of(prop_oneof![
+                "[A-Z]{1,12}".prop_map(Selector::Stage),
+                "[a-f0-9-]{1,36}".prop_map(Selector::Version),
+            ]),
+            prop::option::of("[^#\\s\\p{C}][^\\s\\p{C}]{0,10}"),
+        )
+            .prop_map(|(parts, selector, key)| SecretRef {
+                backend: BackendKind::Sm,
+                name: parts.concat(),
+                selector,
+                key,
+            });
+        let ssm = (
+            prop::collection::vec(segment(), 1..4),
+            prop::option::of(prop_oneof![
+                (1u32..1000).prop_map(|v| Selector::Version(v.to_string())),
+                "[a-z][a-z0-9_.-]{0,10}".prop_map(Selector::Label),
+            ]),
+        )
+            .prop_map(|(segments, selector)| SecretRef {
+                backend: BackendKind::Ssm,
+                name: format!("/{}", segments.join("/")),
+                selector,
+                key: None,
+            });
+        prop_oneof![local, sm, ssm]
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(r in any_ref()) {
+            let text = r.to_string();
+            prop_assert_eq!(SecretRef::parse(&text), Ok(r));
+        }
+
+        #[test]
+        fn parse_then_format_is_canonical(text in "[a-z0-9]{1,5}:[ -~]{0,40}") {
+            if let Ok(r) = SecretRef::parse(&text) {
+                prop_assert_eq!(r.to_string(), text);
+            }
+        }
+
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,80}") {
+            let _ = SecretRef::parse(&text);
+        }
+    }
+}

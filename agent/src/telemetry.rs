@@ -1,0 +1,76 @@
+//! Logs and the audit trail, through `tracing`.
+//!
+//! The main log honours `log.level` (or `PSST_LOG`, which overrides it). Audit records are
+//! independent of the log level: they go to `audit.file` as JSON lines when set, else to the main
+//! output in its format, and nowhere when `audit.enabled` is false.
+
+use std::{fs::OpenOptions, os::unix::fs::OpenOptionsExt, sync::Arc};
+
+use anyhow::Context;
+use tracing::Level;
+use tracing_subscriber::{
+    filter::{filter_fn, Targets},
+    fmt,
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+    EnvFilter, Layer,
+};
+
+use crate::{
+    audit,
+    config::{AuditConfig, LogConfig, LogFormat},
+};
+
+/// The environment variable that overrides `log.level`.
+pub const LOG_ENV: &str = "PSST_LOG";
+
+pub fn init(log: &LogConfig, audit_config: &AuditConfig) -> anyhow::Result<()> {
+    let level = std::env::var(LOG_ENV).unwrap_or_else(|_| log.level.clone());
+    let filter = EnvFilter::builder()
+        .parse(&level)
+        .with_context(|| format!("log level '{level}'"))?;
+    let not_audit = filter_fn(|meta| meta.target() != audit::TARGET);
+    let main = match log.format {
+        LogFormat::Plain => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+    }
+    .with_filter(filter)
+    .with_filter(not_audit);
+
+    let audit_filter = Targets::new().with_target(audit::TARGET, Level::INFO);
+    let audit_layer = match (&audit_config.file, audit_config.enabled) {
+        (_, false) => None,
+        (Some(path), true) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o640)
+                .open(path)
+                .with_context(|| format!("opening audit file {}", path.display()))?;
+            Some(
+                fmt::layer()
+                    .json()
+                    .with_writer(Arc::new(file))
+                    .with_filter(audit_filter)
+                    .boxed(),
+            )
+        }
+        (None, true) => Some(match log.format {
+            LogFormat::Plain => fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(audit_filter)
+                .boxed(),
+            LogFormat::Json => fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_filter(audit_filter)
+                .boxed(),
+        }),
+    };
+    tracing_subscriber::registry()
+        .with(main)
+        .with(audit_layer)
+        .try_init()
+        .context("installing the log subscriber")?;
+    Ok(())
+}

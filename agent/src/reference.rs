@@ -168,7 +168,7 @@ impl SecretRef {
             ))
         })?;
         let (head, key) = match rest.split_once('#') {
-            Some((head, key)) if key.is_empty() => {
+            Some((head, "")) => {
                 return Err(ReferenceError::new(format!(
                     "empty key after '#' in '{head}#'"
                 )))

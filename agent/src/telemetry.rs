@@ -4,7 +4,7 @@
 //! independent of the log level: they go to `audit.file` as JSON lines when set, else to the main
 //! output in its format, and nowhere when `audit.enabled` is false.
 
-use std::{fs::OpenOptions, os::unix::fs::OpenOptionsExt, sync::Arc};
+use std::{fs::OpenOptions, io::IsTerminal, os::unix::fs::OpenOptionsExt, sync::Arc};
 
 use anyhow::Context;
 use tracing::Level;
@@ -30,8 +30,12 @@ pub fn init(log: &LogConfig, audit_config: &AuditConfig) -> anyhow::Result<()> {
         .parse(&level)
         .with_context(|| format!("log level '{level}'"))?;
     let not_audit = filter_fn(|meta| meta.target() != audit::TARGET);
+    let ansi = std::io::stderr().is_terminal();
     let main = match log.format {
-        LogFormat::Plain => fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Plain => fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .boxed(),
         LogFormat::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
     }
     .with_filter(filter)
@@ -57,6 +61,7 @@ pub fn init(log: &LogConfig, audit_config: &AuditConfig) -> anyhow::Result<()> {
         }
         (None, true) => Some(match log.format {
             LogFormat::Plain => fmt::layer()
+                .with_ansi(ansi)
                 .with_writer(std::io::stderr)
                 .with_filter(audit_filter)
                 .boxed(),

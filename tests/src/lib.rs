@@ -1,1 +1,321 @@
+//! The end-to-end harness: starts the real `psstd` binary on a temp-dir socket, runs the real
+//! `psst` CLI against it (as this user or another one), and reads what the agent logged.
+//!
+//! The binaries come from the same `target/` directory as the test executable, so build them
+//! first: `cargo build --workspace --bins` (the README's test command does).
 
+use std::{
+    fs,
+    io::Write,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+
+/// How long an agent may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The directory holding the workspace's binaries (`target/debug` or `target/release`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test binary>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_owned();
+    for bin in ["psstd", "psst"] {
+        assert!(
+            dir.join(bin).exists(),
+            "{} is missing: run `cargo build --workspace --bins` before the end-to-end tests",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+pub fn psstd_bin() -> PathBuf {
+    bin_dir().join("psstd")
+}
+
+pub fn psst_bin() -> PathBuf {
+    bin_dir().join("psst")
+}
+
+/// A running `psstd` in its own temporary directory. Stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// How to start an agent.
+pub enum Mode<'a> {
+    /// `psstd --dev` with `PSST_STATE_DIR` in the temp dir.
+    Dev,
+    /// `psstd --config` with this config body; `{dir}` in it is replaced by the temp dir, and
+    /// the policy text is written to `{dir}/policy.toml`.
+    Config { config: &'a str, policy: &'a str },
+}
+
+impl Agent {
+    pub fn dev() -> Self {
+        Self::start(Mode::Dev, &[])
+    }
+
+    /// A config with a local store, a policy file, and the socket, all in the temp dir.
+    pub fn with_policy(policy: &str, extra_config: &str) -> Self {
+        let config = format!(
+            "{extra_config}\n[policy]\nfile = \"{{dir}}/policy.toml\"\nwatch_interval = \"200ms\"\n\n[[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n"
+        );
+        Self::start(
+            Mode::Config {
+                config: &config,
+                policy,
+            },
+            &[],
+        )
+    }
+
+    pub fn start(mode: Mode<'_>, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("psst-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        // Other users (the denied-uid tests) must reach the socket inside.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let log = dir.path().join("agent.log");
+        let mut command = Command::new(psstd_bin());
+        let socket = match mode {
+            Mode::Dev => {
+                command
+                    .arg("--dev")
+                    .env("PSST_STATE_DIR", dir.path().join("state"));
+                dir.path().join("state/psst.sock")
+            }
+            Mode::Config { config, policy } => {
+                let dir_text = dir.path().to_str().unwrap();
+                let mut config = config.replace("{dir}", dir_text);
+                if !config.contains("[server]") {
+                    config = format!("[server]\nsocket = \"{dir_text}/psst.sock\"\n{config}");
+                }
+                fs::write(dir.path().join("psstd.toml"), config).unwrap();
+                fs::write(dir.path().join("policy.toml"), policy).unwrap();
+                command.arg("--config").arg(dir.path().join("psstd.toml"));
+                dir.path().join("psst.sock")
+            }
+        };
+        let log_file = fs::File::create(&log).unwrap();
+        command
+            .env_remove("PSST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let child = command.spawn().expect("spawn psstd");
+        let mut agent = Agent {
+            dir,
+            socket,
+            child: Some(child),
+            log,
+        };
+        agent.wait_ready();
+        agent
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("psstd exited at start ({status}):\n{}", self.logs());
+            }
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "psstd did not listen on {} in time:\n{}",
+            self.socket.display(),
+            self.logs()
+        );
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("signal psstd");
+    }
+
+    /// Everything the agent wrote to stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Waits for the agent to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("running");
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Stops the agent with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(20))
+            .expect("psstd exits on SIGTERM")
+    }
+
+    /// A client connected to this agent.
+    pub async fn client(&self) -> psst_client::Client {
+        psst_client::Client::connect(&self.socket)
+            .await
+            .expect("connect")
+    }
+
+    /// Runs `psst ARGS` against this agent as the current user.
+    pub fn psst(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run(
+            Command::new(psst_bin())
+                .args(args)
+                .env("PSST_SOCKET", &self.socket),
+            stdin,
+        )
+    }
+
+    /// Runs `psst ARGS` against this agent as another user (created if missing).
+    pub fn psst_as(&self, user: &str, args: &[&str]) -> Output {
+        ensure_user(user);
+        run(
+            Command::new("runuser")
+                .args(["-u", user, "--"])
+                .arg(psst_bin())
+                .args(args)
+                .env("PSST_SOCKET", &self.socket),
+            None,
+        )
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `psst ARGS` against whatever listens (or not) at `socket`.
+pub fn run_psst_at(socket: &Path, args: &[&str]) -> Output {
+    run(
+        Command::new(psst_bin())
+            .args(args)
+            .env("PSST_SOCKET", socket),
+        None,
+    )
+}
+
+fn run(command: &mut Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+static USERS: Mutex<()> = Mutex::new(());
+
+/// Creates a system user for the denied-caller tests. As in CI, the tests run as root.
+pub fn ensure_user(name: &str) {
+    let _guard = USERS.lock().unwrap_or_else(|p| p.into_inner());
+    if nix::unistd::User::from_name(name).ok().flatten().is_some() {
+        return;
+    }
+    let status = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .status()
+        .expect("useradd (the end-to-end tests run as root)");
+    // 9: the user exists (another test process created it meanwhile).
+    assert!(
+        status.success() || status.code() == Some(9),
+        "useradd {name}: {status}"
+    );
+}
+
+pub fn uid_of(name: &str) -> u32 {
+    ensure_user(name);
+    nix::unistd::User::from_name(name)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw()
+}
+
+/// Stdout and stderr as text, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Polls `check` until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

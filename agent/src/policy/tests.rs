@@ -242,7 +242,7 @@ fn reload_keeps_the_old_policy_when_the_new_one_is_broken() {
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, BILLING).unwrap();
     let source = PolicySource::from_file(&path).unwrap();
-    assert_eq!(source.reload_if_changed().unwrap(), false, "unchanged");
+    assert!(!source.reload_if_changed().unwrap(), "unchanged");
 
     std::fs::write(&path, "[[rule]]\nname = ").unwrap();
     assert!(source.reload_if_changed().is_err());
@@ -255,9 +255,8 @@ fn reload_keeps_the_old_policy_when_the_new_one_is_broken() {
             "prod/billing/db"
         )
         .is_allowed());
-    assert_eq!(
-        source.reload_if_changed().unwrap(),
-        false,
+    assert!(
+        !source.reload_if_changed().unwrap(),
         "a broken file is reported once"
     );
 

@@ -1,1 +1,442 @@
+//! The Rust client of the psst agent.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), psst_client::Error> {
+//! let mut psst = psst_client::Client::connect_default().await?;
+//! let secret = psst.get("sm:prod/db#password").await?;
+//! let password: &[u8] = secret.value();
+//! # Ok(()) }
+//! ```
+//!
+//! The socket is `$PSST_SOCKET`, else `/run/psst/psst.sock`. Connecting retries for a few seconds
+//! while the agent starts. Errors keep the gRPC code: see [`ErrorKind`].
+#![forbid(unsafe_code)]
 
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
+
+use hyper_util::rt::TokioIo;
+use psst_proto::v1::{self as pb, secrets_client::SecretsClient};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{
+    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+};
+use zeroize::Zeroizing;
+
+pub use psst_proto::v1 as proto;
+pub use tonic::Code;
+/// The gRPC health types `health()` returns.
+pub mod proto_health {
+    pub use tonic_health::pb::health_check_response::ServingStatus;
+}
+
+/// Where the agent listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/psst/psst.sock";
+/// The environment variable naming the socket.
+pub const SOCKET_ENV: &str = "PSST_SOCKET";
+/// How long `connect` keeps retrying while the agent is not up yet.
+pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(5);
+
+/// The socket path from `$PSST_SOCKET`, else the default.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// A connection to the agent. Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct Client {
+    secrets: SecretsClient<Channel>,
+    health: HealthClient<Channel>,
+}
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The reference or request is malformed.
+    InvalidArgument,
+    /// The policy does not grant this to the calling process.
+    PermissionDenied,
+    NotFound,
+    /// The agent (or its backend) cannot be reached; worth retrying.
+    Unavailable,
+    /// The agent could not identify the calling process.
+    Unauthenticated,
+    /// The agent cannot do it as configured (backend not enabled, its own credentials refused).
+    FailedPrecondition,
+    ResourceExhausted,
+    Other,
+}
+
+/// A failed call: the gRPC code and the agent's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    code: Code,
+    message: String,
+}
+
+impl Error {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self.code {
+            Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidArgument,
+            Code::PermissionDenied => ErrorKind::PermissionDenied,
+            Code::NotFound => ErrorKind::NotFound,
+            Code::Unavailable => ErrorKind::Unavailable,
+            Code::Unauthenticated => ErrorKind::Unauthenticated,
+            Code::FailedPrecondition => ErrorKind::FailedPrecondition,
+            Code::ResourceExhausted => ErrorKind::ResourceExhausted,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", code_name(self.code), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::new(status.code(), status.message())
+    }
+}
+
+/// The gRPC code in the form grpcurl and the docs print it: `NOT_FOUND`, `PERMISSION_DENIED`.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// A secret as the agent served it. The value is wiped from memory when this is dropped, and
+/// `Debug` does not print it.
+pub struct Secret {
+    pub reference: String,
+    value: Zeroizing<Vec<u8>>,
+    pub version_id: String,
+    pub stages: Vec<String>,
+    pub created_at: Option<SystemTime>,
+    pub cache: CacheInfo,
+}
+
+/// How the agent's cache served a secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheInfo {
+    pub hit: bool,
+    pub stale: bool,
+    pub fetched_at: Option<SystemTime>,
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Secret {
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// The value as UTF-8 text, if it is.
+    pub fn value_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.value).ok()
+    }
+
+    pub fn into_value(self) -> Zeroizing<Vec<u8>> {
+        self.value
+    }
+
+    fn from_proto(s: pb::Secret) -> Self {
+        let cache = s.cache.unwrap_or_default();
+        Self {
+            value: Zeroizing::new(s.value.to_vec()),
+            reference: s.reference,
+            version_id: s.version_id,
+            stages: s.stages,
+            created_at: s.created_at.and_then(time),
+            cache: CacheInfo {
+                hit: cache.hit,
+                stale: cache.stale,
+                fetched_at: cache.fetched_at.and_then(time),
+                expires_at: cache.expires_at.and_then(time),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Secret")
+            .field("reference", &self.reference)
+            .field(
+                "value",
+                &format_args!("<redacted {} bytes>", self.value.len()),
+            )
+            .field("version_id", &self.version_id)
+            .field("stages", &self.stages)
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+/// A listed secret: metadata only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretMetadata {
+    pub reference: String,
+    pub version_id: String,
+    pub updated_at: Option<SystemTime>,
+}
+
+/// The version a `put` wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The new version as a reference, e.g. `local:demo/db?version=2`.
+    pub reference: String,
+    pub version_id: String,
+    pub created_at: Option<SystemTime>,
+}
+
+fn time(t: prost_types::Timestamp) -> Option<SystemTime> {
+    SystemTime::try_from(t).ok()
+}
+
+impl Client {
+    /// Connects to `$PSST_SOCKET`, else the default socket.
+    pub async fn connect_default() -> Result<Self, Error> {
+        Self::connect(socket_path()).await
+    }
+
+    /// Connects to the agent's socket, retrying for [`DEFAULT_STARTUP_WAIT`] while it is not
+    /// there yet.
+    pub async fn connect(socket: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::connect_with_wait(socket, DEFAULT_STARTUP_WAIT).await
+    }
+
+    pub async fn connect_with_wait(
+        socket: impl AsRef<Path>,
+        wait: Duration,
+    ) -> Result<Self, Error> {
+        let socket = socket.as_ref().to_owned();
+        let deadline = Instant::now() + wait;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match Self::connect_once(&socket).await {
+                Ok(client) => return Ok(client),
+                Err(e) if Instant::now() + delay < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_once(socket: &Path) -> Result<Self, Error> {
+        let path = socket.to_owned();
+        // The URI is required by the API but unused: the connector below dials the socket.
+        let channel =
+            Endpoint::from_static("http://localhost")
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        Code::Unavailable,
+                        format!(
+                            "cannot connect to the psst agent at {}: {}",
+                            socket.display(),
+                            source_chain(&e)
+                        ),
+                    )
+                })?;
+        Ok(Self {
+            secrets: SecretsClient::new(channel.clone()),
+            health: HealthClient::new(channel),
+        })
+    }
+
+    pub async fn get(&mut self, reference: &str) -> Result<Secret, Error> {
+        let secret = self
+            .secrets
+            .get_secret(pb::GetSecretRequest {
+                reference: reference.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(Secret::from_proto(secret))
+    }
+
+    /// One result per reference, in order. The outer error is for the call as a whole.
+    pub async fn batch_get<S: AsRef<str>>(
+        &mut self,
+        references: &[S],
+    ) -> Result<Vec<Result<Secret, Error>>, Error> {
+        let response = self
+            .secrets
+            .batch_get_secrets(pb::BatchGetSecretsRequest {
+                references: references.iter().map(|r| r.as_ref().to_owned()).collect(),
+            })
+            .await?
+            .into_inner();
+        Ok(response
+            .results
+            .into_iter()
+            .map(|r| match r.result {
+                Some(pb::batch_get_result::Result::Secret(s)) => Ok(Secret::from_proto(s)),
+                Some(pb::batch_get_result::Result::Error(e)) => {
+                    Err(Error::new(Code::from(e.code), e.message))
+                }
+                None => Err(Error::new(
+                    Code::Internal,
+                    "the agent sent an empty batch result",
+                )),
+            })
+            .collect())
+    }
+
+    pub async fn list(&mut self, prefix: &str) -> Result<Vec<SecretMetadata>, Error> {
+        let response = self
+            .secrets
+            .list_secrets(pb::ListSecretsRequest {
+                prefix: prefix.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(response
+            .secrets
+            .into_iter()
+            .map(|m| SecretMetadata {
+                reference: m.reference,
+                version_id: m.version_id,
+                updated_at: m.updated_at.and_then(time),
+            })
+            .collect())
+    }
+
+    pub async fn put(&mut self, reference: &str, value: &[u8]) -> Result<Written, Error> {
+        let response = self
+            .secrets
+            .put_secret(pb::PutSecretRequest {
+                reference: reference.to_owned(),
+                value: bytes::Bytes::copy_from_slice(value),
+            })
+            .await?
+            .into_inner();
+        Ok(Written {
+            reference: response.reference,
+            version_id: response.version_id,
+            created_at: response.created_at.and_then(time),
+        })
+    }
+
+    pub async fn whoami(&mut self) -> Result<pb::WhoAmIResponse, Error> {
+        Ok(self
+            .secrets
+            .who_am_i(pb::WhoAmIRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// The agent's gRPC health: `Serving` when it answers requests.
+    pub async fn health(&mut self) -> Result<ServingStatus, Error> {
+        let response = self
+            .health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?
+            .into_inner();
+        Ok(response.status())
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print_their_value() {
+        let secret = Secret::from_proto(pb::Secret {
+            reference: "local:a".into(),
+            value: bytes::Bytes::from_static(b"topsecret"),
+            ..Default::default()
+        });
+        let printed = format!("{secret:?}");
+        assert!(!printed.contains("topsecret"), "{printed}");
+        assert!(printed.contains("<redacted 9 bytes>"));
+        assert_eq!(secret.value_str(), Some("topsecret"));
+    }
+
+    #[test]
+    fn errors_keep_their_code() {
+        let e = Error::from(tonic::Status::permission_denied("no"));
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(e.to_string(), "PERMISSION_DENIED: no");
+    }
+
+    #[tokio::test]
+    async fn connecting_to_nothing_is_unavailable_after_the_wait() {
+        let dir = std::env::temp_dir().join(format!("psst-client-test-{}", std::process::id()));
+        let started = Instant::now();
+        let err = Client::connect_with_wait(dir.join("none.sock"), Duration::from_millis(200))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.message().contains("none.sock"), "{err}");
+        assert!(started.elapsed() >= Duration::from_millis(100));
+    }
+}

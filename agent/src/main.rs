@@ -126,13 +126,19 @@ fn check_config(file: &Path) -> ExitCode {
 
 fn print_dev_banner(socket: &Path) {
     let socket = socket.display();
+    // Point at the psst binary built beside this one, so the hint works before installing.
+    let psst = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("psst")))
+        .filter(|path| path.exists())
+        .map_or_else(|| "psst".to_owned(), |path| path.display().to_string());
     println!(
         "psstd (dev mode): local store, every backend granted to uid {uid}\n\
          listening on {socket}\n\n\
          try, in another shell:\n  \
          export PSST_SOCKET={socket}\n  \
-         printf 'hunter2' | psst put local:demo/db-password\n  \
-         psst get local:demo/db-password\n",
+         printf 'hunter2' | {psst} put local:demo/db-password\n  \
+         {psst} get local:demo/db-password\n",
         uid = nix::unistd::getuid()
     );
 }

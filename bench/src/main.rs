@@ -1,1 +1,365 @@
-fn main() {}
+//! Benchmarks a cached `GetSecret` over the Unix socket against a minimal tonic server, in the
+//! same run, interleaved, so the ratio holds even when the machine's speed drifts.
+//!
+//! Run with `bench/run` (builds the release binaries first). For each target it measures:
+//! sequential latency (p50, p99) on one connection, and throughput with 8, 32 and 128 requests in
+//! flight (one connection each). Every measurement is repeated `--rounds` times, alternating
+//! targets; the medians are printed as a Markdown table.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use hyper_util::rt::TokioIo;
+use psst_proto::v1::{
+    self as pb,
+    secrets_client::SecretsClient,
+    secrets_server::{Secrets, SecretsServer},
+};
+use tokio::net::{UnixListener, UnixStream};
+use tonic::{
+    transport::{Channel, Endpoint, Server},
+    Request, Response, Status,
+};
+
+const VALUE_LEN: usize = 200;
+const REFERENCE: &str = "local:bench/db-password";
+
+#[derive(Parser)]
+#[command(about = "cached GetSecret: psstd against a minimal tonic server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Rounds per measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Sequential requests per round.
+    #[arg(long, default_value_t = 5000)]
+    sequential: usize,
+    /// Seconds per throughput measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
+    BaselineServer { socket: PathBuf },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Cmd::BaselineServer { socket }) = cli.command {
+        return tokio::runtime::Runtime::new()?.block_on(baseline_server(socket));
+    }
+    let dir = tempfile::tempdir()?;
+    let bin_dir = std::env::current_exe()?.parent().context("exe dir")?.to_owned();
+    let psstd = bin_dir.join("psstd");
+    if !psstd.exists() {
+        bail!("{} is missing: run bench/run, which builds it", psstd.display());
+    }
+
+    let targets = [
+        Target::baseline(&dir.path().join("baseline.sock"))?,
+        Target::psstd(&psstd, dir.path(), "psstd", true)?,
+        Target::psstd(&psstd, dir.path(), "psstd-noaudit", false)?,
+    ];
+    for target in &targets {
+        target.wait_ready()?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(seed(&targets[1].socket))?;
+    runtime.block_on(seed(&targets[2].socket))?;
+
+    let levels = [8usize, 32, 128];
+    let mut results: Vec<Results> = targets.iter().map(|_| Results::default()).collect();
+    for round in 0..cli.rounds {
+        eprintln!("round {}/{}", round + 1, cli.rounds);
+        for (i, target) in targets.iter().enumerate() {
+            let (p50, p99) = runtime.block_on(sequential(&target.socket, cli.sequential))?;
+            results[i].p50.push(p50);
+            results[i].p99.push(p99);
+        }
+        for (l, level) in levels.iter().enumerate() {
+            for (i, target) in targets.iter().enumerate() {
+                let rps = throughput(&target.socket, *level, Duration::from_secs_f64(cli.seconds))?;
+                if results[i].rps.len() <= l {
+                    results[i].rps.push(Vec::new());
+                }
+                results[i].rps[l].push(rps);
+            }
+        }
+    }
+
+    println!("| target | p50 µs | p99 µs | req/s @8 | req/s @32 | req/s @128 |");
+    println!("|---|---|---|---|---|---|");
+    for (target, r) in targets.iter().zip(&results) {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} |",
+            target.name,
+            median(&r.p50),
+            median(&r.p99),
+            median(&r.rps[0]),
+            median(&r.rps[1]),
+            median(&r.rps[2])
+        );
+    }
+    let base = &results[0];
+    for (target, r) in targets.iter().zip(&results).skip(1) {
+        println!(
+            "| {} / baseline | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+            target.name,
+            median(&r.p50) / median(&base.p50),
+            median(&r.p99) / median(&base.p99),
+            median(&r.rps[0]) / median(&base.rps[0]),
+            median(&r.rps[1]) / median(&base.rps[1]),
+            median(&r.rps[2]) / median(&base.rps[2]),
+        );
+    }
+    println!(
+        "\n{} rounds, medians; sequential {} requests per round; throughput {}s per level; {}-byte value.",
+        cli.rounds, cli.sequential, cli.seconds, VALUE_LEN
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Results {
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    rps: Vec<Vec<f64>>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Target {
+    name: &'static str,
+    socket: PathBuf,
+    child: Child,
+}
+
+impl Target {
+    fn baseline(socket: &Path) -> anyhow::Result<Self> {
+        let child = Command::new(std::env::current_exe()?)
+            .arg("baseline-server")
+            .arg(socket)
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Self {
+            name: "baseline tonic",
+            socket: socket.to_owned(),
+            child,
+        })
+    }
+
+    fn psstd(psstd: &Path, dir: &Path, name: &'static str, audit: bool) -> anyhow::Result<Self> {
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let uid = nix_uid();
+        std::fs::write(
+            dir.join("policy.toml"),
+            format!("[[rule]]\nname = \"bench\"\ncaller = {{ uid = [{uid}] }}\nallow = {{ read = [\"local:**\"], write = [\"local:**\"] }}\n"),
+        )?;
+        let config = format!(
+            "[server]\nsocket = \"{d}/psst.sock\"\n[log]\nlevel = \"warn\"\n[audit]\nenabled = {audit}\n[policy]\nfile = \"{d}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{d}/store\"\nttl = \"1h\"\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("psstd.toml"), config)?;
+        // Audit records go to stderr, as they would to journald: discarded here.
+        let child = Command::new(psstd)
+            .arg("--config")
+            .arg(dir.join("psstd.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Self {
+            name,
+            socket: dir.join("psst.sock"),
+            child,
+        })
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("{} did not start", self.name)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nix_uid() -> u32 {
+    // The bench runs as one user; the policy grants that user.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        })
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn connect(socket: &Path) -> anyhow::Result<SecretsClient<Channel>> {
+    let path = socket.to_owned();
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        }))
+        .await?;
+    Ok(SecretsClient::new(channel))
+}
+
+fn request() -> pb::GetSecretRequest {
+    pb::GetSecretRequest {
+        reference: REFERENCE.to_owned(),
+    }
+}
+
+async fn seed(socket: &Path) -> anyhow::Result<()> {
+    let mut client = connect(socket).await?;
+    client
+        .put_secret(pb::PutSecretRequest {
+            reference: REFERENCE.to_owned(),
+            value: vec![b's'; VALUE_LEN].into(),
+        })
+        .await?;
+    // Warm the cache.
+    let secret = client.get_secret(request()).await?.into_inner();
+    anyhow::ensure!(secret.value.len() == VALUE_LEN);
+    Ok(())
+}
+
+async fn sequential(socket: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
+    let mut client = connect(socket).await?;
+    for _ in 0..n / 10 {
+        client.get_secret(request()).await?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let reply = client.get_secret(request()).await?.into_inner();
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+        debug_assert_eq!(reply.value.len(), VALUE_LEN);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    Ok((samples[n / 2], samples[n * 99 / 100]))
+}
+
+fn throughput(socket: &Path, in_flight: usize, duration: Duration) -> anyhow::Result<f64> {
+    // A two-worker runtime, like a typical multi-threaded service calling the agent.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let mut clients = Vec::with_capacity(in_flight);
+        for _ in 0..in_flight {
+            clients.push(connect(socket).await?);
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let counting = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let (done, stop, counting) = (Arc::clone(&done), Arc::clone(&stop), Arc::clone(&counting));
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        if client.get_secret(request()).await.is_ok() && counting.load(Ordering::Relaxed) {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        counting.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(duration).await;
+        let count = done.load(Ordering::Relaxed);
+        let elapsed = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(count as f64 / elapsed.as_secs_f64())
+    })
+}
+
+// === baseline server ===
+
+struct Fixed {
+    secret: pb::Secret,
+}
+
+#[tonic::async_trait]
+impl Secrets for Fixed {
+    async fn get_secret(&self, _: Request<pb::GetSecretRequest>) -> Result<Response<pb::Secret>, Status> {
+        Ok(Response::new(self.secret.clone()))
+    }
+
+    async fn batch_get_secrets(
+        &self,
+        _: Request<pb::BatchGetSecretsRequest>,
+    ) -> Result<Response<pb::BatchGetSecretsResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
+    async fn list_secrets(&self, _: Request<pb::ListSecretsRequest>) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
+    async fn put_secret(&self, _: Request<pb::PutSecretRequest>) -> Result<Response<pb::PutSecretResponse>, Status> {
+        Ok(Response::new(pb::PutSecretResponse::default()))
+    }
+
+    async fn who_am_i(&self, _: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+}
+
+async fn baseline_server(socket: PathBuf) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    let secret = pb::Secret {
+        reference: REFERENCE.to_owned(),
+        value: vec![b's'; VALUE_LEN].into(),
+        version_id: "1".into(),
+        // The same fields psstd fills, so both replies are the same size.
+        created_at: Some(std::time::SystemTime::now().into()),
+        cache: Some(pb::CacheInfo {
+            hit: true,
+            stale: false,
+            fetched_at: Some(std::time::SystemTime::now().into()),
+            expires_at: Some(std::time::SystemTime::now().into()),
+        }),
+        ..Default::default()
+    };
+    Server::builder()
+        .add_service(SecretsServer::new(Fixed { secret }))
+        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
+        .await?;
+    Ok(())
+}

@@ -9,11 +9,7 @@ use std::{fs::OpenOptions, io::IsTerminal, os::unix::fs::OpenOptionsExt, sync::A
 use anyhow::Context;
 use tracing::Level;
 use tracing_subscriber::{
-    filter::Targets,
-    fmt,
-    layer::SubscriberExt,
-    util::SubscriberInitExt,
-    EnvFilter, Layer,
+    filter::Targets, fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer,
 };
 
 use crate::{

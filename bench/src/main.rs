@@ -61,10 +61,16 @@ fn main() -> anyhow::Result<()> {
         return tokio::runtime::Runtime::new()?.block_on(baseline_server(socket));
     }
     let dir = tempfile::tempdir()?;
-    let bin_dir = std::env::current_exe()?.parent().context("exe dir")?.to_owned();
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("exe dir")?
+        .to_owned();
     let psstd = bin_dir.join("psstd");
     if !psstd.exists() {
-        bail!("{} is missing: run bench/run, which builds it", psstd.display());
+        bail!(
+            "{} is missing: run bench/run, which builds it",
+            psstd.display()
+        );
     }
 
     let targets = [
@@ -75,7 +81,9 @@ fn main() -> anyhow::Result<()> {
     for target in &targets {
         target.wait_ready()?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(seed(&targets[1].socket))?;
     runtime.block_on(seed(&targets[2].socket))?;
 
@@ -272,7 +280,10 @@ async fn sequential(socket: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
 
 fn throughput(socket: &Path, in_flight: usize, duration: Duration) -> anyhow::Result<f64> {
     // A two-worker runtime, like a typical multi-threaded service calling the agent.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let mut clients = Vec::with_capacity(in_flight);
         for _ in 0..in_flight {
@@ -284,10 +295,13 @@ fn throughput(socket: &Path, in_flight: usize, duration: Duration) -> anyhow::Re
         let tasks: Vec<_> = clients
             .into_iter()
             .map(|mut client| {
-                let (done, stop, counting) = (Arc::clone(&done), Arc::clone(&stop), Arc::clone(&counting));
+                let (done, stop, counting) =
+                    (Arc::clone(&done), Arc::clone(&stop), Arc::clone(&counting));
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        if client.get_secret(request()).await.is_ok() && counting.load(Ordering::Relaxed) {
+                        if client.get_secret(request()).await.is_ok()
+                            && counting.load(Ordering::Relaxed)
+                        {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -316,7 +330,10 @@ struct Fixed {
 
 #[tonic::async_trait]
 impl Secrets for Fixed {
-    async fn get_secret(&self, _: Request<pb::GetSecretRequest>) -> Result<Response<pb::Secret>, Status> {
+    async fn get_secret(
+        &self,
+        _: Request<pb::GetSecretRequest>,
+    ) -> Result<Response<pb::Secret>, Status> {
         Ok(Response::new(self.secret.clone()))
     }
 
@@ -327,15 +344,24 @@ impl Secrets for Fixed {
         Err(Status::unimplemented("baseline"))
     }
 
-    async fn list_secrets(&self, _: Request<pb::ListSecretsRequest>) -> Result<Response<pb::ListSecretsResponse>, Status> {
+    async fn list_secrets(
+        &self,
+        _: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
         Err(Status::unimplemented("baseline"))
     }
 
-    async fn put_secret(&self, _: Request<pb::PutSecretRequest>) -> Result<Response<pb::PutSecretResponse>, Status> {
+    async fn put_secret(
+        &self,
+        _: Request<pb::PutSecretRequest>,
+    ) -> Result<Response<pb::PutSecretResponse>, Status> {
         Ok(Response::new(pb::PutSecretResponse::default()))
     }
 
-    async fn who_am_i(&self, _: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+    async fn who_am_i(
+        &self,
+        _: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
         Err(Status::unimplemented("baseline"))
     }
 }

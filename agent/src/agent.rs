@@ -7,12 +7,13 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use futures::FutureExt;
 use serde_json::value::RawValue;
 
 use crate::{
     audit::{self, Outcome},
     backend::{BackendError, Backends, Configured, Listed, Written},
-    cache::{CacheError, CachedSecret, SecretCache},
+    cache::{CacheError, CachedSecret, FetchMany, SecretCache, Served},
     identity::Caller,
     policy::{Grants, Operation, PolicySource},
     reference::{self, BackendKind, SecretRef},
@@ -42,6 +43,8 @@ pub enum Error {
     #[error("{0}")]
     Unimplemented(String),
     #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
     DataLoss(String),
     #[error("{0}")]
     Internal(String),
@@ -58,6 +61,7 @@ impl Error {
             Self::FailedPrecondition(_) => "failed_precondition",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Unimplemented(_) => "unimplemented",
+            Self::ResourceExhausted(_) => "resource_exhausted",
             Self::DataLoss(_) => "data_loss",
             Self::Internal(_) => "internal",
         }
@@ -72,6 +76,9 @@ impl Error {
             }
             BackendError::Unavailable(m) => {
                 Self::Unavailable(format!("{kind} backend unavailable: {m}"))
+            }
+            BackendError::Throttled(m) => {
+                Self::ResourceExhausted(format!("{kind} backend throttled: {m}"))
             }
             BackendError::Unsupported(m) => Self::Unimplemented(m.clone()),
             BackendError::Corrupt(m) => Self::DataLoss(m.clone()),
@@ -152,18 +159,29 @@ impl Agent {
     pub async fn get(&self, caller: &Caller, text: &str) -> Result<ServedSecret, Error> {
         let reference = SecretRef::parse(text)?;
         let rule = self.authorize(caller, Operation::Read, &reference, text)?;
-        let result = self.serve(&reference).await;
-        let outcome = match &result {
-            Ok(s) if s.stale => Outcome::Stale,
-            Ok(s) if s.hit => Outcome::Hit,
-            Ok(_) => Outcome::Miss,
-            Err(e) => Outcome::Failed(e.code_name()),
+        let result = match self.backend(reference.backend()) {
+            Ok(configured) => {
+                let key = reference.without_key();
+                let key = configured.backend.cache_key(&key).unwrap_or(key);
+                let backend = Arc::clone(&configured.backend);
+                let fetch_key = key.clone();
+                let served = self
+                    .cache
+                    .get(&key, configured.ttl, async move {
+                        tracing::debug!(reference = %fetch_key, "backend fetch");
+                        backend.fetch(&fetch_key).await
+                    })
+                    .await;
+                self.finish_read(caller, &reference, served)
+            }
+            Err(e) => Err(e),
         };
-        audit::record(caller, Operation::Read, text, Some(&rule), outcome);
+        self.audit_read(caller, text, &rule, &result);
         result
     }
 
-    /// One result per reference, in order; a bad item fails alone.
+    /// One result per reference, in order; a bad item fails alone. Misses for one backend go to
+    /// it together (`Backend::fetch_many`), so Parameter Store and Secrets Manager get batch calls.
     pub async fn batch_get(
         &self,
         caller: &Caller,
@@ -176,7 +194,82 @@ impl Agent {
                 texts.len()
             )));
         }
-        Ok(futures::future::join_all(texts.iter().map(|text| self.get(caller, text))).await)
+        // Parse and authorize every item first; collect the allowed ones per backend.
+        let mut results: Vec<Option<Result<ServedSecret, Error>>> = Vec::with_capacity(texts.len());
+        let mut parsed: Vec<Option<(SecretRef, String)>> = Vec::with_capacity(texts.len());
+        let mut by_backend: Vec<(BackendKind, Vec<usize>)> = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            let checked = SecretRef::parse(text)
+                .map_err(Error::from)
+                .and_then(|r| {
+                    self.authorize(caller, Operation::Read, &r, text)
+                        .map(|rule| (r, rule))
+                })
+                .and_then(|(r, rule)| self.backend(r.backend()).map(|_| (r, rule)));
+            match checked {
+                Ok((reference, rule)) => {
+                    match by_backend
+                        .iter_mut()
+                        .find(|(k, _)| *k == reference.backend())
+                    {
+                        Some((_, items)) => items.push(i),
+                        None => by_backend.push((reference.backend(), vec![i])),
+                    }
+                    parsed.push(Some((reference, rule)));
+                    results.push(None);
+                }
+                Err(e) => {
+                    if !matches!(e, Error::PermissionDenied(_) | Error::InvalidArgument(_)) {
+                        // Denials are audited in authorize; parse errors are not decisions.
+                        audit::record(
+                            caller,
+                            Operation::Read,
+                            text,
+                            None,
+                            Outcome::Failed(e.code_name()),
+                        );
+                    }
+                    parsed.push(None);
+                    results.push(Some(Err(e)));
+                }
+            }
+        }
+        let groups = by_backend.into_iter().map(|(kind, items)| {
+            let configured = self.backend(kind).expect("checked above");
+            let keys: Vec<SecretRef> = items
+                .iter()
+                .map(|i| {
+                    let key = parsed[*i].as_ref().expect("allowed item").0.without_key();
+                    configured.backend.cache_key(&key).unwrap_or(key)
+                })
+                .collect();
+            let backend = Arc::clone(&configured.backend);
+            let fetch_many: FetchMany = Box::new(move |keys: Vec<SecretRef>| {
+                async move {
+                    tracing::debug!(count = keys.len(), "backend batch fetch");
+                    backend.fetch_many(&keys).await
+                }
+                .boxed()
+            });
+            async move {
+                (
+                    items,
+                    self.cache.get_many(&keys, configured.ttl, fetch_many).await,
+                )
+            }
+        });
+        for (items, served) in futures::future::join_all(groups).await {
+            for (i, served) in items.into_iter().zip(served) {
+                let (reference, rule) = parsed[i].as_ref().expect("allowed item");
+                let result = self.finish_read(caller, reference, served);
+                self.audit_read(caller, &texts[i], rule, &result);
+                results[i] = Some(result);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every item answered"))
+            .collect())
     }
 
     pub async fn list(&self, caller: &Caller, prefix: &str) -> Result<Vec<ListedSecret>, Error> {
@@ -264,7 +357,7 @@ impl Agent {
         text: &str,
     ) -> Result<String, Error> {
         let policy = self.policy.current();
-        match policy.decide(caller, op, reference.backend(), reference.name()) {
+        match policy.decide(caller, op, reference.backend(), reference.policy_name()) {
             crate::policy::Decision::Allow { rule } => Ok(rule.to_owned()),
             crate::policy::Decision::Deny => {
                 audit::record(caller, op, text, None, Outcome::Denied);
@@ -281,21 +374,37 @@ impl Agent {
         })
     }
 
-    async fn serve(&self, reference: &SecretRef) -> Result<ServedSecret, Error> {
+    /// Turns what the cache served into the caller's answer: checks the policy again when the
+    /// backend named the secret differently (an ARN resolves to a name), then picks the `#key`.
+    fn finish_read(
+        &self,
+        caller: &Caller,
+        reference: &SecretRef,
+        served: Result<Served, CacheError>,
+    ) -> Result<ServedSecret, Error> {
         let kind = reference.backend();
-        let configured = self.backend(kind)?;
-        let key = reference.without_key();
-        let served = self
-            .cache
-            .get(&key, configured.ttl, || {
-                tracing::debug!(reference = %key, "backend fetch");
-                configured.backend.fetch(&key)
-            })
-            .await
-            .map_err(|e| match e {
-                CacheError::NotFound(m) => Error::NotFound(m),
-                CacheError::Backend(e) => Error::from_backend(kind, &e),
-            })?;
+        let served = served.map_err(|e| match e {
+            CacheError::NotFound(m) => Error::NotFound(m),
+            CacheError::Backend(e) => Error::from_backend(kind, &e),
+        })?;
+        if let Some(name) = &served.secret.canonical_name {
+            if name != reference.policy_name()
+                && !self
+                    .policy
+                    .current()
+                    .decide(caller, Operation::Read, kind, name)
+                    .is_allowed()
+            {
+                audit::record(
+                    caller,
+                    Operation::Read,
+                    &reference.to_string(),
+                    None,
+                    Outcome::Denied,
+                );
+                return Err(denied(Operation::Read, &reference.to_string()));
+            }
+        }
         let value = match reference.key() {
             None => Arc::clone(&served.secret.value),
             Some(json_key) => Arc::new(select_json_key(reference, &served.secret.value, json_key)?),
@@ -307,6 +416,23 @@ impl Agent {
             hit: served.hit,
             stale: served.stale,
         })
+    }
+
+    fn audit_read(
+        &self,
+        caller: &Caller,
+        text: &str,
+        rule: &str,
+        result: &Result<ServedSecret, Error>,
+    ) {
+        let outcome = match result {
+            Ok(s) if s.stale => Outcome::Stale,
+            Ok(s) if s.hit => Outcome::Hit,
+            Ok(_) => Outcome::Miss,
+            Err(Error::PermissionDenied(_)) => return, // recorded where it was decided
+            Err(e) => Outcome::Failed(e.code_name()),
+        };
+        audit::record(caller, Operation::Read, text, Some(rule), outcome);
     }
 
     async fn write(&self, reference: &SecretRef, value: SecretValue) -> Result<Written, Error> {
@@ -329,8 +455,11 @@ impl Agent {
             .put(reference.name(), value)
             .await
             .map_err(|e| Error::from_backend(kind, &e))?;
-        // The current version changed: the next read must see it.
+        // The current version changed: the next read must see it, under every key it has.
         self.cache.invalidate(reference).await;
+        if let Some(key) = configured.backend.cache_key(reference) {
+            self.cache.invalidate(&key).await;
+        }
         Ok(written)
     }
 }

@@ -11,9 +11,13 @@ use tonic::transport::Server;
 use crate::{
     agent::{Agent, Limits},
     api::SecretsApi,
-    backend::{local::LocalStore, Backends},
+    backend::{
+        aws::{sm::SecretsManager, ssm::ParameterStore, AwsSettings},
+        local::LocalStore,
+        Backends,
+    },
     cache::{CacheSettings, SecretCache},
-    config::{BackendConfig, Config},
+    config::{self, BackendConfig, Config},
     identity::{IdentityResolver, ProcResolver},
     lifecycle,
     policy::PolicySource,
@@ -29,6 +33,16 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
                 let store = LocalStore::open(dir)
                     .with_context(|| format!("opening the local store at {}", dir.display()))?;
                 backends.insert(Arc::new(store), *ttl);
+            }
+            BackendConfig::Ssm(aws) => {
+                let settings =
+                    AwsSettings::new("Parameter Store", aws, config::DEFAULT_SSM_RATE_LIMIT);
+                backends.insert(Arc::new(ParameterStore::new(settings)), aws.ttl);
+            }
+            BackendConfig::Sm(aws) => {
+                let settings =
+                    AwsSettings::new("Secrets Manager", aws, config::DEFAULT_SM_RATE_LIMIT);
+                backends.insert(Arc::new(SecretsManager::new(settings)), aws.ttl);
             }
         }
     }
@@ -47,6 +61,7 @@ pub async fn run(
         max_bytes: config.cache.max_bytes,
         negative_ttl: config.cache.negative_ttl,
         max_stale: config.cache.max_stale,
+        ttl_jitter: config.cache.ttl_jitter,
     });
     let limits = Limits {
         max_value_bytes: config.limits.max_value_bytes,

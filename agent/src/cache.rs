@@ -13,12 +13,19 @@
 use std::{
     collections::HashMap,
     future::Future,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, SystemTime},
 };
 
+use futures::{
+    future::{join_all, BoxFuture, Shared},
+    FutureExt,
+};
 use moka::{future::Cache, Expiry};
-use tokio::{sync::OnceCell, time::Instant};
+use tokio::time::Instant;
 
 use crate::{
     backend::{BackendError, Fetched},
@@ -36,6 +43,8 @@ pub struct CachedSecret {
     pub version_id: String,
     pub stages: Vec<String>,
     pub created_at: Option<SystemTime>,
+    /// The backend's own name for the secret when the reference used another (an ARN).
+    pub canonical_name: Option<String>,
     pub fetched_at: SystemTime,
     pub expires_at: SystemTime,
     fresh_until: Instant,
@@ -94,13 +103,30 @@ pub struct CacheSettings {
     pub max_bytes: u64,
     pub negative_ttl: Duration,
     pub max_stale: Duration,
+    /// Up to this fraction of a TTL is taken off at random, so that values fetched together
+    /// (a fleet started together) do not all expire together.
+    pub ttl_jitter: f64,
 }
 
 type FetchOutcome = Result<Arc<Entry>, Arc<BackendError>>;
+type Pending = Shared<BoxFuture<'static, FetchOutcome>>;
+/// One backend call's results: per key, the outcome and another name to file it under.
+type BatchOutcome = Shared<BoxFuture<'static, Arc<Vec<(FetchOutcome, Option<String>)>>>>;
+
+/// Fetches a batch of keys in one backend call (or as the backend sees fit), one result per key.
+pub type FetchMany = Box<
+    dyn FnOnce(Vec<SecretRef>) -> BoxFuture<'static, Vec<Result<Fetched, BackendError>>> + Send,
+>;
 
 pub struct SecretCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     entries: Cache<SecretRef, Arc<Entry>>,
-    inflight: Mutex<HashMap<SecretRef, Arc<OnceCell<FetchOutcome>>>>,
+    // Fetches under way, by key, each tagged with an id so only its own fetch removes it.
+    inflight: Mutex<HashMap<SecretRef, (u64, Pending)>>,
+    next_id: AtomicU64,
     settings: CacheSettings,
 }
 
@@ -152,56 +178,191 @@ impl SecretCache {
             })
             .build();
         Self {
-            entries,
-            inflight: Mutex::new(HashMap::new()),
-            settings,
+            inner: Arc::new(Inner {
+                entries,
+                inflight: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                settings,
+            }),
         }
     }
 
     /// Returns the cached secret for `key` if fresh; otherwise runs `fetch` (once, however many
-    /// callers ask at the same time) and caches what it returns for `ttl`.
-    pub async fn get<F, Fut>(
+    /// callers ask at the same time) and caches what it returns for about `ttl`.
+    pub async fn get<Fut>(
         &self,
         key: &SecretRef,
         ttl: Duration,
-        fetch: F,
+        fetch: Fut,
     ) -> Result<Served, CacheError>
     where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Fetched, BackendError>>,
+        Fut: Future<Output = Result<Fetched, BackendError>> + Send + 'static,
     {
-        let cached = self.entries.get(key).await;
+        // The hot path: a fresh entry, no locks, no allocation.
+        let cached = self.inner.entries.get(key).await;
         if let Some(entry) = &cached {
             if entry.fresh_until() > Instant::now() {
                 return served(entry, true, false);
             }
         }
+        let fetch_one: FetchMany = Box::new(move |_keys| async move { vec![fetch.await] }.boxed());
+        let mut results = self
+            .fetch_missing(std::slice::from_ref(key), vec![cached], ttl, fetch_one)
+            .await;
+        results.pop().expect("one result per key")
+    }
 
-        let cell = {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(inflight.entry(key.clone()).or_default())
-        };
-        let mut fetched_here = false;
-        let outcome = cell
-            .get_or_init(|| {
-                fetched_here = true;
-                self.fetch_and_store(key, ttl, fetch)
-            })
-            .await
-            .clone();
+    /// `get` for many keys: fresh entries are served from the cache, and every missing key that
+    /// no other request is already fetching goes to the backend in one `fetch_many` call.
+    pub async fn get_many(
+        &self,
+        keys: &[SecretRef],
+        ttl: Duration,
+        fetch_many: FetchMany,
+    ) -> Vec<Result<Served, CacheError>> {
+        let mut cached = Vec::with_capacity(keys.len());
+        for key in keys {
+            cached.push(self.inner.entries.get(key).await);
+        }
+        self.fetch_missing(keys, cached, ttl, fetch_many).await
+    }
+
+    async fn fetch_missing(
+        &self,
+        keys: &[SecretRef],
+        cached: Vec<Option<Arc<Entry>>>,
+        ttl: Duration,
+        fetch_many: FetchMany,
+    ) -> Vec<Result<Served, CacheError>> {
+        let now = Instant::now();
+        // Per key: already answered, or a pending fetch to wait on (and whether we started it).
+        let mut answers: Vec<Option<Result<Served, CacheError>>> = Vec::with_capacity(keys.len());
+        let mut waits: Vec<Option<(Pending, bool)>> = Vec::with_capacity(keys.len());
         {
-            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            if inflight.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                inflight.remove(key);
+            let mut inflight = self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let mut to_fetch: Vec<SecretRef> = Vec::new();
+            for (key, entry) in keys.iter().zip(&cached) {
+                match entry {
+                    Some(entry) if entry.fresh_until() > now => {
+                        answers.push(Some(served(entry, true, false)));
+                        waits.push(None);
+                    }
+                    _ => {
+                        answers.push(None);
+                        match inflight.get(key) {
+                            Some((_, pending)) => waits.push(Some((pending.clone(), false))),
+                            None => {
+                                if !to_fetch.contains(key) {
+                                    to_fetch.push(key.clone());
+                                }
+                                waits.push(None);
+                            }
+                        }
+                    }
+                }
+            }
+            if !to_fetch.is_empty() {
+                let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                let settings = self.inner.settings;
+                let batch_keys = to_fetch.clone();
+                let batch: BatchOutcome = async move {
+                    let fetched = fetch_many(batch_keys).await;
+                    Arc::new(
+                        fetched
+                            .into_iter()
+                            .map(|r| to_entry(r, ttl, &settings))
+                            .collect(),
+                    )
+                }
+                .boxed()
+                .shared();
+                for (position, key) in to_fetch.into_iter().enumerate() {
+                    let inner = Arc::clone(&self.inner);
+                    let batch = batch.clone();
+                    let stored_key = key.clone();
+                    let pending: Pending = async move {
+                        let (outcome, alias) =
+                            batch.await.get(position).cloned().unwrap_or_else(|| {
+                                (
+                                    Err(Arc::new(BackendError::Internal(
+                                        "the backend returned too few results".into(),
+                                    ))),
+                                    None,
+                                )
+                            });
+                        if let Ok(entry) = &outcome {
+                            inner
+                                .entries
+                                .insert(stored_key.clone(), Arc::clone(entry))
+                                .await;
+                            if let Some(alias) = &alias {
+                                inner
+                                    .entries
+                                    .insert(stored_key.with_name(alias.clone()), Arc::clone(entry))
+                                    .await;
+                            }
+                        }
+                        let mut inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                        if inflight
+                            .get(&stored_key)
+                            .is_some_and(|(owner, _)| *owner == id)
+                        {
+                            inflight.remove(&stored_key);
+                        }
+                        outcome
+                    }
+                    .boxed()
+                    .shared();
+                    inflight.insert(key, (id, pending));
+                }
+                for (key, wait) in keys.iter().zip(waits.iter_mut()) {
+                    if let (None, Some((owner, pending))) = (&wait, inflight.get(key)) {
+                        if *owner == id {
+                            *wait = Some((pending.clone(), true));
+                        }
+                    }
+                }
             }
         }
 
+        let mut results = Vec::with_capacity(keys.len());
+        let pending = join_all(waits.into_iter().map(|wait| async move {
+            match wait {
+                Some((pending, started)) => Some((pending.await, started)),
+                None => None,
+            }
+        }))
+        .await;
+        for ((answer, outcome), entry) in answers.into_iter().zip(pending).zip(cached) {
+            results.push(match (answer, outcome) {
+                (Some(answer), _) => answer,
+                (None, Some((outcome, started))) => self.settle(outcome, started, entry.as_deref()),
+                (None, None) => Err(CacheError::Backend(Arc::new(BackendError::Internal(
+                    "no fetch for a missing key".into(),
+                )))),
+            });
+        }
+        results
+    }
+
+    fn settle(
+        &self,
+        outcome: FetchOutcome,
+        started: bool,
+        cached: Option<&Entry>,
+    ) -> Result<Served, CacheError> {
         match outcome {
-            Ok(entry) => served(&entry, !fetched_here, false),
-            Err(error) => match (&*error, cached.as_deref()) {
-                // Backend down: a value still within max_stale keeps being served, flagged.
-                (BackendError::Unavailable(_), Some(Entry::Found(secret)))
-                    if secret.fresh_until + self.settings.max_stale > Instant::now() =>
+            Ok(entry) => served(&entry, !started, false),
+            Err(error) => match cached {
+                // Backend down or throttled: a value still within max_stale keeps being
+                // served, flagged stale.
+                Some(Entry::Found(secret))
+                    if error.is_transient()
+                        && secret.fresh_until + self.inner.settings.max_stale > Instant::now() =>
                 {
                     Ok(Served {
                         secret: Arc::clone(secret),
@@ -214,49 +375,61 @@ impl SecretCache {
         }
     }
 
-    async fn fetch_and_store<Fut>(
-        &self,
-        key: &SecretRef,
-        ttl: Duration,
-        fetch: impl FnOnce() -> Fut,
-    ) -> FetchOutcome
-    where
-        Fut: Future<Output = Result<Fetched, BackendError>>,
-    {
-        let now = Instant::now();
-        let entry = match fetch().await {
-            Ok(fetched) => {
-                let fetched_at = SystemTime::now();
-                Entry::Found(Arc::new(CachedSecret {
-                    value: Arc::new(fetched.value),
-                    version_id: fetched.version_id,
-                    stages: fetched.stages,
-                    created_at: fetched.created_at,
-                    fetched_at,
-                    expires_at: fetched_at + ttl,
-                    fresh_until: now + ttl,
-                }))
-            }
-            Err(BackendError::NotFound(message)) => Entry::Missing {
-                message,
-                fresh_until: now + self.settings.negative_ttl,
-            },
-            Err(other) => return Err(Arc::new(other)),
-        };
-        let entry = Arc::new(entry);
-        self.entries.insert(key.clone(), Arc::clone(&entry)).await;
-        Ok(entry)
-    }
-
     /// Drops the entry for `key`, so the next read goes to the backend.
     pub async fn invalidate(&self, key: &SecretRef) {
-        self.entries.invalidate(key).await;
+        self.inner.entries.invalidate(key).await;
     }
 
     /// Entries and their weight in bytes (approximate until moka runs its housekeeping).
     pub fn usage(&self) -> (u64, u64) {
-        (self.entries.entry_count(), self.entries.weighted_size())
+        (
+            self.inner.entries.entry_count(),
+            self.inner.entries.weighted_size(),
+        )
     }
+}
+
+fn jittered(ttl: Duration, jitter: f64) -> Duration {
+    let mut bytes = [0u8; 8];
+    // Jitter is not security-sensitive; without randomness the TTL is simply not shortened.
+    let unit = match getrandom::fill(&mut bytes) {
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.0,
+    };
+    ttl.mul_f64(1.0 - jitter.clamp(0.0, 1.0) * unit)
+}
+
+/// The cache entry for a fetch result, and the other name to file it under, if any.
+fn to_entry(
+    result: Result<Fetched, BackendError>,
+    ttl: Duration,
+    settings: &CacheSettings,
+) -> (FetchOutcome, Option<String>) {
+    let now = Instant::now();
+    let mut alias = None;
+    let entry = match result {
+        Ok(mut fetched) => {
+            alias = fetched.alias.take();
+            let ttl = jittered(ttl, settings.ttl_jitter);
+            let fetched_at = SystemTime::now();
+            Entry::Found(Arc::new(CachedSecret {
+                value: Arc::new(fetched.value),
+                version_id: fetched.version_id,
+                stages: fetched.stages,
+                created_at: fetched.created_at,
+                canonical_name: fetched.canonical_name,
+                fetched_at,
+                expires_at: fetched_at + ttl,
+                fresh_until: now + ttl,
+            }))
+        }
+        Err(BackendError::NotFound(message)) => Entry::Missing {
+            message,
+            fresh_until: now + settings.negative_ttl,
+        },
+        Err(other) => return (Err(Arc::new(other)), None),
+    };
+    (Ok(Arc::new(entry)), alias)
 }
 
 fn served(entry: &Entry, hit: bool, stale: bool) -> Result<Served, CacheError> {
@@ -283,6 +456,7 @@ mod tests {
             max_bytes: 1 << 20,
             negative_ttl: Duration::from_secs(5),
             max_stale,
+            ttl_jitter: 0.0,
         }))
     }
 
@@ -295,7 +469,10 @@ mod tests {
         backend: &MemoryBackend,
         key: &SecretRef,
     ) -> Result<Served, CacheError> {
-        cache.get(key, TTL, || backend.fetch(key)).await
+        let (backend, owned) = (backend.clone(), key.clone());
+        cache
+            .get(key, TTL, async move { backend.fetch(&owned).await })
+            .await
     }
 
     #[tokio::test(start_paused = true)]
@@ -431,7 +608,7 @@ mod tests {
         backend.set_unavailable(true);
         tokio::time::advance(TTL).await;
         // moka may still hold the entry until its housekeeping runs; freshness is what counts.
-        cache.entries.run_pending_tasks().await;
+        cache.inner.entries.run_pending_tasks().await;
         assert!(matches!(
             get(&cache, &backend, &key).await,
             Err(CacheError::Backend(_))

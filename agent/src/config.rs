@@ -24,7 +24,19 @@ pub const DEFAULT_POLICY_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 pub const DEFAULT_LOCAL_DIR: &str = "/var/lib/psst/store";
+/// Per-attempt timeout of an AWS call (connect and answer).
+pub const DEFAULT_AWS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per AWS call, the first included; transient failures are retried with backoff.
+pub const DEFAULT_AWS_MAX_ATTEMPTS: u32 = 3;
+/// How long a call may wait for the rate limit before it fails as throttled (or is served stale).
+pub const DEFAULT_AWS_MAX_WAIT: Duration = Duration::from_secs(2);
+/// Requests per second to Parameter Store from one agent. The account's default quota is
+/// 40/s for all hosts together: leave room for the fleet.
+pub const DEFAULT_SSM_RATE_LIMIT: u32 = 10;
+/// Requests per second to Secrets Manager from one agent.
+pub const DEFAULT_SM_RATE_LIMIT: u32 = 50;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -136,6 +148,9 @@ pub struct CacheConfig {
     /// How long past its TTL a value is served (flagged stale) while its backend is unreachable.
     #[serde(with = "humantime_serde")]
     pub max_stale: Duration,
+    /// Up to this fraction of each TTL is taken off at random, so that agents started together
+    /// do not refresh together.
+    pub ttl_jitter: f64,
 }
 
 impl Default for CacheConfig {
@@ -144,6 +159,7 @@ impl Default for CacheConfig {
             max_bytes: DEFAULT_CACHE_MAX_BYTES,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             max_stale: DEFAULT_MAX_STALE,
+            ttl_jitter: DEFAULT_TTL_JITTER,
         }
     }
 }
@@ -174,18 +190,65 @@ pub enum BackendConfig {
         #[serde(default = "default_ttl", with = "humantime_serde")]
         ttl: Duration,
     },
+    /// AWS Systems Manager Parameter Store.
+    Ssm(AwsBackendConfig),
+    /// AWS Secrets Manager.
+    Sm(AwsBackendConfig),
+}
+
+/// The keys every AWS backend takes. Credentials always come from the standard chain.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsBackendConfig {
+    /// Unset: the standard chain (AWS_REGION, the profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint override (an emulator, a VPC endpoint, FIPS). Unset: AWS_ENDPOINT_URL or the
+    /// service's public endpoint.
+    pub endpoint: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    /// Requests per second this agent sends to the service, at most. Unset: the backend's default.
+    pub rate_limit: Option<u32>,
+    /// Requests that may go out at once before the rate applies. Unset: equal to rate_limit.
+    pub burst: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// KMS key for values the agent writes (SecureString parameters, new secrets).
+    pub kms_key_id: Option<String>,
+}
+
+impl Default for AwsBackendConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint: None,
+            ttl: agent::DEFAULT_TTL,
+            timeout: DEFAULT_AWS_TIMEOUT,
+            max_attempts: DEFAULT_AWS_MAX_ATTEMPTS,
+            rate_limit: None,
+            burst: None,
+            max_wait: DEFAULT_AWS_MAX_WAIT,
+            kms_key_id: None,
+        }
+    }
 }
 
 impl BackendConfig {
     pub fn kind(&self) -> BackendKind {
         match self {
             Self::Local { .. } => BackendKind::Local,
+            Self::Ssm(_) => BackendKind::Ssm,
+            Self::Sm(_) => BackendKind::Sm,
         }
     }
 
     pub fn ttl(&self) -> Duration {
         match self {
             Self::Local { ttl, .. } => *ttl,
+            Self::Ssm(aws) | Self::Sm(aws) => aws.ttl,
         }
     }
 }
@@ -307,6 +370,12 @@ impl Config {
                 self.log.level
             ));
         }
+        if !(0.0..=0.5).contains(&self.cache.ttl_jitter) {
+            problems.push(format!(
+                "cache.ttl_jitter must be between 0 and 0.5, got {}",
+                self.cache.ttl_jitter
+            ));
+        }
         if self.cache.max_bytes == 0 {
             problems.push("cache.max_bytes must be more than 0".into());
         }
@@ -326,6 +395,27 @@ impl Config {
                     ));
                 }
                 BackendConfig::Local { .. } => {}
+                BackendConfig::Ssm(aws) | BackendConfig::Sm(aws) => {
+                    let kind = b.kind();
+                    if aws.max_attempts == 0 {
+                        problems.push(format!("backend `{kind}`: max_attempts must be at least 1"));
+                    }
+                    if aws.rate_limit == Some(0) || aws.burst == Some(0) {
+                        problems.push(format!(
+                            "backend `{kind}`: rate_limit and burst must be at least 1"
+                        ));
+                    }
+                    if aws.timeout.is_zero() {
+                        problems.push(format!("backend `{kind}`: timeout must be more than 0"));
+                    }
+                    if let Some(endpoint) = &aws.endpoint {
+                        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                            problems.push(format!(
+                                "backend `{kind}`: endpoint must be an http:// or https:// URL, got {endpoint}"
+                            ));
+                        }
+                    }
+                }
             }
         }
         if self.backends.is_empty() {
@@ -353,10 +443,22 @@ impl Config {
             },
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
-            backends: vec![BackendConfig::Local {
-                dir: state_dir.join("store"),
-                ttl: Duration::from_secs(30),
-            }],
+            // AWS backends load their settings from the standard environment (AWS_REGION,
+            // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
+            backends: vec![
+                BackendConfig::Local {
+                    dir: state_dir.join("store"),
+                    ttl: Duration::from_secs(30),
+                },
+                BackendConfig::Ssm(AwsBackendConfig {
+                    ttl: Duration::from_secs(30),
+                    ..AwsBackendConfig::default()
+                }),
+                BackendConfig::Sm(AwsBackendConfig {
+                    ttl: Duration::from_secs(30),
+                    ..AwsBackendConfig::default()
+                }),
+            ],
         }
     }
 }

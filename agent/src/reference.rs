@@ -213,10 +213,26 @@ impl SecretRef {
         self.key.as_deref()
     }
 
-    /// `BACKEND:NAME`: what policy patterns are matched against. Access is granted per secret;
-    /// versions and JSON keys of a readable secret are readable.
-    pub fn secret_id(&self) -> String {
-        format!("{}:{}", self.backend, self.name)
+    /// The name policy patterns are matched against. Access is granted per secret: versions
+    /// and JSON keys of a readable secret are readable. For a Secrets Manager ARN it is the
+    /// secret name inside the ARN (without a full ARN's random `-XXXXXX` suffix); the core
+    /// checks the name the backend reports as well, so a misread ARN cannot widen a grant.
+    pub fn policy_name(&self) -> &str {
+        if self.backend == BackendKind::Sm {
+            if let Some((_, name)) = self.name.split_once(":secret:") {
+                return strip_arn_suffix(name);
+            }
+        }
+        &self.name
+    }
+
+    /// The same reference with the backend's own name for the secret (a cache key for the
+    /// name an ARN resolved to). `name` comes from the backend, not from a caller.
+    pub fn with_name(&self, name: impl Into<String>) -> SecretRef {
+        SecretRef {
+            name: name.into(),
+            ..self.clone()
+        }
     }
 
     /// The reference without its `#key`: one cache entry serves every key of a value.
@@ -280,6 +296,21 @@ pub fn parse_prefix(text: &str) -> Result<(BackendKind, &str), ReferenceError> {
         )));
     }
     Ok((backend, rest))
+}
+
+/// A full Secrets Manager ARN ends with `-` and six random characters after the name.
+fn strip_arn_suffix(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    let has_suffix = bytes.len() > 7
+        && bytes[bytes.len() - 7] == b'-'
+        && bytes[bytes.len() - 6..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric);
+    if has_suffix {
+        &name[..name.len() - 7]
+    } else {
+        name
+    }
 }
 
 fn is_positive_integer(v: &str) -> bool {
@@ -414,7 +445,18 @@ mod tests {
         assert_eq!(r.name(), "prod/db");
         assert_eq!(r.selector(), Some(&Selector::Stage("AWSPREVIOUS".into())));
         assert_eq!(r.key(), Some("user"));
-        assert_eq!(r.secret_id(), "sm:prod/db");
+        assert_eq!(r.policy_name(), "prod/db");
+        let arn = SecretRef::parse(
+            "sm:arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
+        )
+        .unwrap();
+        assert_eq!(arn.policy_name(), "prod/db");
+        let partial =
+            SecretRef::parse("sm:arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db")
+                .unwrap();
+        assert_eq!(partial.policy_name(), "prod/db");
+        let local = SecretRef::parse("local:a/b-123456").unwrap();
+        assert_eq!(local.policy_name(), "a/b-123456", "only ARNs are rewritten");
         assert_eq!(r.without_key().to_string(), "sm:prod/db?stage=AWSPREVIOUS");
     }
 

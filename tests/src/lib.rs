@@ -19,6 +19,24 @@ use nix::{
     unistd::Pid,
 };
 
+pub mod aws;
+
+/// AWS settings the agent could pick up from the test's environment; each test gives its own.
+const AWS_ENV_VARS: [&str; 12] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+];
+
 /// How long an agent may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -114,8 +132,18 @@ impl Agent {
             }
         };
         let log_file = fs::File::create(&log).unwrap();
+        command.env_remove("PSST_LOG");
+        for var in AWS_ENV_VARS {
+            command.env_remove(var);
+        }
+        // No shared config files or instance metadata unless a test asks.
         command
-            .env_remove("PSST_LOG")
+            .env("AWS_CONFIG_FILE", "/nonexistent/psst-test-aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/psst-test-aws-credentials",
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())

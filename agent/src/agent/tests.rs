@@ -27,6 +27,7 @@ fn agent_with(backend: &MemoryBackend) -> Agent {
         max_bytes: 1 << 20,
         negative_ttl: Duration::from_secs(5),
         max_stale: Duration::ZERO,
+        ttl_jitter: 0.0,
     });
     Agent::new(backends, policy, cache, Limits::default())
 }

@@ -41,6 +41,7 @@ pub fn code(e: &Error) -> tonic::Code {
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::Unauthenticated(_) => Code::Unauthenticated,
         Error::Unimplemented(_) => Code::Unimplemented,
+        Error::ResourceExhausted(_) => Code::ResourceExhausted,
         Error::DataLoss(_) => Code::DataLoss,
         Error::Internal(_) => Code::Internal,
     }

@@ -130,6 +130,8 @@ impl Inner {
             version_id: version.to_string(),
             stages: Vec::new(),
             created_at: Some(created_at),
+            canonical_name: None,
+            alias: None,
         })
     }
 

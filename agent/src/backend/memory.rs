@@ -111,6 +111,8 @@ impl Backend for MemoryBackend {
             version_id: (index + 1).to_string(),
             stages: Vec::new(),
             created_at: None,
+            canonical_name: None,
+            alias: None,
         })
     }
 

@@ -4,6 +4,7 @@
 //! To add one: a file here, a variant in `config::BackendConfig`, an arm in `app::build_backends`,
 //! a section in the README. ARCHITECTURE.md has the recipe.
 
+pub mod aws;
 pub mod local;
 pub mod memory;
 
@@ -27,6 +28,12 @@ pub struct Fetched {
     pub version_id: String,
     pub stages: Vec<String>,
     pub created_at: Option<SystemTime>,
+    /// The backend's own name for the secret, when the reference named it another way (a
+    /// Secrets Manager ARN): the cache and the policy use it.
+    pub canonical_name: Option<String>,
+    /// Another name this secret is known by from now on (Secrets Manager: its full ARN, which
+    /// `cache_key` maps every spelling to): the cache files the entry under it as well.
+    pub alias: Option<String>,
 }
 
 /// A listing entry: metadata only.
@@ -46,7 +53,7 @@ pub struct Written {
 }
 
 /// What went wrong in a backend. Messages name secrets and causes, never values.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("{0}")]
     NotFound(String),
@@ -58,6 +65,9 @@ pub enum BackendError {
     /// Worth retrying later: the backend could not be reached or is overloaded.
     #[error("{0}")]
     Unavailable(String),
+    /// The agent's own rate limit (or the backend's throttling) held the call back too long.
+    #[error("{0}")]
+    Throttled(String),
     #[error("{0}")]
     Unsupported(String),
     /// Stored data that cannot be read back: corruption, tampering, a wrong master key.
@@ -67,6 +77,13 @@ pub enum BackendError {
     Internal(String),
 }
 
+impl BackendError {
+    /// Worth serving a stale value over, and worth retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Throttled(_))
+    }
+}
+
 /// A place secrets are read from and written to.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -74,6 +91,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Reads the version the reference selects (its `#key`, if any, is the caller's business).
     async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError>;
+
+    /// The cache key for a reference, when the backend knows a better one than the reference
+    /// itself: several spellings of one secret (a name, its ARN, a partial ARN) map to one key,
+    /// so they share one entry and one fetch. The key is also what gets fetched.
+    fn cache_key(&self, _reference: &SecretRef) -> Option<SecretRef> {
+        None
+    }
+
+    /// Reads many at once; one result per reference, in order. Backends with a batch call
+    /// (Parameter Store's GetParameters, Secrets Manager's BatchGetSecretValue) override it.
+    async fn fetch_many(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
+        futures::future::join_all(references.iter().map(|r| self.fetch(r))).await
+    }
 
     /// Lists current secrets whose names start with `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError>;

@@ -1,0 +1,386 @@
+//! AWS Secrets Manager (`sm:` references).
+//!
+//! `SecretString` and `SecretBinary`; `?stage=` and `?version=` selectors, and `AWSCURRENT` sent
+//! explicitly when neither is given (Secrets Manager's default is the same, but some emulators
+//! serve a stale version without it). A secret can be named by name, full ARN or partial ARN:
+//! the answer carries the secret's name, which the cache uses to keep one entry for all three and
+//! the policy uses to check the grant on the real name. Batches of current versions go out as
+//! `BatchGetSecretValue` (20 ids a call); listings use `ListSecrets` with a name filter; writes
+//! are `PutSecretValue`, or `CreateSecret` for a secret that does not exist yet.
+
+use std::{collections::HashMap, sync::RwLock, time::SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::{
+    primitives::Blob,
+    types::{Filter, FilterNameStringType},
+    Client,
+};
+use tokio::sync::OnceCell;
+
+use super::{classify, system_time, AwsSettings, CallGuard};
+use crate::{
+    backend::{Backend, BackendError, Fetched, Listed, Written},
+    reference::{BackendKind, SecretRef, Selector},
+    secret::SecretValue,
+};
+
+/// The stage Secrets Manager calls current.
+pub const CURRENT_STAGE: &str = "AWSCURRENT";
+/// Secrets Manager's limit on ids per `BatchGetSecretValue` call.
+const BATCH_MAX: usize = 20;
+const SERVICE: &str = "Secrets Manager";
+
+pub struct SecretsManager {
+    settings: AwsSettings,
+    client: OnceCell<Client>,
+    guard: CallGuard,
+    // Spellings of a secret → its full ARN, learned from Secrets Manager's own answers: the name
+    // a GetSecretValue by name resolved to, and the partial form of every full ARN seen. Only
+    // answers teach it, so a bare name never maps to another account's secret.
+    aliases: RwLock<HashMap<String, String>>,
+}
+
+impl SecretsManager {
+    pub fn new(settings: AwsSettings) -> Self {
+        Self {
+            guard: CallGuard::new(&settings),
+            settings,
+            client: OnceCell::new(),
+            aliases: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn learn(&self, asked: &str, arn: Option<&str>) {
+        let Some(arn) = arn else { return };
+        let mut aliases = self.aliases.write().unwrap_or_else(|p| p.into_inner());
+        if asked != arn {
+            aliases.insert(asked.to_owned(), arn.to_owned());
+        }
+        if let Some(partial) = partial_arn(arn) {
+            aliases.insert(partial.to_owned(), arn.to_owned());
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(&self.settings.sdk_config().await) })
+            .await
+    }
+
+    /// Current versions of up to `BATCH_MAX` secrets in one call.
+    async fn batch_current(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
+        let client = self.client().await;
+        let ids: Vec<String> = references.iter().map(|r| r.name().to_owned()).collect();
+        let output = self
+            .guard
+            .call(|| async {
+                client
+                    .batch_get_secret_value()
+                    .set_secret_id_list(Some(ids.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, "a batch of secrets", e))
+            })
+            .await;
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => return references.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut values = output.secret_values.unwrap_or_default();
+        let errors = output.errors.unwrap_or_default();
+        references
+            .iter()
+            .map(|reference| {
+                let id = reference.name();
+                if let Some(i) = values
+                    .iter()
+                    .position(|v| names_same_secret(id, v.name.as_deref(), v.arn.as_deref()))
+                {
+                    let v = values.swap_remove(i);
+                    self.learn(id, v.arn.as_deref());
+                    return fetched(
+                        reference,
+                        v.secret_string,
+                        v.secret_binary,
+                        v.version_id,
+                        v.version_stages,
+                        v.created_date.as_ref().and_then(system_time),
+                        v.name,
+                        v.arn,
+                    );
+                }
+                match errors.iter().find(|e| e.secret_id.as_deref() == Some(id)) {
+                    Some(e) => Err(super::classify_code(
+                        SERVICE,
+                        &format!("secret {reference}"),
+                        e.error_code.as_deref().unwrap_or("Unknown"),
+                        e.message.as_deref().unwrap_or(""),
+                    )),
+                    None => Err(BackendError::NotFound(format!(
+                        "secret {reference} not found"
+                    ))),
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Backend for SecretsManager {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sm
+    }
+
+    fn cache_key(&self, reference: &SecretRef) -> Option<SecretRef> {
+        let aliases = self.aliases.read().unwrap_or_else(|p| p.into_inner());
+        aliases
+            .get(reference.name())
+            .map(|arn| reference.with_name(arn.clone()))
+    }
+
+    async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {
+        let client = self.client().await;
+        let (version_id, stage) = match reference.selector() {
+            Some(Selector::Version(v)) => (Some(v.clone()), None),
+            Some(Selector::Stage(s)) => (None, Some(s.clone())),
+            _ => (None, Some(CURRENT_STAGE.to_owned())),
+        };
+        let what = format!("secret {reference}");
+        let output = self
+            .guard
+            .call(|| async {
+                client
+                    .get_secret_value()
+                    .secret_id(reference.name())
+                    .set_version_id(version_id.clone())
+                    .set_version_stage(stage.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        self.learn(reference.name(), output.arn.as_deref());
+        fetched(
+            reference,
+            output.secret_string,
+            output.secret_binary,
+            output.version_id,
+            output.version_stages,
+            output.created_date.as_ref().and_then(system_time),
+            output.name,
+            output.arn,
+        )
+    }
+
+    async fn fetch_many(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
+        // BatchGetSecretValue serves current versions only: selected versions go one by one.
+        let (current, selected): (Vec<usize>, Vec<usize>) =
+            (0..references.len()).partition(|i| references[*i].selector().is_none());
+        let current_refs: Vec<SecretRef> = current.iter().map(|i| references[*i].clone()).collect();
+        let batches = futures::future::join_all(
+            current_refs
+                .chunks(BATCH_MAX)
+                .map(|c| self.batch_current(c)),
+        );
+        let singles =
+            futures::future::join_all(selected.iter().map(|i| self.fetch(&references[*i])));
+        let (batches, singles) = futures::join!(batches, singles);
+        let mut results: Vec<Option<Result<Fetched, BackendError>>> =
+            (0..references.len()).map(|_| None).collect();
+        for (i, r) in current.into_iter().zip(batches.into_iter().flatten()) {
+            results[i] = Some(r);
+        }
+        for (i, r) in selected.into_iter().zip(singles) {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(BackendError::Internal("missing batch result".into())))
+            })
+            .collect()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let client = self.client().await;
+        let mut listed = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let mut request = client
+                .list_secrets()
+                .max_results(100)
+                .set_next_token(next_token.clone());
+            if !prefix.is_empty() {
+                request = request.filters(
+                    Filter::builder()
+                        .key(FilterNameStringType::Name)
+                        .values(prefix)
+                        .build(),
+                );
+            }
+            let page = self
+                .guard
+                .call(|| async {
+                    request
+                        .clone()
+                        .send()
+                        .await
+                        .map_err(|e| classify(SERVICE, &format!("secrets under {prefix}"), e))
+                })
+                .await?;
+            for entry in page.secret_list.unwrap_or_default() {
+                let Some(name) = entry.name else { continue };
+                // The service's name filter ignores case; prefixes here do not.
+                if !name.starts_with(prefix) {
+                    continue;
+                }
+                let version_id = entry
+                    .secret_versions_to_stages
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|(_, stages)| stages.iter().any(|s| s == CURRENT_STAGE))
+                    .map(|(id, _)| id)
+                    .unwrap_or_default();
+                listed.push(Listed {
+                    name,
+                    version_id,
+                    updated_at: entry.last_changed_date.as_ref().and_then(system_time),
+                });
+            }
+            next_token = page.next_token.filter(|t| !t.is_empty());
+            if next_token.is_none() {
+                break;
+            }
+        }
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
+    }
+
+    async fn put(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {
+        let client = self.client().await;
+        let what = format!("secret sm:{name}");
+        // Text goes in SecretString (what most tools read); anything else in SecretBinary.
+        let text = std::str::from_utf8(value.expose()).ok();
+        let binary = || Blob::new(value.expose().to_vec());
+        let put = self
+            .guard
+            .call_write(|| async {
+                let request = client.put_secret_value().secret_id(name);
+                let request = match text {
+                    Some(t) => request.secret_string(t),
+                    None => request.secret_binary(binary()),
+                };
+                request
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await;
+        let version_id = match put {
+            Ok(output) => output.version_id,
+            Err(BackendError::NotFound(_)) => {
+                let created = self
+                    .guard
+                    .call_write(|| async {
+                        let request = client
+                            .create_secret()
+                            .name(name)
+                            .set_kms_key_id(self.settings.kms_key_id.clone());
+                        let request = match text {
+                            Some(t) => request.secret_string(t),
+                            None => request.secret_binary(binary()),
+                        };
+                        request
+                            .send()
+                            .await
+                            .map_err(|e| classify(SERVICE, &what, e))
+                    })
+                    .await?;
+                created.version_id
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Written {
+            version_id: version_id.unwrap_or_default(),
+            created_at: Some(SystemTime::now()),
+        })
+    }
+}
+
+/// A full ARN without its random six-character suffix, if it has one.
+fn partial_arn(arn: &str) -> Option<&str> {
+    let bytes = arn.as_bytes();
+    let suffixed = arn.starts_with("arn:")
+        && bytes.len() > 7
+        && bytes[bytes.len() - 7] == b'-'
+        && bytes[bytes.len() - 6..]
+            .iter()
+            .all(u8::is_ascii_alphanumeric);
+    suffixed.then(|| &arn[..arn.len() - 7])
+}
+
+/// Whether a secret id as a caller wrote it (name, full ARN, or partial ARN without the random
+/// six-character suffix) names the secret with this name and ARN.
+fn names_same_secret(id: &str, name: Option<&str>, arn: Option<&str>) -> bool {
+    if Some(id) == name || Some(id) == arn {
+        return true;
+    }
+    match arn {
+        Some(arn) if id.starts_with("arn:") => {
+            arn.len() == id.len() + 7 && arn.starts_with(id) && arn.as_bytes()[id.len()] == b'-'
+        }
+        _ => false,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fetched(
+    reference: &SecretRef,
+    secret_string: Option<String>,
+    secret_binary: Option<Blob>,
+    version_id: Option<String>,
+    stages: Option<Vec<String>>,
+    created_at: Option<SystemTime>,
+    name: Option<String>,
+    arn: Option<String>,
+) -> Result<Fetched, BackendError> {
+    let value = match (secret_string, secret_binary) {
+        // Move the bytes into the zeroizing type without another copy.
+        (Some(text), _) => SecretValue::new(text.into_bytes()),
+        (None, Some(blob)) => SecretValue::new(blob.into_inner()),
+        (None, None) => {
+            return Err(BackendError::NotFound(format!(
+                "secret {reference} has no value in that version"
+            )))
+        }
+    };
+    Ok(Fetched {
+        value,
+        version_id: version_id.unwrap_or_default(),
+        stages: stages.unwrap_or_default(),
+        created_at,
+        canonical_name: name.filter(|n| n != reference.name()),
+        alias: arn.filter(|a| a != reference.name()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_name_one_secret() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
+        let partial = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db";
+        assert!(names_same_secret("prod/db", Some("prod/db"), Some(arn)));
+        assert!(names_same_secret(arn, Some("prod/db"), Some(arn)));
+        assert!(names_same_secret(partial, Some("prod/db"), Some(arn)));
+        assert!(!names_same_secret("prod/dbx", Some("prod/db"), Some(arn)));
+        assert!(!names_same_secret(
+            &partial[..partial.len() - 1],
+            Some("prod/db"),
+            Some(arn)
+        ));
+    }
+}

@@ -1,0 +1,230 @@
+//! AWS Systems Manager Parameter Store (`ssm:` references).
+//!
+//! `String`, `StringList` and `SecureString` parameters, always read `WithDecryption`. Selectors
+//! become Parameter Store's own: `?version=3` → `name:3`, `?label=live` → `name:live`. Batches go
+//! out as `GetParameters` calls of at most 10 names; listings use `DescribeParameters` (metadata
+//! only, never values); writes are `PutParameter` with `Overwrite` as a `SecureString`.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use aws_sdk_ssm::{
+    types::{Parameter, ParameterStringFilter, ParameterType},
+    Client,
+};
+use tokio::sync::OnceCell;
+
+use super::{classify, system_time, AwsSettings, CallGuard};
+use crate::{
+    backend::{Backend, BackendError, Fetched, Listed, Written},
+    reference::{BackendKind, SecretRef, Selector},
+    secret::SecretValue,
+};
+
+/// Parameter Store's own limit on names per `GetParameters` call.
+const GET_PARAMETERS_MAX: usize = 10;
+const SERVICE: &str = "Parameter Store";
+
+pub struct ParameterStore {
+    settings: AwsSettings,
+    client: OnceCell<Client>,
+    guard: CallGuard,
+}
+
+impl ParameterStore {
+    pub fn new(settings: AwsSettings) -> Self {
+        Self {
+            guard: CallGuard::new(&settings),
+            settings,
+            client: OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(&self.settings.sdk_config().await) })
+            .await
+    }
+
+    async fn get_parameters(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
+        let client = self.client().await;
+        let names: Vec<String> = references.iter().map(parameter_name).collect();
+        let output = self
+            .guard
+            .call(|| async {
+                client
+                    .get_parameters()
+                    .set_names(Some(names.clone()))
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, "a batch of parameters", e))
+            })
+            .await;
+        let mut parameters = match output {
+            Ok(output) => output.parameters.unwrap_or_default(),
+            // One failed call fails each of its items the same way.
+            Err(e) => return references.iter().map(|_| Err(e.clone())).collect(),
+        };
+        references
+            .iter()
+            .zip(&names)
+            .map(|(reference, asked)| {
+                // The answer names the parameter, and its selector when one was asked.
+                let position = parameters.iter().position(|p| {
+                    let selector = p.selector.as_deref().unwrap_or("");
+                    format!("{}{selector}", p.name.as_deref().unwrap_or("")) == *asked
+                        || (reference.selector().is_none()
+                            && p.name.as_deref() == Some(reference.name()))
+                });
+                match position {
+                    Some(i) => fetched(reference, parameters.swap_remove(i)),
+                    None => Err(BackendError::NotFound(format!(
+                        "parameter {reference} not found"
+                    ))),
+                }
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Backend for ParameterStore {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Ssm
+    }
+
+    async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {
+        let client = self.client().await;
+        let name = parameter_name(reference);
+        let what = format!("parameter {reference}");
+        let output = self
+            .guard
+            .call(|| async {
+                client
+                    .get_parameter()
+                    .name(&name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        let parameter = output.parameter.ok_or_else(|| {
+            BackendError::Internal(format!("{SERVICE} returned no parameter for {reference}"))
+        })?;
+        fetched(reference, parameter)
+    }
+
+    async fn fetch_many(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
+        let chunks = references
+            .chunks(GET_PARAMETERS_MAX)
+            .map(|chunk| self.get_parameters(chunk));
+        futures::future::join_all(chunks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
+        let client = self.client().await;
+        let mut listed = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let mut request = client
+                .describe_parameters()
+                .max_results(50)
+                .set_next_token(next_token.clone());
+            if !prefix.is_empty() {
+                let filter = ParameterStringFilter::builder()
+                    .key("Name")
+                    .option("BeginsWith")
+                    .values(prefix)
+                    .build()
+                    .map_err(|e| BackendError::Internal(e.to_string()))?;
+                request = request.parameter_filters(filter);
+            }
+            let page =
+                self.guard
+                    .call(|| async {
+                        request.clone().send().await.map_err(|e| {
+                            classify(SERVICE, &format!("parameters under {prefix}"), e)
+                        })
+                    })
+                    .await?;
+            for p in page.parameters.unwrap_or_default() {
+                let Some(name) = p.name else { continue };
+                if name.starts_with(prefix) {
+                    listed.push(Listed {
+                        name,
+                        version_id: p.version.to_string(),
+                        updated_at: p.last_modified_date.as_ref().and_then(system_time),
+                    });
+                }
+            }
+            next_token = page.next_token.filter(|t| !t.is_empty());
+            if next_token.is_none() {
+                break;
+            }
+        }
+        listed.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listed)
+    }
+
+    async fn put(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {
+        let text = std::str::from_utf8(value.expose()).map_err(|_| {
+            BackendError::InvalidArgument(
+                "Parameter Store values are text: this value is not UTF-8".into(),
+            )
+        })?;
+        let client = self.client().await;
+        let what = format!("parameter ssm:{name}");
+        let output = self
+            .guard
+            .call_write(|| async {
+                client
+                    .put_parameter()
+                    .name(name)
+                    .value(text)
+                    .r#type(ParameterType::SecureString)
+                    .set_key_id(self.settings.kms_key_id.clone())
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        Ok(Written {
+            version_id: output.version.to_string(),
+            created_at: Some(SystemTime::now()),
+        })
+    }
+}
+
+/// The name as Parameter Store takes it: `name`, `name:VERSION` or `name:LABEL`.
+fn parameter_name(reference: &SecretRef) -> String {
+    match reference.selector() {
+        Some(Selector::Version(v) | Selector::Label(v)) => format!("{}:{v}", reference.name()),
+        _ => reference.name().to_owned(),
+    }
+}
+
+fn fetched(reference: &SecretRef, mut parameter: Parameter) -> Result<Fetched, BackendError> {
+    // Move the text into the zeroizing type without another copy.
+    let value = parameter.value.take().ok_or_else(|| {
+        BackendError::Internal(format!("{SERVICE} returned no value for {reference}"))
+    })?;
+    let stages = match reference.selector() {
+        Some(Selector::Label(label)) => vec![label.clone()],
+        _ => Vec::new(),
+    };
+    Ok(Fetched {
+        value: SecretValue::new(value.into_bytes()),
+        version_id: parameter.version.to_string(),
+        stages,
+        created_at: parameter.last_modified_date.as_ref().and_then(system_time),
+        canonical_name: None,
+        alias: None,
+    })
+}

@@ -5,7 +5,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use psst_proto::v1::secrets_server::SecretsServer;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tonic::transport::Server;
 
 use crate::{
@@ -96,10 +96,13 @@ pub async fn run(
         .serve_with_incoming_shutdown(transport::incoming(bound.listener, resolver), async {
             stop_rx.await.ok();
         });
+    // SIGHUP's default action ends the process: take it over before the first connection.
+    let hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     let mut server = tokio::spawn(server);
     let watcher = tokio::spawn(watch_policy(
         Arc::clone(&policy),
         config.policy.watch_interval,
+        hangup,
     ));
 
     tracing::info!(
@@ -144,17 +147,14 @@ fn agent_backends(config: &Config) -> Vec<&'static str> {
 
 /// Reloads the policy on SIGHUP and when its file changes. A broken file is logged and the
 /// policy in force stays.
-async fn watch_policy(policy: Arc<PolicySource>, interval: Duration) {
+/// Without a policy file, SIGHUP is taken and ignored.
+async fn watch_policy(policy: Arc<PolicySource>, interval: Duration, mut hangup: Signal) {
     if policy.path().is_none() {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: no policy file to reload");
+        }
         return;
     }
-    let mut hangup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGHUP; policy reloads on file change only");
-            return;
-        }
-    };
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

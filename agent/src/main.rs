@@ -68,7 +68,11 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(app::run(config, policy, lifecycle::shutdown_signal())) {
+    let result = runtime.block_on(async {
+        let shutdown = lifecycle::shutdown_signal()?;
+        app::run(config, policy, shutdown).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

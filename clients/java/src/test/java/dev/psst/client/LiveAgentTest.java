@@ -1,0 +1,90 @@
+package dev.psst.client;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import dev.psst.v1.Grant;
+import dev.psst.v1.WhoAmIResponse;
+import io.grpc.Status;
+import io.grpc.health.v1.HealthCheckResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
+
+/**
+ * What the conformance scenarios do not cover, against the same live agent: health, whoAmI, put,
+ * and the :authority the agent's HTTP/2 server accepts. Writes only under local:scratch/, which
+ * the conformance policy lets the runner write but not read or list, so the scenarios are unaffected.
+ */
+@Timeout(value = 30, unit = TimeUnit.SECONDS)
+@EnabledIfEnvironmentVariable(named = "PSST_CONFORMANCE", matches = ".+", disabledReason = ConformanceTest.SKIP)
+class LiveAgentTest {
+  private static PsstClient client;
+
+  @BeforeAll
+  static void connect() {
+    String file = System.getenv("PSST_CONFORMANCE");
+    Assumptions.assumeTrue(file != null && !file.isEmpty(), ConformanceTest.SKIP);
+    client = PsstClient.create();
+  }
+
+  @AfterAll
+  static void close() {
+    if (client != null) {
+      client.close();
+    }
+  }
+
+  @Test
+  void healthIsServing() {
+    assertEquals(HealthCheckResponse.ServingStatus.SERVING, client.health());
+  }
+
+  @Test
+  void whoAmINamesThisProcessAndTheConformanceRule() throws Exception {
+    WhoAmIResponse me = client.whoAmI();
+    int uid = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+    assertEquals(uid, me.getCaller().getUid());
+    assertEquals(ProcessHandle.current().pid(), me.getCaller().getPid());
+    assertEquals(List.of("conformance runner"), me.getMatchedRulesList());
+    Grant read = me.getGrantsList().stream().filter(g -> g.getOperation().equals("read")).findFirst().orElseThrow();
+    assertEquals(List.of("local:conf/**"), read.getPatternsList());
+  }
+
+  @Test
+  void putWritesNewVersionsAndReadingThemBackIsDenied() {
+    String reference = "local:scratch/java-" + ProcessHandle.current().pid();
+    PutResult first = client.put(reference, "one");
+    assertEquals("1", first.versionId());
+    assertEquals(reference + "?version=1", first.reference());
+    assertNotNull(first.createdAt());
+    PutResult second = client.put(reference, "two".getBytes(StandardCharsets.UTF_8));
+    assertEquals("2", second.versionId());
+    assertThrows(PermissionDeniedException.class, () -> client.get(reference));
+  }
+
+  @Test
+  void aPutWithASelectorIsInvalidArgument() {
+    assertThrows(InvalidArgumentException.class, () -> client.put("local:scratch/x?version=1", "v"));
+  }
+
+  @Test
+  void theSocketPathAsAuthorityIsWhatTheAgentRefuses() {
+    // Documents why the client overrides the authority: with the socket path, the agent's HTTP/2
+    // server resets the stream. If the agent ever accepts it, this test says so.
+    try (PsstClient bad = PsstClient.builder().retry(RetryPolicy.NONE).authority(client.socket().toString()).build()) {
+      PsstException e = assertThrows(PsstException.class, bad::health);
+      assertNotEquals(Status.Code.OK, e.code());
+    }
+  }
+}

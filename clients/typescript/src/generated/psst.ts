@@ -1,0 +1,59 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { MessageTypeDefinition } from '@grpc/proto-loader';
+
+import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from './google/protobuf/Timestamp';
+import type { BatchGetResult as _psst_v1_BatchGetResult, BatchGetResult__Output as _psst_v1_BatchGetResult__Output } from './psst/v1/BatchGetResult';
+import type { BatchGetSecretsRequest as _psst_v1_BatchGetSecretsRequest, BatchGetSecretsRequest__Output as _psst_v1_BatchGetSecretsRequest__Output } from './psst/v1/BatchGetSecretsRequest';
+import type { BatchGetSecretsResponse as _psst_v1_BatchGetSecretsResponse, BatchGetSecretsResponse__Output as _psst_v1_BatchGetSecretsResponse__Output } from './psst/v1/BatchGetSecretsResponse';
+import type { CacheInfo as _psst_v1_CacheInfo, CacheInfo__Output as _psst_v1_CacheInfo__Output } from './psst/v1/CacheInfo';
+import type { Caller as _psst_v1_Caller, Caller__Output as _psst_v1_Caller__Output } from './psst/v1/Caller';
+import type { Error as _psst_v1_Error, Error__Output as _psst_v1_Error__Output } from './psst/v1/Error';
+import type { GetSecretRequest as _psst_v1_GetSecretRequest, GetSecretRequest__Output as _psst_v1_GetSecretRequest__Output } from './psst/v1/GetSecretRequest';
+import type { Grant as _psst_v1_Grant, Grant__Output as _psst_v1_Grant__Output } from './psst/v1/Grant';
+import type { ListSecretsRequest as _psst_v1_ListSecretsRequest, ListSecretsRequest__Output as _psst_v1_ListSecretsRequest__Output } from './psst/v1/ListSecretsRequest';
+import type { ListSecretsResponse as _psst_v1_ListSecretsResponse, ListSecretsResponse__Output as _psst_v1_ListSecretsResponse__Output } from './psst/v1/ListSecretsResponse';
+import type { PutSecretRequest as _psst_v1_PutSecretRequest, PutSecretRequest__Output as _psst_v1_PutSecretRequest__Output } from './psst/v1/PutSecretRequest';
+import type { PutSecretResponse as _psst_v1_PutSecretResponse, PutSecretResponse__Output as _psst_v1_PutSecretResponse__Output } from './psst/v1/PutSecretResponse';
+import type { Secret as _psst_v1_Secret, Secret__Output as _psst_v1_Secret__Output } from './psst/v1/Secret';
+import type { SecretMetadata as _psst_v1_SecretMetadata, SecretMetadata__Output as _psst_v1_SecretMetadata__Output } from './psst/v1/SecretMetadata';
+import type { SecretsClient as _psst_v1_SecretsClient, SecretsDefinition as _psst_v1_SecretsDefinition } from './psst/v1/Secrets';
+import type { WhoAmIRequest as _psst_v1_WhoAmIRequest, WhoAmIRequest__Output as _psst_v1_WhoAmIRequest__Output } from './psst/v1/WhoAmIRequest';
+import type { WhoAmIResponse as _psst_v1_WhoAmIResponse, WhoAmIResponse__Output as _psst_v1_WhoAmIResponse__Output } from './psst/v1/WhoAmIResponse';
+
+type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
+  new(...args: ConstructorParameters<Constructor>): Subtype;
+};
+
+export interface ProtoGrpcType {
+  google: {
+    protobuf: {
+      Timestamp: MessageTypeDefinition<_google_protobuf_Timestamp, _google_protobuf_Timestamp__Output>
+    }
+  }
+  psst: {
+    v1: {
+      BatchGetResult: MessageTypeDefinition<_psst_v1_BatchGetResult, _psst_v1_BatchGetResult__Output>
+      BatchGetSecretsRequest: MessageTypeDefinition<_psst_v1_BatchGetSecretsRequest, _psst_v1_BatchGetSecretsRequest__Output>
+      BatchGetSecretsResponse: MessageTypeDefinition<_psst_v1_BatchGetSecretsResponse, _psst_v1_BatchGetSecretsResponse__Output>
+      CacheInfo: MessageTypeDefinition<_psst_v1_CacheInfo, _psst_v1_CacheInfo__Output>
+      Caller: MessageTypeDefinition<_psst_v1_Caller, _psst_v1_Caller__Output>
+      Error: MessageTypeDefinition<_psst_v1_Error, _psst_v1_Error__Output>
+      GetSecretRequest: MessageTypeDefinition<_psst_v1_GetSecretRequest, _psst_v1_GetSecretRequest__Output>
+      Grant: MessageTypeDefinition<_psst_v1_Grant, _psst_v1_Grant__Output>
+      ListSecretsRequest: MessageTypeDefinition<_psst_v1_ListSecretsRequest, _psst_v1_ListSecretsRequest__Output>
+      ListSecretsResponse: MessageTypeDefinition<_psst_v1_ListSecretsResponse, _psst_v1_ListSecretsResponse__Output>
+      PutSecretRequest: MessageTypeDefinition<_psst_v1_PutSecretRequest, _psst_v1_PutSecretRequest__Output>
+      PutSecretResponse: MessageTypeDefinition<_psst_v1_PutSecretResponse, _psst_v1_PutSecretResponse__Output>
+      Secret: MessageTypeDefinition<_psst_v1_Secret, _psst_v1_Secret__Output>
+      SecretMetadata: MessageTypeDefinition<_psst_v1_SecretMetadata, _psst_v1_SecretMetadata__Output>
+      /**
+       * Secrets is what applications call. Every method is checked against the agent's policy for the
+       * calling process before the cache or any backend is touched.
+       */
+      Secrets: SubtypeConstructor<typeof grpc.Client, _psst_v1_SecretsClient> & { service: _psst_v1_SecretsDefinition }
+      WhoAmIRequest: MessageTypeDefinition<_psst_v1_WhoAmIRequest, _psst_v1_WhoAmIRequest__Output>
+      WhoAmIResponse: MessageTypeDefinition<_psst_v1_WhoAmIResponse, _psst_v1_WhoAmIResponse__Output>
+    }
+  }
+}
+

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# CI entry point for the TypeScript client. From a fresh clone, with Node >= 18 and npm:
+#   clients/typescript/test.sh
+# installs the locked dependencies from the npm registry, checks that the generated code and the
+# shipped proto match ../../proto (drift check), builds dist/ with tsc, and runs every test with
+# node's test runner against a live agent started by tests/conformance/with-agent (which needs
+# target/debug/psstd and psst, or $PSST_BIN_DIR).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$here"
+
+echo "== typescript: install (npm ci)"
+npm ci --no-audit --no-fund --loglevel=error
+
+echo "== typescript: drift check"
+bash scripts/gen.sh --check
+
+echo "== typescript: build"
+npx --no-install tsc -p tsconfig.json
+npx --no-install tsc -p tsconfig.test.json
+
+echo "== typescript: tests (node --test, live agent)"
+exec "$root/tests/conformance/with-agent" node --test build/test/*.test.js

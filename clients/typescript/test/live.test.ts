@@ -1,0 +1,64 @@
+// What the conformance scenarios do not cover, against the same live agent: health, whoami, put,
+// and the :authority the agent's HTTP/2 server accepts. Writes only under local:scratch/, which
+// the conformance policy lets the runner write but not read or list, so the scenarios are unaffected.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { PermissionDeniedError, PsstClient, PsstError } from '@psst/client';
+
+if (!process.env.PSST_CONFORMANCE) {
+  test('live agent', { skip: 'PSST_CONFORMANCE is not set: run under tests/conformance/with-agent (see test.sh)' }, () => {});
+} else {
+  describe('live agent', () => {
+    let client: PsstClient;
+    before(() => {
+      client = new PsstClient();
+    });
+    after(() => client.close());
+
+    test('health is SERVING', async () => {
+      assert.equal(await client.health(), 'SERVING');
+    });
+
+    test('whoami names this process and the conformance rule', async () => {
+      const me = await client.whoami();
+      assert.equal(me.caller?.uid, process.getuid!());
+      assert.equal(me.caller?.pid, process.pid);
+      assert.deepEqual(me.matchedRules, ['conformance runner']);
+      const read = me.grants.find((g) => g.operation === 'read');
+      assert.deepEqual(read?.patterns, ['local:conf/**']);
+    });
+
+    test('put writes new versions; reading them back is denied by the policy', async () => {
+      const reference = `local:scratch/ts-${process.pid}`;
+      const first = await client.put(reference, 'one');
+      assert.equal(first.versionId, '1');
+      assert.equal(first.reference, `${reference}?version=1`);
+      assert.ok(first.createdAt instanceof Date);
+      const second = await client.put(reference, Buffer.from('two'));
+      assert.equal(second.versionId, '2');
+      await assert.rejects(client.get(reference), PermissionDeniedError);
+    });
+
+    test('a put with a selector is INVALID_ARGUMENT', async () => {
+      await assert.rejects(client.put('local:scratch/x?version=1', 'v'), (err: unknown) => {
+        assert.equal((err as PsstError).codeName, 'INVALID_ARGUMENT');
+        return true;
+      });
+    });
+
+    test('the socket path as :authority is what the agent refuses (so the client must not send it)', async () => {
+      const bad = new PsstClient({ retry: false, channelOptions: { 'grpc.default_authority': client.socket } });
+      try {
+        const outcome = await bad.health().then(
+          (status) => `answered ${status}`,
+          (err: PsstError) => err.codeName,
+        );
+        // Documents the agent's behaviour; if the agent ever accepts it this test says so.
+        assert.notEqual(outcome, 'answered SERVING', 'the agent now accepts a socket path as :authority');
+      } finally {
+        bad.close();
+      }
+    });
+  });
+}

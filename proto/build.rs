@@ -13,7 +13,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure()
         .bytes(".psst.v1")
-        .skip_debug([".psst.v1.Secret", ".psst.v1.PutSecretRequest"])
+        .skip_debug([
+            ".psst.v1.Secret",
+            ".psst.v1.PutSecretRequest",
+            ".psst.v1.GeneratePasswordResponse",
+        ])
         .compile_fds(fds)?;
     Ok(())
 }

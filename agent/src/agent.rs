@@ -5,7 +5,20 @@
 //! Order on every path: parse the reference (INVALID_ARGUMENT) → policy (PERMISSION_DENIED, the
 //! same whether or not the secret exists) → cache → backend.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+mod manage;
+mod watch;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+pub use manage::{Rotated, Stats};
+pub use watch::{EventKind, WatchEvent};
 
 use futures::FutureExt;
 use serde_json::value::RawValue;
@@ -17,6 +30,7 @@ use crate::{
     identity::Caller,
     policy::{Grants, Operation, PolicySource},
     reference::{self, BackendKind, SecretRef},
+    rotation::{WatchHub, WatchSettings},
     secret::SecretValue,
 };
 
@@ -129,8 +143,30 @@ impl Default for Limits {
 pub struct Agent {
     backends: Backends,
     policy: Arc<PolicySource>,
-    cache: SecretCache,
+    cache: Arc<SecretCache>,
     limits: Limits,
+    hub: WatchHub,
+    calls: Arc<BackendCounters>,
+}
+
+/// Backend calls and failures, per backend, for `Stats`.
+#[derive(Default)]
+struct BackendCounters {
+    calls: [AtomicU64; BackendKind::ALL.len()],
+    errors: [AtomicU64; BackendKind::ALL.len()],
+}
+
+impl BackendCounters {
+    fn record<T>(&self, kind: BackendKind, result: &Result<T, BackendError>) {
+        let i = BackendKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every kind is listed");
+        self.calls[i].fetch_add(1, Ordering::Relaxed);
+        if matches!(result, Err(e) if !matches!(e, BackendError::NotFound(_))) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Agent {
@@ -139,12 +175,16 @@ impl Agent {
         policy: Arc<PolicySource>,
         cache: SecretCache,
         limits: Limits,
+        watch: WatchSettings,
     ) -> Self {
+        let cache = Arc::new(cache);
         Self {
+            hub: WatchHub::new(backends.clone(), Arc::clone(&cache), watch),
             backends,
             policy,
             cache,
             limits,
+            calls: Arc::default(),
         }
     }
 
@@ -156,6 +196,11 @@ impl Agent {
         &self.cache
     }
 
+    /// Ends every watch stream (with UNAVAILABLE, so clients reconnect): the agent is stopping.
+    pub fn shut_down(&self) {
+        self.hub.shut_down();
+    }
+
     pub async fn get(&self, caller: &Caller, text: &str) -> Result<ServedSecret, Error> {
         let reference = SecretRef::parse(text)?;
         let rule = self.authorize(caller, Operation::Read, &reference, text)?;
@@ -163,13 +208,10 @@ impl Agent {
             Ok(configured) => {
                 let key = reference.without_key();
                 let key = configured.backend.cache_key(&key).unwrap_or(key);
-                let backend = Arc::clone(&configured.backend);
-                let fetch_key = key.clone();
                 let served = self
                     .cache
-                    .get(&key, configured.ttl, async move {
-                        tracing::debug!(reference = %fetch_key, "backend fetch");
-                        backend.fetch(&fetch_key).await
+                    .get(&key, configured.ttl, || {
+                        self.fetch_one(configured, key.clone())
                     })
                     .await;
                 self.finish_read(caller, &reference, served)
@@ -244,10 +286,15 @@ impl Agent {
                 })
                 .collect();
             let backend = Arc::clone(&configured.backend);
+            let counters = Arc::clone(&self.calls);
             let fetch_many: FetchMany = Box::new(move |keys: Vec<SecretRef>| {
                 async move {
                     tracing::debug!(count = keys.len(), "backend batch fetch");
-                    backend.fetch_many(&keys).await
+                    let results = backend.fetch_many(&keys).await;
+                    for result in &results {
+                        counters.record(kind, result);
+                    }
+                    results
                 }
                 .boxed()
             });
@@ -363,6 +410,23 @@ impl Agent {
                 audit::record(caller, op, text, None, Outcome::Denied);
                 Err(denied(op, text))
             }
+        }
+    }
+
+    /// The backend read behind a cache miss, counted for `Stats`.
+    fn fetch_one(
+        &self,
+        configured: &Configured,
+        key: SecretRef,
+    ) -> impl std::future::Future<Output = Result<crate::backend::Fetched, BackendError>> + Send + 'static
+    {
+        let backend = Arc::clone(&configured.backend);
+        let counters = Arc::clone(&self.calls);
+        async move {
+            tracing::debug!(reference = %key, "backend fetch");
+            let result = backend.fetch(&key).await;
+            counters.record(key.backend(), &result);
+            result
         }
     }
 

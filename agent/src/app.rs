@@ -4,13 +4,13 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use psst_proto::v1::secrets_server::SecretsServer;
+use psst_proto::v1::{admin_server::AdminServer, secrets_server::SecretsServer};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tonic::transport::Server;
 
 use crate::{
     agent::{Agent, Limits},
-    api::SecretsApi,
+    api::{AdminApi, SecretsApi},
     backend::{
         aws::{sm::SecretsManager, ssm::ParameterStore, AwsSettings},
         local::LocalStore,
@@ -21,6 +21,7 @@ use crate::{
     identity::{IdentityResolver, ProcResolver},
     lifecycle,
     policy::PolicySource,
+    rotation::WatchSettings,
     transport,
 };
 
@@ -67,11 +68,24 @@ pub async fn run(
         max_value_bytes: config.limits.max_value_bytes,
         max_batch: config.limits.max_batch,
     };
-    let agent = Arc::new(Agent::new(backends, Arc::clone(&policy), cache, limits));
+    let watch = WatchSettings {
+        interval: config.watch.interval,
+        jitter: config.watch.jitter,
+    };
+    let agent = Arc::new(Agent::new(
+        backends,
+        Arc::clone(&policy),
+        cache,
+        limits,
+        watch,
+    ));
     let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::default());
 
     let max_message = config.server.max_message_bytes;
     let secrets = SecretsServer::new(SecretsApi::new(Arc::clone(&agent)))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    let admin = AdminServer::new(AdminApi::new(Arc::clone(&agent)))
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -90,6 +104,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = Server::builder()
         .add_service(secrets)
+        .add_service(admin)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -125,6 +140,9 @@ pub async fn run(
     health_reporter
         .set_not_serving::<SecretsServer<SecretsApi>>()
         .await;
+    // Watch streams never end by themselves: end them (UNAVAILABLE, so clients reconnect and
+    // resume elsewhere or later) so the drain can finish.
+    agent.shut_down();
     let _ = stop_tx.send(());
     let grace = config.server.grace_period;
     match tokio::time::timeout(grace, &mut server).await {

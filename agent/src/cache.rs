@@ -48,6 +48,8 @@ pub struct CachedSecret {
     pub fetched_at: SystemTime,
     pub expires_at: SystemTime,
     fresh_until: Instant,
+    /// From here on, a read starts a background refresh (refresh ahead).
+    refresh_at: Instant,
 }
 
 #[derive(Debug)]
@@ -90,6 +92,13 @@ pub struct Served {
     pub stale: bool,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub stale: u64,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     #[error("{0}")]
@@ -124,6 +133,9 @@ pub struct SecretCache {
 
 struct Inner {
     entries: Cache<SecretRef, Arc<Entry>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
     // Fetches under way, by key, each tagged with an id so only its own fetch removes it.
     inflight: Mutex<HashMap<SecretRef, (u64, Pending)>>,
     next_id: AtomicU64,
@@ -180,6 +192,9 @@ impl SecretCache {
         Self {
             inner: Arc::new(Inner {
                 entries,
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                stale: AtomicU64::new(0),
                 inflight: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
                 settings,
@@ -189,27 +204,58 @@ impl SecretCache {
 
     /// Returns the cached secret for `key` if fresh; otherwise runs `fetch` (once, however many
     /// callers ask at the same time) and caches what it returns for about `ttl`.
-    pub async fn get<Fut>(
+    pub async fn get<F, Fut>(
         &self,
         key: &SecretRef,
         ttl: Duration,
-        fetch: Fut,
+        fetch: F,
     ) -> Result<Served, CacheError>
     where
+        F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fetched, BackendError>> + Send + 'static,
     {
         // The hot path: a fresh entry, no locks, no allocation.
         let cached = self.inner.entries.get(key).await;
         if let Some(entry) = &cached {
-            if entry.fresh_until() > Instant::now() {
+            let now = Instant::now();
+            if entry.fresh_until() > now {
+                self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                if let Entry::Found(secret) = entry.as_ref() {
+                    // Read near the end of its TTL: a hot secret. Refresh it in the background,
+                    // so its readers never wait for the backend.
+                    if now >= secret.refresh_at {
+                        self.refresh_ahead(key, ttl, fetch);
+                    }
+                }
                 return served(entry, true, false);
             }
         }
+        let fetch = fetch();
         let fetch_one: FetchMany = Box::new(move |_keys| async move { vec![fetch.await] }.boxed());
         let mut results = self
             .fetch_missing(std::slice::from_ref(key), vec![cached], ttl, fetch_one)
             .await;
         results.pop().expect("one result per key")
+    }
+
+    fn refresh_ahead<F, Fut>(&self, key: &SecretRef, ttl: Duration, fetch: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fetched, BackendError>> + Send + 'static,
+    {
+        let mut inflight = self
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight.contains_key(key) {
+            return;
+        }
+        let fetch = fetch();
+        let fetch_one: FetchMany = Box::new(move |_keys| async move { vec![fetch.await] }.boxed());
+        self.start_fetch(&mut inflight, vec![key.clone()], ttl, fetch_one);
+        let (_, pending) = inflight.get(key).expect("just filed").clone();
+        tokio::spawn(pending);
     }
 
     /// `get` for many keys: fresh entries are served from the cache, and every missing key that
@@ -248,6 +294,7 @@ impl SecretCache {
             for (key, entry) in keys.iter().zip(&cached) {
                 match entry {
                     Some(entry) if entry.fresh_until() > now => {
+                        self.inner.hits.fetch_add(1, Ordering::Relaxed);
                         answers.push(Some(served(entry, true, false)));
                         waits.push(None);
                     }
@@ -266,59 +313,7 @@ impl SecretCache {
                 }
             }
             if !to_fetch.is_empty() {
-                let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-                let settings = self.inner.settings;
-                let batch_keys = to_fetch.clone();
-                let batch: BatchOutcome = async move {
-                    let fetched = fetch_many(batch_keys).await;
-                    Arc::new(
-                        fetched
-                            .into_iter()
-                            .map(|r| to_entry(r, ttl, &settings))
-                            .collect(),
-                    )
-                }
-                .boxed()
-                .shared();
-                for (position, key) in to_fetch.into_iter().enumerate() {
-                    let inner = Arc::clone(&self.inner);
-                    let batch = batch.clone();
-                    let stored_key = key.clone();
-                    let pending: Pending = async move {
-                        let (outcome, alias) =
-                            batch.await.get(position).cloned().unwrap_or_else(|| {
-                                (
-                                    Err(Arc::new(BackendError::Internal(
-                                        "the backend returned too few results".into(),
-                                    ))),
-                                    None,
-                                )
-                            });
-                        if let Ok(entry) = &outcome {
-                            inner
-                                .entries
-                                .insert(stored_key.clone(), Arc::clone(entry))
-                                .await;
-                            if let Some(alias) = &alias {
-                                inner
-                                    .entries
-                                    .insert(stored_key.with_name(alias.clone()), Arc::clone(entry))
-                                    .await;
-                            }
-                        }
-                        let mut inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                        if inflight
-                            .get(&stored_key)
-                            .is_some_and(|(owner, _)| *owner == id)
-                        {
-                            inflight.remove(&stored_key);
-                        }
-                        outcome
-                    }
-                    .boxed()
-                    .shared();
-                    inflight.insert(key, (id, pending));
-                }
+                let id = self.start_fetch(&mut inflight, to_fetch, ttl, fetch_many);
                 for (key, wait) in keys.iter().zip(waits.iter_mut()) {
                     if let (None, Some((owner, pending))) = (&wait, inflight.get(key)) {
                         if *owner == id {
@@ -349,12 +344,82 @@ impl SecretCache {
         results
     }
 
+    /// Starts one backend call for `keys` and files a pending fetch per key in `inflight`, where
+    /// later requests for those keys find and join it. Returns the fetch's id.
+    fn start_fetch(
+        &self,
+        inflight: &mut HashMap<SecretRef, (u64, Pending)>,
+        to_fetch: Vec<SecretRef>,
+        ttl: Duration,
+        fetch_many: FetchMany,
+    ) -> u64 {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let settings = self.inner.settings;
+        let batch_keys = to_fetch.clone();
+        let batch: BatchOutcome = async move {
+            let fetched = fetch_many(batch_keys).await;
+            Arc::new(
+                fetched
+                    .into_iter()
+                    .map(|r| to_entry(r, ttl, &settings))
+                    .collect(),
+            )
+        }
+        .boxed()
+        .shared();
+        for (position, key) in to_fetch.into_iter().enumerate() {
+            let inner = Arc::clone(&self.inner);
+            let batch = batch.clone();
+            let stored_key = key.clone();
+            let pending: Pending = async move {
+                let (outcome, alias) = batch.await.get(position).cloned().unwrap_or_else(|| {
+                    (
+                        Err(Arc::new(BackendError::Internal(
+                            "the backend returned too few results".into(),
+                        ))),
+                        None,
+                    )
+                });
+                if let Ok(entry) = &outcome {
+                    inner
+                        .entries
+                        .insert(stored_key.clone(), Arc::clone(entry))
+                        .await;
+                    if let Some(alias) = &alias {
+                        inner
+                            .entries
+                            .insert(stored_key.with_name(alias.clone()), Arc::clone(entry))
+                            .await;
+                    }
+                }
+                let mut inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                if inflight
+                    .get(&stored_key)
+                    .is_some_and(|(owner, _)| *owner == id)
+                {
+                    inflight.remove(&stored_key);
+                }
+                outcome
+            }
+            .boxed()
+            .shared();
+            inflight.insert(key, (id, pending));
+        }
+        id
+    }
+
     fn settle(
         &self,
         outcome: FetchOutcome,
         started: bool,
         cached: Option<&Entry>,
     ) -> Result<Served, CacheError> {
+        let counter = if started {
+            &self.inner.misses
+        } else {
+            &self.inner.hits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(entry) => served(&entry, !started, false),
             Err(error) => match cached {
@@ -364,6 +429,7 @@ impl SecretCache {
                     if error.is_transient()
                         && secret.fresh_until + self.inner.settings.max_stale > Instant::now() =>
                 {
+                    self.inner.stale.fetch_add(1, Ordering::Relaxed);
                     Ok(Served {
                         secret: Arc::clone(secret),
                         hit: true,
@@ -380,6 +446,30 @@ impl SecretCache {
         self.inner.entries.invalidate(key).await;
     }
 
+    /// Drops every entry whose key matches; returns how many.
+    pub async fn invalidate_where(&self, matches: impl Fn(&SecretRef) -> bool) -> u64 {
+        let keys: Vec<Arc<SecretRef>> = self
+            .inner
+            .entries
+            .iter()
+            .filter(|(key, _)| matches(key))
+            .map(|(key, _)| key)
+            .collect();
+        for key in &keys {
+            self.inner.entries.invalidate(key.as_ref()).await;
+        }
+        keys.len() as u64
+    }
+
+    /// Hits, misses and stale answers since start.
+    pub fn counters(&self) -> CacheCounters {
+        CacheCounters {
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+            stale: self.inner.stale.load(Ordering::Relaxed),
+        }
+    }
+
     /// Entries and their weight in bytes (approximate until moka runs its housekeeping).
     pub fn usage(&self) -> (u64, u64) {
         (
@@ -389,7 +479,11 @@ impl SecretCache {
     }
 }
 
-fn jittered(ttl: Duration, jitter: f64) -> Duration {
+/// The fraction of its TTL after which a read refreshes an entry in the background.
+const REFRESH_AHEAD_AT: f64 = 0.8;
+
+/// `duration` shortened by a random fraction of itself, at most `jitter` (0 to 1).
+pub fn jittered(ttl: Duration, jitter: f64) -> Duration {
     let mut bytes = [0u8; 8];
     // Jitter is not security-sensitive; without randomness the TTL is simply not shortened.
     let unit = match getrandom::fill(&mut bytes) {
@@ -421,6 +515,7 @@ fn to_entry(
                 fetched_at,
                 expires_at: fetched_at + ttl,
                 fresh_until: now + ttl,
+                refresh_at: now + ttl.mul_f64(REFRESH_AHEAD_AT),
             }))
         }
         Err(BackendError::NotFound(message)) => Entry::Missing {
@@ -471,7 +566,7 @@ mod tests {
     ) -> Result<Served, CacheError> {
         let (backend, owned) = (backend.clone(), key.clone());
         cache
-            .get(key, TTL, async move { backend.fetch(&owned).await })
+            .get(key, TTL, || async move { backend.fetch(&owned).await })
             .await
     }
 
@@ -488,7 +583,8 @@ mod tests {
         assert_eq!(backend.fetches(), 1);
 
         backend.insert("a", b"v2");
-        tokio::time::advance(TTL - Duration::from_millis(1)).await;
+        // Before the refresh-ahead point (80% of the TTL), a read is a plain hit.
+        tokio::time::advance(TTL.mul_f64(0.75)).await;
         assert_eq!(
             get(&cache, &backend, &key)
                 .await
@@ -498,10 +594,37 @@ mod tests {
                 .expose(),
             b"v1"
         );
-        tokio::time::advance(Duration::from_millis(1)).await;
+        tokio::time::advance(TTL.mul_f64(0.25)).await;
         let refreshed = get(&cache, &backend, &key).await.unwrap();
         assert_eq!(refreshed.secret.value.expose(), b"v2");
         assert!(!refreshed.hit);
+        assert_eq!(backend.fetches(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hot_entries_are_refreshed_before_they_expire() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("hot", b"v1");
+        let cache = cache(Duration::ZERO);
+        let key = r("local:hot");
+        get(&cache, &backend, &key).await.unwrap();
+        backend.insert("hot", b"v2");
+        // Read in the last fifth of the TTL: served at once, refreshed behind the reader's back.
+        tokio::time::advance(TTL.mul_f64(0.85)).await;
+        let read = get(&cache, &backend, &key).await.unwrap();
+        assert!(read.hit);
+        assert_eq!(read.secret.value.expose(), b"v1");
+        while backend.fetches() < 2 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // Past the first TTL the refreshed value is there: no reader waited for the backend.
+        tokio::time::advance(TTL.mul_f64(0.2)).await;
+        let later = get(&cache, &backend, &key).await.unwrap();
+        assert!(later.hit, "served from the refreshed entry");
+        assert_eq!(later.secret.value.expose(), b"v2");
         assert_eq!(backend.fetches(), 2);
     }
 

@@ -25,6 +25,11 @@ pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
+/// How often each watched secret's versions are checked.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(60);
+/// Dev mode checks more often, so a rotation shows up while you look.
+pub const DEV_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_WATCH_JITTER: f64 = 0.2;
 pub const DEFAULT_LOCAL_DIR: &str = "/var/lib/psst/store";
 /// Per-attempt timeout of an AWS call (connect and answer).
 pub const DEFAULT_AWS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,7 +51,28 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub cache: CacheConfig,
     pub limits: LimitsConfig,
+    pub watch: WatchConfig,
     pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    /// How often a watched secret's versions are checked: one metadata call per interval per
+    /// secret, however many callers watch it.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Up to this fraction of each interval is taken off at random (0 to 0.5).
+    pub jitter: f64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            interval: DEFAULT_WATCH_INTERVAL,
+            jitter: DEFAULT_WATCH_JITTER,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -269,8 +295,8 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 7] = [
-    "server", "log", "audit", "policy", "cache", "limits", "backend",
+const SECTIONS: [&str; 8] = [
+    "server", "log", "audit", "policy", "cache", "limits", "watch", "backend",
 ];
 
 impl Config {
@@ -304,6 +330,7 @@ impl Config {
         let policy: PolicyConfig = section(&table, "policy", &mut problems);
         let cache: CacheConfig = section(&table, "cache", &mut problems);
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
+        let watch: WatchConfig = section(&table, "watch", &mut problems);
         let mut backends = Vec::new();
         match table.get("backend") {
             None => {}
@@ -327,6 +354,7 @@ impl Config {
             policy,
             cache,
             limits,
+            watch,
             backends,
         };
         problems.extend(config.validate());
@@ -374,6 +402,15 @@ impl Config {
             problems.push(format!(
                 "cache.ttl_jitter must be between 0 and 0.5, got {}",
                 self.cache.ttl_jitter
+            ));
+        }
+        if self.watch.interval < Duration::from_millis(100) {
+            problems.push("watch.interval must be at least 100ms".into());
+        }
+        if !(0.0..=0.5).contains(&self.watch.jitter) {
+            problems.push(format!(
+                "watch.jitter must be between 0 and 0.5, got {}",
+                self.watch.jitter
             ));
         }
         if self.cache.max_bytes == 0 {
@@ -443,6 +480,10 @@ impl Config {
             },
             cache: CacheConfig::default(),
             limits: LimitsConfig::default(),
+            watch: WatchConfig {
+                interval: DEV_WATCH_INTERVAL,
+                ..WatchConfig::default()
+            },
             // AWS backends load their settings from the standard environment (AWS_REGION,
             // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
             backends: vec![

@@ -11,6 +11,7 @@
 //! - [`policy`]: deny by default, reloaded live.
 //! - [`cache`]: memory-only, bounded, coalescing, stale-tolerant.
 //! - [`backend`]: where values live ([`backend::local`] is the embedded default).
+//! - [`rotation`]: change detection, the push to watchers, generated values.
 //!
 //! Beside it: [`config`], [`audit`], [`telemetry`], [`lifecycle`], and [`app`], the composition
 //! root. [`secret::SecretValue`] is the one type that holds plaintext.
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod lifecycle;
 pub mod policy;
 pub mod reference;
+pub mod rotation;
 pub mod secret;
 pub mod telemetry;
 pub mod transport;

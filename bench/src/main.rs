@@ -330,6 +330,29 @@ struct Fixed {
 
 #[tonic::async_trait]
 impl Secrets for Fixed {
+    type WatchSecretsStream = tokio_stream::Empty<Result<pb::WatchEvent, Status>>;
+
+    async fn watch_secrets(
+        &self,
+        _: Request<pb::WatchSecretsRequest>,
+    ) -> Result<Response<Self::WatchSecretsStream>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
+    async fn rotate_secret(
+        &self,
+        _: Request<pb::RotateSecretRequest>,
+    ) -> Result<Response<pb::RotateSecretResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
+    async fn generate_password(
+        &self,
+        _: Request<pb::GeneratePasswordRequest>,
+    ) -> Result<Response<pb::GeneratePasswordResponse>, Status> {
+        Err(Status::unimplemented("baseline"))
+    }
+
     async fn get_secret(
         &self,
         _: Request<pb::GetSecretRequest>,

@@ -15,6 +15,7 @@ pub mod v1 {
 
     /// Fully qualified service names, as gRPC and reflection spell them.
     pub const SECRETS_SERVICE: &str = "psst.v1.Secrets";
+    pub const ADMIN_SERVICE: &str = "psst.v1.Admin";
 
     struct Redacted(usize);
 
@@ -33,6 +34,14 @@ pub mod v1 {
                 .field("stages", &self.stages)
                 .field("created_at", &self.created_at)
                 .field("cache", &self.cache)
+                .finish()
+        }
+    }
+
+    impl std::fmt::Debug for GeneratePasswordResponse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("GeneratePasswordResponse")
+                .field("value", &Redacted(self.value.len()))
                 .finish()
         }
     }
@@ -68,7 +77,11 @@ mod tests {
                 result: Some(batch_get_result::Result::Secret(secret.clone())),
             }],
         };
+        let generated = GeneratePasswordResponse {
+            value: bytes::Bytes::from_static(b"hunter2-value"),
+        };
         for printed in [
+            format!("{generated:?}"),
             format!("{secret:?}"),
             format!("{put:?}"),
             format!("{batch:?}"),

@@ -73,6 +73,9 @@ pub struct Agent {
     pub socket: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    // How it was started, to start it again (restart tests).
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
 }
 
 /// How to start an agent.
@@ -131,7 +134,32 @@ impl Agent {
                 dir.path().join("psst.sock")
             }
         };
-        let log_file = fs::File::create(&log).unwrap();
+        let args: Vec<std::ffi::OsString> = command.get_args().map(|a| a.to_owned()).collect();
+        let mut agent_env: Vec<(String, String)> = command
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+            .collect();
+        agent_env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut agent = Agent {
+            dir,
+            socket,
+            child: None,
+            log,
+            args,
+            env: agent_env,
+        };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new(psstd_bin());
+        command.args(&self.args);
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         command.env_remove("PSST_LOG");
         for var in AWS_ENV_VARS {
             command.env_remove(var);
@@ -144,19 +172,19 @@ impl Agent {
                 "/nonexistent/psst-test-aws-credentials",
             )
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .envs(env.iter().copied())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);
-        let child = command.spawn().expect("spawn psstd");
-        let mut agent = Agent {
-            dir,
-            socket,
-            child: Some(child),
-            log,
-        };
-        agent.wait_ready();
-        agent
+        self.child = Some(command.spawn().expect("spawn psstd"));
+        self.wait_ready();
+    }
+
+    /// Stops the agent (SIGTERM) and starts it again with the same config, state and socket.
+    pub fn restart(&mut self) {
+        let status = self.stop();
+        assert!(status.success(), "{status}");
+        self.spawn();
     }
 
     fn wait_ready(&mut self) {

@@ -29,7 +29,11 @@ fn agent_with(backend: &MemoryBackend) -> Agent {
         max_stale: Duration::ZERO,
         ttl_jitter: 0.0,
     });
-    Agent::new(backends, policy, cache, Limits::default())
+    let watch = crate::rotation::WatchSettings {
+        interval: Duration::from_secs(60),
+        jitter: 0.0,
+    };
+    Agent::new(backends, policy, cache, Limits::default(), watch)
 }
 
 #[tokio::test]

@@ -1,12 +1,14 @@
 //! gRPC handlers: translate protobuf to the core's calls and the core's errors to statuses.
 //! No business logic lives here.
 
+mod admin;
 mod secrets;
 
 use std::time::SystemTime;
 
 use tonic::{Request, Status};
 
+pub use admin::AdminApi;
 pub use secrets::SecretsApi;
 
 use crate::{agent::Error, identity::Caller, transport::ConnectedCaller};

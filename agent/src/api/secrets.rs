@@ -1,6 +1,8 @@
 //! `psst.v1.Secrets`.
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
+
+use futures::{Stream, StreamExt};
 
 use psst_proto::v1::{
     self as pb, batch_get_result, secrets_server::Secrets, BatchGetSecretsRequest,
@@ -11,8 +13,9 @@ use tonic::{Request, Response, Status};
 
 use super::{caller, code, timestamp};
 use crate::{
-    agent::{Agent, ServedSecret},
+    agent::{Agent, EventKind, ServedSecret, WatchEvent},
     identity::Caller,
+    rotation::generate::{self, GeneratorOptions},
     secret::SecretValue,
 };
 
@@ -28,6 +31,53 @@ impl SecretsApi {
 
 #[tonic::async_trait]
 impl Secrets for SecretsApi {
+    type WatchSecretsStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+    async fn watch_secrets(
+        &self,
+        request: Request<pb::WatchSecretsRequest>,
+    ) -> Result<Response<Self::WatchSecretsStream>, Status> {
+        let caller = caller(&request)?.clone();
+        let request = request.into_inner();
+        let events = self
+            .agent
+            .watch(&caller, &request.references, &request.known_versions)?;
+        let events = events.map(|event| event.map(event_to_proto).map_err(Status::from));
+        Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn rotate_secret(
+        &self,
+        request: Request<pb::RotateSecretRequest>,
+    ) -> Result<Response<pb::RotateSecretResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.get_ref();
+        let options = generator_options(r.generator.as_ref());
+        let json_key = Some(r.json_key.as_str()).filter(|k| !k.is_empty());
+        let rotated = self
+            .agent
+            .rotate(caller, &r.reference, &options, json_key)
+            .await?;
+        Ok(Response::new(pb::RotateSecretResponse {
+            reference: rotated.reference,
+            version_id: rotated.version_id,
+            previous_version_id: rotated.previous_version_id,
+            delegated: rotated.delegated,
+        }))
+    }
+
+    async fn generate_password(
+        &self,
+        request: Request<pb::GeneratePasswordRequest>,
+    ) -> Result<Response<pb::GeneratePasswordResponse>, Status> {
+        caller(&request)?;
+        let options = generator_options(request.get_ref().options.as_ref());
+        let value = Arc::new(self.agent.generate(&options)?);
+        Ok(Response::new(pb::GeneratePasswordResponse {
+            value: value.share(),
+        }))
+    }
+
     async fn get_secret(
         &self,
         request: Request<GetSecretRequest>,
@@ -134,6 +184,44 @@ fn to_proto(asked: &str, served: ServedSecret) -> pb::Secret {
             fetched_at: Some(timestamp(secret.fetched_at)),
             expires_at: Some(timestamp(secret.expires_at)),
         }),
+    }
+}
+
+fn event_to_proto(event: WatchEvent) -> pb::WatchEvent {
+    let kind = match event.kind {
+        EventKind::Current => pb::watch_event::Kind::Current,
+        EventKind::NewVersion => pb::watch_event::Kind::NewVersion,
+        EventKind::PendingVersion => pb::watch_event::Kind::PendingVersion,
+        EventKind::Deleted => pb::watch_event::Kind::Deleted,
+    };
+    pb::WatchEvent {
+        secret: event.secret.map(|s| to_proto(&event.reference, s)),
+        reference: event.reference,
+        kind: kind as i32,
+        previous_version_id: event.previous_version_id,
+        pending_version_id: event.pending_version_id,
+        observed_at: Some(timestamp(event.observed_at)),
+    }
+}
+
+/// Protobuf generator options onto the generator's, with the documented defaults.
+fn generator_options(options: Option<&pb::GeneratorOptions>) -> GeneratorOptions {
+    let Some(o) = options else {
+        return GeneratorOptions::default();
+    };
+    GeneratorOptions {
+        length: if o.length == 0 {
+            generate::DEFAULT_LENGTH
+        } else {
+            o.length as usize
+        },
+        lowercase: !o.exclude_lowercase,
+        uppercase: !o.exclude_uppercase,
+        numbers: !o.exclude_numbers,
+        punctuation: !o.exclude_punctuation,
+        space: o.include_space,
+        exclude: o.exclude_characters.clone(),
+        require_each: o.require_each_included_type.unwrap_or(true),
     }
 }
 

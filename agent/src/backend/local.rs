@@ -40,7 +40,7 @@ use aes_gcm::{
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{Backend, BackendError, Fetched, Listed, Written};
+use super::{Backend, BackendError, Fetched, Listed, VersionState, Written};
 use crate::{
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
@@ -349,6 +349,15 @@ impl Backend for LocalStore {
         let name = reference.name().to_owned();
         let inner = Arc::clone(&self.inner);
         blocking(move || inner.read_version(&name, version)).await
+    }
+
+    async fn versions(&self, reference: &SecretRef) -> Result<VersionState, BackendError> {
+        let dir = self.inner.secret_dir(reference.name());
+        let current = blocking(move || latest_version(&dir)).await?;
+        Ok(VersionState {
+            current: current.map(|v| v.to_string()),
+            pending: None,
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {

@@ -45,6 +45,15 @@ pub struct Listed {
     pub updated_at: Option<SystemTime>,
 }
 
+/// Which versions of a secret a backend has, without their values: what change detection polls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VersionState {
+    /// The current version's id; None when the secret does not exist (any more).
+    pub current: Option<String>,
+    /// A version staged to become current (Secrets Manager's AWSPENDING), if any.
+    pub pending: Option<String>,
+}
+
 /// A version a backend has just written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -103,6 +112,32 @@ pub trait Backend: Send + Sync + 'static {
     /// (Parameter Store's GetParameters, Secrets Manager's BatchGetSecretValue) override it.
     async fn fetch_many(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
         futures::future::join_all(references.iter().map(|r| self.fetch(r))).await
+    }
+
+    /// The versions of a secret, by the cheapest call the backend has. Change detection calls
+    /// this once per interval per watched secret. The default reads the value, which works
+    /// everywhere; backends with a metadata call override it.
+    async fn versions(&self, reference: &SecretRef) -> Result<VersionState, BackendError> {
+        match self.fetch(reference).await {
+            Ok(fetched) => Ok(VersionState {
+                current: Some(fetched.version_id),
+                pending: None,
+            }),
+            Err(BackendError::NotFound(_)) => Ok(VersionState::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a rotation the backend runs itself (Secrets Manager with a rotation Lambda).
+    /// Returns false when the secret has none, and the agent then rotates it with `rotate`.
+    async fn start_managed_rotation(&self, _name: &str) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
+    /// Makes `value` the new current version as a rotation. The default writes it as `put`
+    /// does; Secrets Manager stages it (AWSPENDING) before moving AWSCURRENT to it.
+    async fn rotate(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {
+        self.put(name, value).await
     }
 
     /// Lists current secrets whose names start with `prefix`.

@@ -63,6 +63,12 @@ struct AllowFile {
     list: Vec<String>,
     #[serde(default)]
     write: Vec<String>,
+    #[serde(default)]
+    watch: Vec<String>,
+    #[serde(default)]
+    rotate: Vec<String>,
+    #[serde(default)]
+    admin: Vec<String>,
 }
 
 /// A policy that could not be loaded. Lists every problem found.
@@ -133,7 +139,15 @@ impl Policy {
                 ));
             }
             let allow = &rule.allow;
-            let grants = [&allow.read, &allow.list, &allow.write].map(|patterns| {
+            let grants = [
+                &allow.read,
+                &allow.list,
+                &allow.write,
+                &allow.watch,
+                &allow.rotate,
+                &allow.admin,
+            ]
+            .map(|patterns| {
                 Grant::compile(patterns).unwrap_or_else(|e| {
                     problems.push(format!("{label}: {e}"));
                     Grant::default()
@@ -142,7 +156,7 @@ impl Policy {
             debug_assert_eq!(grants.len(), Operation::ALL.len());
             if grants.iter().all(|g| g.patterns.is_empty()) {
                 problems.push(format!(
-                    "{label} allows nothing: add allow.read, allow.list or allow.write"
+                    "{label} allows nothing: add allow.read, list, write, watch, rotate or admin"
                 ));
             }
             rules.push(Rule {

@@ -29,16 +29,32 @@ pub enum Operation {
     Read,
     List,
     Write,
+    /// WatchSecrets: be told about new versions (and get them).
+    Watch,
+    /// RotateSecret: make a generated value the current version.
+    Rotate,
+    /// The Admin service: invalidate cached values (of matching secrets), stats, reload.
+    Admin,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 3] = [Self::Read, Self::List, Self::Write];
+    pub const ALL: [Operation; 6] = [
+        Self::Read,
+        Self::List,
+        Self::Write,
+        Self::Watch,
+        Self::Rotate,
+        Self::Admin,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
             Self::List => "list",
             Self::Write => "write",
+            Self::Watch => "watch",
+            Self::Rotate => "rotate",
+            Self::Admin => "admin",
         }
     }
 
@@ -84,7 +100,7 @@ pub struct Grants {
 struct Rule {
     name: String,
     selector: CallerSelector,
-    grants: [Grant; 3],
+    grants: [Grant; 6],
 }
 
 /// Which callers a rule applies to. Every field that is set must match; a list matches when
@@ -142,6 +158,13 @@ impl Policy {
                 rule.selector.selects(caller) && rule.grants[op.index()].allows(backend, name)
             })
             .map_or(Decision::Deny, |rule| Decision::Allow { rule: &rule.name })
+    }
+
+    /// Whether any rule grants `op` to this caller on any backend.
+    pub fn grants_anywhere(&self, caller: &Caller, op: Operation) -> bool {
+        BackendKind::ALL
+            .into_iter()
+            .any(|kind| self.grants_any(caller, op, kind))
     }
 
     /// Whether any rule grants `op` to this caller at all: lets a listing be refused before

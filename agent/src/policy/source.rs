@@ -17,6 +17,8 @@ use super::{Policy, PolicyError};
 pub struct PolicySource {
     path: Option<PathBuf>,
     current: ArcSwap<Policy>,
+    // Bumped on every swap, so long-lived streams can re-check their grants.
+    generation: tokio::sync::watch::Sender<u64>,
     // What the file looked like when last read, to notice edits without re-parsing.
     stamp: Mutex<Option<FileStamp>>,
 }
@@ -36,6 +38,7 @@ impl PolicySource {
         Self {
             path: None,
             current: ArcSwap::from_pointee(policy),
+            generation: tokio::sync::watch::Sender::new(0),
             stamp: Mutex::new(None),
         }
     }
@@ -48,6 +51,7 @@ impl PolicySource {
         Ok(Self {
             path: Some(path),
             current: ArcSwap::from_pointee(policy),
+            generation: tokio::sync::watch::Sender::new(0),
             stamp: Mutex::new(stamp),
         })
     }
@@ -59,6 +63,11 @@ impl PolicySource {
     /// The policy in force. Cheap: no lock, no allocation.
     pub fn current(&self) -> Guard<Arc<Policy>> {
         self.current.load()
+    }
+
+    /// Changes whenever a new policy is swapped in.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Re-reads the file and swaps the new policy in if it is valid. Returns whether the policy
@@ -73,6 +82,7 @@ impl PolicySource {
         *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = new_stamp;
         let policy = Policy::from_file(path)?;
         self.current.store(Arc::new(policy));
+        self.generation.send_modify(|g| *g += 1);
         Ok(true)
     }
 

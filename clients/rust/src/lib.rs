@@ -19,7 +19,7 @@ use std::{
 };
 
 use hyper_util::rt::TokioIo;
-use psst_proto::v1::{self as pb, secrets_client::SecretsClient};
+use psst_proto::v1::{self as pb, admin_client::AdminClient, secrets_client::SecretsClient};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{
@@ -53,6 +53,7 @@ pub fn socket_path() -> PathBuf {
 #[derive(Clone)]
 pub struct Client {
     secrets: SecretsClient<Channel>,
+    admin: AdminClient<Channel>,
     health: HealthClient<Channel>,
 }
 
@@ -293,6 +294,7 @@ impl Client {
                 })?;
         Ok(Self {
             secrets: SecretsClient::new(channel.clone()),
+            admin: AdminClient::new(channel.clone()),
             health: HealthClient::new(channel),
         })
     }
@@ -379,6 +381,82 @@ impl Client {
             .into_inner())
     }
 
+    /// Follows secrets: each reference's current secret first, then one event per change. The
+    /// returned [`Watch`] reconnects by itself when the agent restarts (or the stream breaks)
+    /// and resumes from the versions it has delivered, so no version is delivered twice.
+    pub fn watch<S: AsRef<str>>(&self, references: &[S]) -> Watch {
+        Watch {
+            client: self.clone(),
+            references: references.iter().map(|r| r.as_ref().to_owned()).collect(),
+            known: std::collections::HashMap::new(),
+            stream: None,
+            ready: std::collections::VecDeque::new(),
+            failed: None,
+            retry_for: DEFAULT_STARTUP_WAIT,
+        }
+    }
+
+    /// Rotates a secret (see `RotateSecret`): a generated value becomes the current version.
+    pub async fn rotate(
+        &mut self,
+        reference: &str,
+        generator: Option<pb::GeneratorOptions>,
+        json_key: Option<&str>,
+    ) -> Result<pb::RotateSecretResponse, Error> {
+        Ok(self
+            .secrets
+            .rotate_secret(pb::RotateSecretRequest {
+                reference: reference.to_owned(),
+                generator,
+                json_key: json_key.unwrap_or_default().to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// A random value from the agent's CSPRNG, generated as `options` say. Nothing is stored.
+    pub async fn generate(
+        &mut self,
+        options: pb::GeneratorOptions,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let response = self
+            .secrets
+            .generate_password(pb::GeneratePasswordRequest {
+                options: Some(options),
+            })
+            .await?
+            .into_inner();
+        Ok(Zeroizing::new(response.value.to_vec()))
+    }
+
+    /// Admin: the agent's counters.
+    pub async fn stats(&mut self) -> Result<pb::StatsResponse, Error> {
+        Ok(self.admin.stats(pb::StatsRequest {}).await?.into_inner())
+    }
+
+    /// Admin: drops cached values of one reference (`prefix` empty) or under a prefix.
+    pub async fn invalidate(&mut self, reference: &str, prefix: &str) -> Result<u64, Error> {
+        Ok(self
+            .admin
+            .invalidate_cache(pb::InvalidateCacheRequest {
+                reference: reference.to_owned(),
+                prefix: prefix.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .invalidated)
+    }
+
+    /// Admin: reloads the agent's policy file; returns the number of rules now in force.
+    pub async fn reload_policy(&mut self) -> Result<u32, Error> {
+        Ok(self
+            .admin
+            .reload_policy(pb::ReloadPolicyRequest {})
+            .await?
+            .into_inner()
+            .rules)
+    }
+
     /// The agent's gRPC health: `Serving` when it answers requests.
     pub async fn health(&mut self) -> Result<ServingStatus, Error> {
         let response = self
@@ -390,6 +468,155 @@ impl Client {
             .into_inner();
         Ok(response.status())
     }
+}
+
+/// What a [`Watch`] yields.
+#[derive(Debug)]
+pub struct WatchEvent {
+    pub reference: String,
+    pub kind: pb::watch_event::Kind,
+    /// For `Current` and `NewVersion`.
+    pub secret: Option<Secret>,
+    pub previous_version_id: String,
+    pub pending_version_id: String,
+}
+
+/// A watch that survives agent restarts: see [`Client::watch`].
+pub struct Watch {
+    client: Client,
+    references: Vec<String>,
+    // Reference → the version id last delivered: sent on reconnect so nothing repeats.
+    known: std::collections::HashMap<String, String>,
+    stream: Option<tonic::Streaming<pb::WatchEvent>>,
+    // Events already received and coalesced, not yet handed out.
+    ready: std::collections::VecDeque<pb::WatchEvent>,
+    // An error met while draining, handed out after the events before it.
+    failed: Option<Error>,
+    retry_for: Duration,
+}
+
+impl Watch {
+    /// The next event. Errors other than UNAVAILABLE (denied, not found, invalid) end the
+    /// watch; UNAVAILABLE (the agent restarting) is retried for a while, then returned.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent, Error>> {
+        if let Some(event) = self.ready.pop_front() {
+            return Some(Ok(self.deliver(event)));
+        }
+        if let Some(error) = self.failed.take() {
+            return Some(Err(error));
+        }
+        let deadline_after_failure = self.retry_for;
+        let mut failing_since: Option<Instant> = None;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            if self.stream.is_none() {
+                let request = pb::WatchSecretsRequest {
+                    references: self.references.clone(),
+                    known_versions: self.known.clone(),
+                };
+                match self.client.secrets.watch_secrets(request).await {
+                    Ok(response) => self.stream = Some(response.into_inner()),
+                    Err(status) => {
+                        let error = Error::from(status);
+                        if error.kind() != ErrorKind::Unavailable {
+                            return Some(Err(error));
+                        }
+                        let since = *failing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > deadline_after_failure {
+                            return Some(Err(error));
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                }
+            }
+            let stream = self.stream.as_mut().expect("connected above");
+            match stream.message().await {
+                Ok(Some(event)) => {
+                    // Whatever else has already arrived is folded in: a reader that fell behind
+                    // gets the newest version, not every version in between.
+                    let mut batch = vec![event];
+                    loop {
+                        match futures_util::FutureExt::now_or_never(stream.message()) {
+                            Some(Ok(Some(more))) => batch.push(more),
+                            Some(Ok(None)) => {
+                                self.stream = None;
+                                break;
+                            }
+                            Some(Err(status)) => {
+                                self.stream = None;
+                                let error = Error::from(status);
+                                if !is_broken_connection(&error) {
+                                    self.failed = Some(error);
+                                }
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    self.ready.extend(coalesce(batch));
+                    let first = self.ready.pop_front().expect("at least one event");
+                    return Some(Ok(self.deliver(first)));
+                }
+                Ok(None) => self.stream = None,
+                Err(status) => {
+                    self.stream = None;
+                    let error = Error::from(status);
+                    if !is_broken_connection(&error) {
+                        return Some(Err(error));
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, event: pb::WatchEvent) -> WatchEvent {
+        if let Some(secret) = &event.secret {
+            self.known
+                .insert(event.reference.clone(), secret.version_id.clone());
+        }
+        WatchEvent {
+            kind: event.kind(),
+            reference: event.reference,
+            secret: event.secret.map(Secret::from_proto),
+            previous_version_id: event.previous_version_id,
+            pending_version_id: event.pending_version_id,
+        }
+    }
+}
+
+/// A broken connection (the agent restarting) shows as UNAVAILABLE, or as UNKNOWN, INTERNAL or
+/// CANCELLED when the stream is reset: reconnect and resume.
+fn is_broken_connection(error: &Error) -> bool {
+    matches!(
+        error.code(),
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+    )
+}
+
+/// Folds events that arrived together: a later version of a reference replaces an earlier one
+/// still undelivered, keeping the earlier one's previous version (what the reader last had).
+fn coalesce(batch: Vec<pb::WatchEvent>) -> Vec<pb::WatchEvent> {
+    use pb::watch_event::Kind;
+    let carries_value = |e: &pb::WatchEvent| matches!(e.kind(), Kind::Current | Kind::NewVersion);
+    let mut out: Vec<pb::WatchEvent> = Vec::with_capacity(batch.len());
+    for mut event in batch {
+        let earlier = out.iter().position(|o| {
+            o.reference == event.reference && carries_value(o) && carries_value(&event)
+        });
+        match earlier {
+            Some(i) => {
+                event.previous_version_id = std::mem::take(&mut out[i].previous_version_id);
+                if out[i].kind() == Kind::Current {
+                    event.set_kind(Kind::Current);
+                }
+                out[i] = event;
+            }
+            None => out.push(event),
+        }
+    }
+    out
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

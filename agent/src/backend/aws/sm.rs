@@ -20,13 +20,15 @@ use tokio::sync::OnceCell;
 
 use super::{classify, system_time, AwsSettings, CallGuard};
 use crate::{
-    backend::{Backend, BackendError, Fetched, Listed, Written},
+    backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
 
 /// The stage Secrets Manager calls current.
 pub const CURRENT_STAGE: &str = "AWSCURRENT";
+/// The stage of a version being rotated in.
+pub const PENDING_STAGE: &str = "AWSPENDING";
 /// Secrets Manager's limit on ids per `BatchGetSecretValue` call.
 const BATCH_MAX: usize = 20;
 const SERVICE: &str = "Secrets Manager";
@@ -49,6 +51,49 @@ impl SecretsManager {
             client: OnceCell::new(),
             aliases: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Current and pending version ids, from DescribeSecret (no value is read).
+    async fn version_state(&self, id: &str) -> Result<VersionState, BackendError> {
+        let described = match self.describe(id).await {
+            Ok(described) => described,
+            Err(BackendError::NotFound(_)) => return Ok(VersionState::default()),
+            Err(e) => return Err(e),
+        };
+        if described.deleted_date.is_some() {
+            return Ok(VersionState::default());
+        }
+        let stages = described.version_ids_to_stages.unwrap_or_default();
+        let with_stage = |stage: &str| {
+            stages
+                .iter()
+                .find(|(_, s)| s.iter().any(|x| x == stage))
+                .map(|(id, _)| id.clone())
+        };
+        let current = with_stage(CURRENT_STAGE);
+        let pending = with_stage(PENDING_STAGE).filter(|p| Some(p) != current.as_ref());
+        Ok(VersionState { current, pending })
+    }
+
+    async fn describe(
+        &self,
+        id: &str,
+    ) -> Result<
+        aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput,
+        BackendError,
+    > {
+        let client = self.client().await;
+        let what = format!("secret sm:{id}");
+        self.guard
+            .call(|| async {
+                client
+                    .describe_secret()
+                    .secret_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await
     }
 
     fn learn(&self, asked: &str, arn: Option<&str>) {
@@ -200,6 +245,94 @@ impl Backend for SecretsManager {
                 r.unwrap_or_else(|| Err(BackendError::Internal("missing batch result".into())))
             })
             .collect()
+    }
+
+    async fn versions(&self, reference: &SecretRef) -> Result<VersionState, BackendError> {
+        self.version_state(reference.name()).await
+    }
+
+    async fn start_managed_rotation(&self, name: &str) -> Result<bool, BackendError> {
+        let described = self.describe(name).await?;
+        if described.rotation_enabled != Some(true) || described.rotation_lambda_arn.is_none() {
+            return Ok(false);
+        }
+        let client = self.client().await;
+        let what = format!("secret sm:{name}");
+        self.guard
+            .call_write(|| async {
+                client
+                    .rotate_secret()
+                    .secret_id(name)
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        Ok(true)
+    }
+
+    /// Stages the value as AWSPENDING, then moves AWSCURRENT to it (Secrets Manager moves
+    /// AWSPREVIOUS to the old version), then clears AWSPENDING: the same stage dance as a rotation
+    /// Lambda, so tools watching stages see a rotation.
+    async fn rotate(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {
+        let client = self.client().await;
+        let what = format!("secret sm:{name}");
+        let old = self.version_state(name).await?;
+        let Some(old_current) = old.current else {
+            return Err(BackendError::NotFound(format!(
+                "secret sm:{name} not found"
+            )));
+        };
+        let text = std::str::from_utf8(value.expose()).ok();
+        let staged = self
+            .guard
+            .call_write(|| async {
+                let request = client
+                    .put_secret_value()
+                    .secret_id(name)
+                    .version_stages(PENDING_STAGE);
+                let request = match text {
+                    Some(t) => request.secret_string(t),
+                    None => request.secret_binary(Blob::new(value.expose().to_vec())),
+                };
+                request
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        let new_version = staged.version_id.ok_or_else(|| {
+            BackendError::Internal(format!("{SERVICE} returned no version id for {what}"))
+        })?;
+        self.guard
+            .call_write(|| async {
+                client
+                    .update_secret_version_stage()
+                    .secret_id(name)
+                    .version_stage(CURRENT_STAGE)
+                    .move_to_version_id(&new_version)
+                    .remove_from_version_id(&old_current)
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        self.guard
+            .call_write(|| async {
+                client
+                    .update_secret_version_stage()
+                    .secret_id(name)
+                    .version_stage(PENDING_STAGE)
+                    .remove_from_version_id(&new_version)
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        Ok(Written {
+            version_id: new_version,
+            created_at: Some(SystemTime::now()),
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {

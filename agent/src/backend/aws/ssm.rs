@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::{classify, system_time, AwsSettings, CallGuard};
 use crate::{
-    backend::{Backend, BackendError, Fetched, Listed, Written},
+    backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
@@ -125,6 +125,38 @@ impl Backend for ParameterStore {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    async fn versions(&self, reference: &SecretRef) -> Result<VersionState, BackendError> {
+        let client = self.client().await;
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .values(reference.name())
+            .build()
+            .map_err(|e| BackendError::Internal(e.to_string()))?;
+        let what = format!("parameter {reference}");
+        let page = self
+            .guard
+            .call(|| async {
+                client
+                    .describe_parameters()
+                    .parameter_filters(filter.clone())
+                    .send()
+                    .await
+                    .map_err(|e| classify(SERVICE, &what, e))
+            })
+            .await?;
+        let current = page
+            .parameters
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.name.as_deref() == Some(reference.name()))
+            .map(|p| p.version.to_string());
+        Ok(VersionState {
+            current,
+            pending: None,
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {

@@ -3,7 +3,7 @@
 
 export interface Grant {
   /**
-   * "read", "list" or "write".
+   * "read", "list", "write", "watch", "rotate" or "admin".
    */
   'operation'?: (string);
   /**
@@ -14,7 +14,7 @@ export interface Grant {
 
 export interface Grant__Output {
   /**
-   * "read", "list" or "write".
+   * "read", "list", "write", "watch", "rotate" or "admin".
    */
   'operation': (string);
   /**

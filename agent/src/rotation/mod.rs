@@ -1,0 +1,239 @@
+//! Rotation: change detection and the push to watchers, and generated values.
+//!
+//! Each watched secret has one poller, however many callers watch it: every interval (with
+//! jitter) it asks the backend for the secret's versions with its cheapest metadata call
+//! (`Backend::versions`); on a change it refreshes the cached value and publishes the new state
+//! on a `tokio::sync::watch` channel. That channel holds only the newest state, so a slow watcher
+//! never builds a backlog: it skips straight to the latest. When the last watcher goes, the poller
+//! stops.
+
+pub mod generate;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+use crate::{
+    backend::{BackendError, Backends},
+    cache::{jittered, CacheError, CachedSecret, SecretCache},
+    reference::SecretRef,
+};
+
+/// How often watched secrets are polled, and how much of the interval is random.
+#[derive(Clone, Copy, Debug)]
+pub struct WatchSettings {
+    pub interval: Duration,
+    pub jitter: f64,
+}
+
+/// What the watchers of one secret see: its current version, and any pending one.
+#[derive(Debug, Default)]
+pub struct WatchState {
+    /// False until the first read finished.
+    pub loaded: bool,
+    /// The current version; None when the secret does not exist.
+    pub secret: Option<Arc<CachedSecret>>,
+    pub pending: Option<String>,
+}
+
+impl WatchState {
+    pub fn version_id(&self) -> Option<&str> {
+        self.secret.as_ref().map(|s| s.version_id.as_str())
+    }
+}
+
+pub struct WatchHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    backends: Backends,
+    cache: Arc<SecretCache>,
+    settings: WatchSettings,
+    watched: Mutex<HashMap<SecretRef, watch::Sender<Arc<WatchState>>>>,
+    shutdown: watch::Sender<bool>,
+    polls: AtomicU64,
+    rotations_seen: AtomicU64,
+}
+
+impl WatchHub {
+    pub fn new(backends: Backends, cache: Arc<SecretCache>, settings: WatchSettings) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                backends,
+                cache,
+                settings,
+                watched: Mutex::new(HashMap::new()),
+                shutdown: watch::Sender::new(false),
+                polls: AtomicU64::new(0),
+                rotations_seen: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Follows `key` (a reference without selector or `#key`), starting its poller if it is the
+    /// first watcher.
+    pub fn subscribe(&self, key: &SecretRef) -> watch::Receiver<Arc<WatchState>> {
+        let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = watched.get(key) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(Arc::new(WatchState::default()));
+        watched.insert(key.clone(), tx.clone());
+        tokio::spawn(poll(Arc::clone(&self.inner), key.clone(), tx));
+        rx
+    }
+
+    /// Tells every watch stream to end (the agent is shutting down).
+    pub fn shut_down(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Open watches, over all secrets.
+    pub fn watchers(&self) -> u64 {
+        let watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+        watched.values().map(|tx| tx.receiver_count() as u64).sum()
+    }
+
+    /// Secrets with at least one watcher.
+    pub fn watched_secrets(&self) -> usize {
+        self.inner
+            .watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// New versions detected since start.
+    pub fn rotations_seen(&self) -> u64 {
+        self.inner.rotations_seen.load(Ordering::Relaxed)
+    }
+
+    /// Version polls sent to backends since start.
+    pub fn polls(&self) -> u64 {
+        self.inner.polls.load(Ordering::Relaxed)
+    }
+}
+
+/// The poller of one secret: loads it, then checks its versions every interval until nobody
+/// watches it any more or the agent stops.
+async fn poll(hub: Arc<HubInner>, key: SecretRef, tx: watch::Sender<Arc<WatchState>>) {
+    let Some(configured) = hub.backends.get(key.backend()).cloned() else {
+        return;
+    };
+    let mut shutdown = hub.shutdown.subscribe();
+    let mut state = Arc::new(WatchState::default());
+    loop {
+        if !state.loaded {
+            match read(&hub, &configured, &key).await {
+                Ok(secret) => {
+                    state = Arc::new(WatchState {
+                        loaded: true,
+                        secret,
+                        pending: None,
+                    });
+                    tx.send_replace(Arc::clone(&state));
+                }
+                Err(e) => {
+                    tracing::debug!(reference = %key, error = %e, "watch: first read failed; retrying")
+                }
+            }
+        }
+        let pause = jittered(hub.settings.interval, hub.settings.jitter);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => return,
+        }
+        {
+            // Checked under the lock subscribers take, so none can join a poller that is leaving.
+            let mut watched = hub.watched.lock().unwrap_or_else(|p| p.into_inner());
+            if tx.receiver_count() == 0 {
+                if watched.get(&key).is_some_and(|t| t.same_channel(&tx)) {
+                    watched.remove(&key);
+                }
+                return;
+            }
+        }
+        if !state.loaded {
+            continue;
+        }
+        hub.polls.fetch_add(1, Ordering::Relaxed);
+        let versions = match configured.backend.versions(&key).await {
+            Ok(versions) => versions,
+            Err(e) => {
+                tracing::debug!(reference = %key, error = %e, "watch: version poll failed");
+                continue;
+            }
+        };
+        let next = if versions.current.as_deref() != state.version_id() {
+            if versions.current.is_none() {
+                Some(WatchState {
+                    loaded: true,
+                    secret: None,
+                    pending: None,
+                })
+            } else {
+                // A new version: refresh the cached value for readers too, then publish it.
+                hub.cache.invalidate(&key).await;
+                match read(&hub, &configured, &key).await {
+                    Ok(secret) => {
+                        if state.secret.is_some() && secret.is_some() {
+                            hub.rotations_seen.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(WatchState {
+                            loaded: true,
+                            secret,
+                            pending: versions.pending.clone(),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::debug!(reference = %key, error = %e, "watch: reading the new version failed");
+                        None
+                    }
+                }
+            }
+        } else if versions.pending != state.pending {
+            Some(WatchState {
+                loaded: true,
+                secret: state.secret.clone(),
+                pending: versions.pending.clone(),
+            })
+        } else {
+            None
+        };
+        if let Some(next) = next {
+            state = Arc::new(next);
+            tx.send_replace(Arc::clone(&state));
+        }
+    }
+}
+
+/// The current value through the cache (None: the secret does not exist).
+async fn read(
+    hub: &HubInner,
+    configured: &crate::backend::Configured,
+    key: &SecretRef,
+) -> Result<Option<Arc<CachedSecret>>, Arc<BackendError>> {
+    let fetch = || {
+        let backend = Arc::clone(&configured.backend);
+        let key = key.clone();
+        async move { backend.fetch(&key).await }
+    };
+    let served = hub.cache.get(key, configured.ttl, fetch).await;
+    match served {
+        Ok(served) => Ok(Some(served.secret)),
+        Err(CacheError::NotFound(_)) => Ok(None),
+        Err(CacheError::Backend(e)) => Err(e),
+    }
+}

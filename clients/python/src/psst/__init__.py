@@ -1,0 +1,60 @@
+"""Python client of the psst agent (psstd): secrets over gRPC on the agent's Unix socket.
+
+    import psst
+
+    with psst.Client() as client:          # $PSST_SOCKET, else /run/psst/psst.sock
+        secret = client.get("local:demo/db-password")
+        password = secret.value            # bytes; secret.text() for str
+
+Errors are ``psst.PsstError`` subclasses keeping the gRPC code: ``NotFound``,
+``PermissionDenied``, ``InvalidArgument``, ``Unavailable``, ``Unauthenticated``,
+``FailedPrecondition``, ``ResourceExhausted``, ``DataLoss``.
+"""
+
+from ._client import (
+    DEFAULT_RETRY_TIMEOUT,
+    DEFAULT_SOCKET,
+    SOCKET_ENV,
+    Client,
+    socket_path,
+)
+from ._errors import (
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PsstError,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+    error_for,
+)
+from ._types import CacheInfo, Caller, Grant, Identity, Secret, SecretMetadata, Written
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "socket_path",
+    "DEFAULT_SOCKET",
+    "SOCKET_ENV",
+    "DEFAULT_RETRY_TIMEOUT",
+    "Secret",
+    "CacheInfo",
+    "SecretMetadata",
+    "Written",
+    "Identity",
+    "Caller",
+    "Grant",
+    "PsstError",
+    "InvalidArgument",
+    "PermissionDenied",
+    "NotFound",
+    "Unavailable",
+    "Unauthenticated",
+    "FailedPrecondition",
+    "ResourceExhausted",
+    "DataLoss",
+    "error_for",
+]

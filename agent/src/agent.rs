@@ -8,14 +8,7 @@
 mod manage;
 mod watch;
 
-use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 pub use manage::{Rotated, Stats};
 pub use watch::{EventKind, WatchEvent};
@@ -28,6 +21,7 @@ use crate::{
     backend::{BackendError, Backends, Configured, Listed, Written},
     cache::{CacheError, CachedSecret, FetchMany, SecretCache, Served},
     identity::Caller,
+    metrics::Metrics,
     policy::{Grants, Operation, PolicySource},
     reference::{self, BackendKind, SecretRef},
     rotation::{WatchHub, WatchSettings},
@@ -146,27 +140,7 @@ pub struct Agent {
     cache: Arc<SecretCache>,
     limits: Limits,
     hub: WatchHub,
-    calls: Arc<BackendCounters>,
-}
-
-/// Backend calls and failures, per backend, for `Stats`.
-#[derive(Default)]
-struct BackendCounters {
-    calls: [AtomicU64; BackendKind::ALL.len()],
-    errors: [AtomicU64; BackendKind::ALL.len()],
-}
-
-impl BackendCounters {
-    fn record<T>(&self, kind: BackendKind, result: &Result<T, BackendError>) {
-        let i = BackendKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .expect("every kind is listed");
-        self.calls[i].fetch_add(1, Ordering::Relaxed);
-        if matches!(result, Err(e) if !matches!(e, BackendError::NotFound(_))) {
-            self.errors[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    metrics: Arc<Metrics>,
 }
 
 impl Agent {
@@ -178,13 +152,14 @@ impl Agent {
         watch: WatchSettings,
     ) -> Self {
         let cache = Arc::new(cache);
+        let hub = WatchHub::new(backends.clone(), Arc::clone(&cache), watch);
         Self {
-            hub: WatchHub::new(backends.clone(), Arc::clone(&cache), watch),
+            metrics: Arc::new(Metrics::new(Arc::clone(&cache), hub.clone())),
+            hub,
             backends,
             policy,
             cache,
             limits,
-            calls: Arc::default(),
         }
     }
 
@@ -194,6 +169,10 @@ impl Agent {
 
     pub fn cache(&self) -> &SecretCache {
         &self.cache
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Ends every watch stream (with UNAVAILABLE, so clients reconnect): the agent is stopping.
@@ -264,6 +243,7 @@ impl Agent {
                     if !matches!(e, Error::PermissionDenied(_) | Error::InvalidArgument(_)) {
                         // Denials are audited in authorize; parse errors are not decisions.
                         audit::record(
+                            &self.metrics,
                             caller,
                             Operation::Read,
                             text,
@@ -286,14 +266,14 @@ impl Agent {
                 })
                 .collect();
             let backend = Arc::clone(&configured.backend);
-            let counters = Arc::clone(&self.calls);
+            let metrics = Arc::clone(&self.metrics);
             let fetch_many: FetchMany = Box::new(move |keys: Vec<SecretRef>| {
                 async move {
                     tracing::debug!(count = keys.len(), "backend batch fetch");
+                    let started = std::time::Instant::now();
                     let results = backend.fetch_many(&keys).await;
-                    for result in &results {
-                        counters.record(kind, result);
-                    }
+                    let failed = results.iter().any(counts_as_error);
+                    metrics.backend_call(kind, started.elapsed(), failed);
                     results
                 }
                 .boxed()
@@ -323,7 +303,14 @@ impl Agent {
         let (kind, name_prefix) = reference::parse_prefix(prefix)?;
         let policy = self.policy.current();
         if !policy.grants_any(caller, Operation::List, kind) {
-            audit::record(caller, Operation::List, prefix, None, Outcome::Denied);
+            audit::record(
+                &self.metrics,
+                caller,
+                Operation::List,
+                prefix,
+                None,
+                Outcome::Denied,
+            );
             return Err(denied(Operation::List, prefix));
         }
         let listed = match self.backend(kind) {
@@ -338,6 +325,7 @@ impl Agent {
             Ok(listed) => listed,
             Err(e) => {
                 audit::record(
+                    &self.metrics,
                     caller,
                     Operation::List,
                     prefix,
@@ -360,6 +348,7 @@ impl Agent {
             })
             .collect();
         audit::record(
+            &self.metrics,
             caller,
             Operation::List,
             prefix,
@@ -387,7 +376,14 @@ impl Agent {
             Ok(_) => Outcome::Done,
             Err(e) => Outcome::Failed(e.code_name()),
         };
-        audit::record(caller, Operation::Write, text, Some(&rule), outcome);
+        audit::record(
+            &self.metrics,
+            caller,
+            Operation::Write,
+            text,
+            Some(&rule),
+            outcome,
+        );
         result.map(|written| (reference.at_version(written.version_id.clone()), written))
     }
 
@@ -407,7 +403,7 @@ impl Agent {
         match policy.decide(caller, op, reference.backend(), reference.policy_name()) {
             crate::policy::Decision::Allow { rule } => Ok(rule.to_owned()),
             crate::policy::Decision::Deny => {
-                audit::record(caller, op, text, None, Outcome::Denied);
+                audit::record(&self.metrics, caller, op, text, None, Outcome::Denied);
                 Err(denied(op, text))
             }
         }
@@ -421,11 +417,12 @@ impl Agent {
     ) -> impl std::future::Future<Output = Result<crate::backend::Fetched, BackendError>> + Send + 'static
     {
         let backend = Arc::clone(&configured.backend);
-        let counters = Arc::clone(&self.calls);
+        let metrics = Arc::clone(&self.metrics);
         async move {
             tracing::debug!(reference = %key, "backend fetch");
+            let started = std::time::Instant::now();
             let result = backend.fetch(&key).await;
-            counters.record(key.backend(), &result);
+            metrics.backend_call(key.backend(), started.elapsed(), counts_as_error(&result));
             result
         }
     }
@@ -460,6 +457,7 @@ impl Agent {
                     .is_allowed()
             {
                 audit::record(
+                    &self.metrics,
                     caller,
                     Operation::Read,
                     &reference.to_string(),
@@ -496,7 +494,14 @@ impl Agent {
             Err(Error::PermissionDenied(_)) => return, // recorded where it was decided
             Err(e) => Outcome::Failed(e.code_name()),
         };
-        audit::record(caller, Operation::Read, text, Some(rule), outcome);
+        audit::record(
+            &self.metrics,
+            caller,
+            Operation::Read,
+            text,
+            Some(rule),
+            outcome,
+        );
     }
 
     async fn write(&self, reference: &SecretRef, value: SecretValue) -> Result<Written, Error> {
@@ -526,6 +531,11 @@ impl Agent {
         }
         Ok(written)
     }
+}
+
+/// NOT_FOUND is an answer, not a failure of the backend.
+fn counts_as_error<T>(result: &Result<T, BackendError>) -> bool {
+    matches!(result, Err(e) if !matches!(e, BackendError::NotFound(_)))
 }
 
 fn denied(op: Operation, text: &str) -> Error {

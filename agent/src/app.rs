@@ -19,7 +19,7 @@ use crate::{
     cache::{CacheSettings, SecretCache},
     config::{self, BackendConfig, Config},
     identity::{IdentityResolver, ProcResolver},
-    lifecycle,
+    lifecycle, metrics,
     policy::PolicySource,
     rotation::WatchSettings,
     transport,
@@ -111,6 +111,18 @@ pub async fn run(
         .serve_with_incoming_shutdown(transport::incoming(bound.listener, resolver), async {
             stop_rx.await.ok();
         });
+    let metrics_server = match config.metrics.listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the metrics listener {address}"))?;
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                Arc::clone(agent.metrics()),
+            )))
+        }
+        None => None,
+    };
     // SIGHUP's default action ends the process: take it over before the first connection.
     let hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     let mut server = tokio::spawn(server);
@@ -151,6 +163,9 @@ pub async fn run(
             tracing::warn!(grace = ?grace, "grace period over: closing the connections still open");
             server.abort();
         }
+    }
+    if let Some(task) = metrics_server {
+        task.abort();
     }
     if let Some(path) = &bound.path {
         let _ = std::fs::remove_file(path);

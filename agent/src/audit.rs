@@ -2,7 +2,7 @@
 //! (routed to its own file when `audit.file` is set). A record names the caller, the operation,
 //! the reference, the decision and the rule behind it, and how the request ended — never a value.
 
-use crate::{identity::Caller, policy::Operation};
+use crate::{identity::Caller, metrics::Metrics, policy::Operation};
 
 /// The tracing target audit records are emitted on.
 pub const TARGET: &str = "audit";
@@ -37,12 +37,14 @@ impl Outcome {
 }
 
 pub fn record(
+    metrics: &Metrics,
     caller: &Caller,
     op: Operation,
     reference: &str,
     rule: Option<&str>,
     outcome: Outcome,
 ) {
+    metrics.decision(op, rule.is_some());
     tracing::info!(
         target: TARGET,
         decision = if rule.is_some() { "allow" } else { "deny" },

@@ -52,7 +52,15 @@ pub struct Config {
     pub cache: CacheConfig,
     pub limits: LimitsConfig,
     pub watch: WatchConfig,
+    pub metrics: MetricsConfig,
     pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`GET /metrics`), e.g. "127.0.0.1:9464". Unset: off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -295,8 +303,8 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 8] = [
-    "server", "log", "audit", "policy", "cache", "limits", "watch", "backend",
+const SECTIONS: [&str; 9] = [
+    "server", "log", "audit", "policy", "cache", "limits", "watch", "metrics", "backend",
 ];
 
 impl Config {
@@ -331,6 +339,7 @@ impl Config {
         let cache: CacheConfig = section(&table, "cache", &mut problems);
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
         let watch: WatchConfig = section(&table, "watch", &mut problems);
+        let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
         let mut backends = Vec::new();
         match table.get("backend") {
             None => {}
@@ -355,6 +364,7 @@ impl Config {
             cache,
             limits,
             watch,
+            metrics,
             backends,
         };
         problems.extend(config.validate());
@@ -484,6 +494,7 @@ impl Config {
                 interval: DEV_WATCH_INTERVAL,
                 ..WatchConfig::default()
             },
+            metrics: MetricsConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,
             // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
             backends: vec![

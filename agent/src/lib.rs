@@ -13,7 +13,7 @@
 //! - [`backend`]: where values live ([`backend::local`] is the embedded default).
 //! - [`rotation`]: change detection, the push to watchers, generated values.
 //!
-//! Beside it: [`config`], [`audit`], [`telemetry`], [`lifecycle`], and [`app`], the composition
+//! Beside it: [`config`], [`audit`], [`metrics`], [`telemetry`], [`lifecycle`], and [`app`], the composition
 //! root. [`secret::SecretValue`] is the one type that holds plaintext.
 #![forbid(unsafe_code)]
 
@@ -26,6 +26,7 @@ pub mod cache;
 pub mod config;
 pub mod identity;
 pub mod lifecycle;
+pub mod metrics;
 pub mod policy;
 pub mod reference;
 pub mod rotation;

@@ -1,8 +1,6 @@
 //! The managing side of the core: rotation, generated values, and the Admin service's
 //! invalidation, stats and policy reload.
 
-use std::sync::atomic::Ordering;
-
 use serde_json::{Map, Value};
 
 use super::{Agent, Error};
@@ -64,7 +62,14 @@ impl Agent {
             Ok(_) => Outcome::Done,
             Err(e) => Outcome::Failed(e.code_name()),
         };
-        audit::record(caller, Operation::Rotate, text, Some(&rule), outcome);
+        audit::record(
+            &self.metrics,
+            caller,
+            Operation::Rotate,
+            text,
+            Some(&rule),
+            outcome,
+        );
         result
     }
 
@@ -143,14 +148,28 @@ impl Agent {
                         key.backend() == reference.backend() && key.name() == reference.name()
                     })
                     .await;
-                audit::record(caller, Operation::Admin, &text, Some(&rule), Outcome::Done);
+                audit::record(
+                    &self.metrics,
+                    caller,
+                    Operation::Admin,
+                    &text,
+                    Some(&rule),
+                    Outcome::Done,
+                );
                 Ok(count)
             }
             (true, false) => {
                 let (kind, name_prefix) = reference::parse_prefix(prefix)?;
                 let policy = self.policy.current();
                 if !policy.grants_any(caller, Operation::Admin, kind) {
-                    audit::record(caller, Operation::Admin, prefix, None, Outcome::Denied);
+                    audit::record(
+                        &self.metrics,
+                        caller,
+                        Operation::Admin,
+                        prefix,
+                        None,
+                        Outcome::Denied,
+                    );
                     return Err(super::denied(Operation::Admin, prefix));
                 }
                 let count = self
@@ -164,6 +183,7 @@ impl Agent {
                     })
                     .await;
                 audit::record(
+                    &self.metrics,
                     caller,
                     Operation::Admin,
                     prefix,
@@ -186,15 +206,8 @@ impl Agent {
             .backends
             .kinds()
             .map(|kind| {
-                let i = BackendKind::ALL
-                    .iter()
-                    .position(|k| *k == kind)
-                    .expect("listed");
-                (
-                    kind,
-                    self.calls.calls[i].load(Ordering::Relaxed),
-                    self.calls.errors[i].load(Ordering::Relaxed),
-                )
+                let (calls, errors) = self.metrics.backend_totals(kind);
+                (kind, calls, errors)
             })
             .collect();
         Ok(Stats {
@@ -231,6 +244,7 @@ impl Agent {
             .grants_anywhere(caller, Operation::Admin)
         {
             audit::record(
+                &self.metrics,
                 caller,
                 Operation::Admin,
                 what,
@@ -239,7 +253,14 @@ impl Agent {
             );
             Ok(())
         } else {
-            audit::record(caller, Operation::Admin, what, None, Outcome::Denied);
+            audit::record(
+                &self.metrics,
+                caller,
+                Operation::Admin,
+                what,
+                None,
+                Outcome::Denied,
+            );
             Err(super::denied(Operation::Admin, what))
         }
     }

@@ -77,7 +77,14 @@ impl Agent {
             }
             self.backend(reference.backend())?;
             let rule = self.authorize(caller, Operation::Watch, &reference, text)?;
-            audit::record(caller, Operation::Watch, text, Some(&rule), Outcome::Done);
+            audit::record(
+                &self.metrics,
+                caller,
+                Operation::Watch,
+                text,
+                Some(&rule),
+                Outcome::Done,
+            );
             seen.push(Seen {
                 text: text.clone(),
                 version: known.get(text).cloned(),
@@ -119,7 +126,7 @@ impl Agent {
                         if let Some(revoked) = seen.iter().find(|s| {
                             !policy.decide(&caller, Operation::Watch, s.reference.backend(), s.reference.policy_name()).is_allowed()
                         }) {
-                            audit::record(&caller, Operation::Watch, &revoked.text, None, Outcome::Denied);
+                            audit::record(&agent.metrics, &caller, Operation::Watch, &revoked.text, None, Outcome::Denied);
                             Err(denied(Operation::Watch, &revoked.text))?;
                         }
                     }

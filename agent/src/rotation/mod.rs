@@ -49,6 +49,8 @@ impl WatchState {
     }
 }
 
+/// Cheap to clone: clones share the pollers.
+#[derive(Clone)]
 pub struct WatchHub {
     inner: Arc<HubInner>,
 }

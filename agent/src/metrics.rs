@@ -1,0 +1,241 @@
+//! Prometheus metrics: counted where things happen (decisions, backend calls and their latency),
+//! read at scrape time where they already exist (cache and watch counters), and served in the
+//! text exposition format on their own listener (`[metrics] listen`, off by default). Names and
+//! labels never carry a value; secret names are not labels either (unbounded cardinality).
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    body::Incoming, server::conn::http1, service::service_fn, Request, Response, StatusCode,
+};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::Registry,
+};
+
+use crate::{cache::SecretCache, policy::Operation, reference::BackendKind, rotation::WatchHub};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    operation: &'static str,
+    decision: &'static str,
+}
+
+type Histograms = Family<BackendLabel, Histogram, fn() -> Histogram>;
+
+/// The agent's metrics registry and the instruments the request path updates.
+pub struct Metrics {
+    registry: Registry,
+    backend_calls: Family<BackendLabel, Counter>,
+    backend_errors: Family<BackendLabel, Counter>,
+    backend_latency: Histograms,
+    decisions: Family<DecisionLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new(cache: Arc<SecretCache>, hub: WatchHub) -> Self {
+        let mut registry = Registry::with_prefix("psst");
+        let backend_calls = Family::<BackendLabel, Counter>::default();
+        let backend_errors = Family::<BackendLabel, Counter>::default();
+        // 0.5 ms to about 8 s: a cached local read to a slow, retried AWS call.
+        let backend_latency: Histograms =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 15)));
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "backend_calls",
+            "Backend reads, by backend",
+            backend_calls.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Backend reads that failed (not counting NOT_FOUND), by backend",
+            backend_errors.clone(),
+        );
+        registry.register(
+            "backend_latency_seconds",
+            "Time of backend reads, retries and rate-limit waits included, by backend",
+            backend_latency.clone(),
+        );
+        registry.register(
+            "policy_decisions",
+            "Policy decisions, by operation and decision (allow or deny)",
+            decisions.clone(),
+        );
+        registry.register_collector(Box::new(Snapshot { cache, hub }));
+        Self {
+            registry,
+            backend_calls,
+            backend_errors,
+            backend_latency,
+            decisions,
+        }
+    }
+
+    pub fn backend_call(&self, kind: BackendKind, elapsed: Duration, failed: bool) {
+        let label = BackendLabel {
+            backend: kind.prefix(),
+        };
+        self.backend_calls.get_or_create(&label).inc();
+        // Created at zero with the first call, so dashboards see the series before an error.
+        let errors = self.backend_errors.get_or_create(&label);
+        if failed {
+            errors.inc();
+        }
+        self.backend_latency
+            .get_or_create(&label)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn decision(&self, operation: Operation, allowed: bool) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                operation: operation.as_str(),
+                decision: if allowed { "allow" } else { "deny" },
+            })
+            .inc();
+    }
+
+    /// (calls, errors) of one backend so far.
+    pub fn backend_totals(&self, kind: BackendKind) -> (u64, u64) {
+        let label = BackendLabel {
+            backend: kind.prefix(),
+        };
+        (
+            self.backend_calls.get_or_create(&label).get(),
+            self.backend_errors.get_or_create(&label).get(),
+        )
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String");
+        text
+    }
+}
+
+/// Values that already live elsewhere, read at scrape time.
+struct Snapshot {
+    cache: Arc<SecretCache>,
+    hub: WatchHub,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Snapshot")
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (entries, bytes) = self.cache.usage();
+        let counters = self.cache.counters();
+        for (name, help, value) in [
+            (
+                "cache_entries",
+                "Cached secret versions (and remembered NOT_FOUNDs)",
+                entries,
+            ),
+            ("cache_bytes", "Weight of the cache in bytes", bytes),
+            (
+                "watchers",
+                "Open watches, over all secrets",
+                self.hub.watchers(),
+            ),
+            (
+                "watched_secrets",
+                "Secrets with at least one watcher",
+                self.hub.watched_secrets() as u64,
+            ),
+        ] {
+            let gauge = ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        for (name, help, value) in [
+            (
+                "cache_hits",
+                "Reads answered from the cache without a backend call",
+                counters.hits,
+            ),
+            (
+                "cache_misses",
+                "Reads that waited for a backend call",
+                counters.misses,
+            ),
+            (
+                "cache_stale_served",
+                "Reads answered with a stale value while the backend failed",
+                counters.stale,
+            ),
+            (
+                "rotations_detected",
+                "New versions found by change detection",
+                self.hub.rotations_seen(),
+            ),
+            (
+                "version_polls",
+                "Version polls sent to backends by change detection",
+                self.hub.polls(),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "metrics listening");
+    }
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = if request.uri().path() == "/metrics" {
+                    Response::builder()
+                        .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                        .body(Full::new(Bytes::from(metrics.render())))
+                } else {
+                    Response::builder()
+                        .status(StatusCode::NOT_FOUND)
+                        .body(Full::new(Bytes::from_static(b"not found: try /metrics\n")))
+                };
+                async move { Ok::<_, Infallible>(response.expect("a valid response")) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "metrics connection");
+            }
+        });
+    }
+}

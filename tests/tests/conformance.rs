@@ -2,12 +2,14 @@
 //! Rust client against a live agent set up as `tests/conformance/with-agent` sets it up for the
 //! other languages.
 
+use std::time::Duration;
+
 use psst_client::{code_name, Error, Secret};
 use psst_tests::{Agent, Mode};
 use serde_json::Value;
 
-fn scenarios() -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/scenarios.json");
+fn load(file: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance").join(file);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -35,21 +37,22 @@ fn check_one(name: &str, expect: &Value, result: &Result<Secret, Error>) {
 
 #[tokio::test]
 async fn every_scenario_passes_through_the_rust_client() {
-    let spec = scenarios();
+    let (spec, watch_spec) = (load("scenarios.json"), load("watch-scenarios.json"));
     let policy = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/policy.toml"),
     )
     .unwrap()
     .replace("RUNNER_UID", &nix::unistd::getuid().to_string());
-    let agent = Agent::start(
+    let mut agent = Agent::start(
         Mode::Config {
-            config: "[policy]\nfile = \"{dir}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{dir}/store\"\n",
+            config: "[watch]\ninterval = \"200ms\"\n[policy]\nfile = \"{dir}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{dir}/store\"\n",
             policy: &policy,
         },
         &[],
     );
     let mut client = agent.client().await;
-    for secret in spec["setup"]["secrets"].as_array().unwrap() {
+    let setup = spec["setup"]["secrets"].as_array().unwrap().iter();
+    for secret in setup.chain(watch_spec["setup"]["secrets"].as_array().unwrap()) {
         let reference = secret["reference"].as_str().unwrap();
         client
             .put(reference, secret["value"].as_str().unwrap().as_bytes())
@@ -100,6 +103,40 @@ async fn every_scenario_passes_through_the_rust_client() {
                         assert_eq!(got, want, "{name}");
                     }
                     (code, result) => panic!("{name}: expected {code:?}, got {result:?}"),
+                }
+            }
+            "watch" => {
+                let reference = scenario["reference"].as_str().unwrap();
+                let mut watch = client.watch(&[reference]);
+                for step in scenario["steps"].as_array().unwrap() {
+                    if let Some(expect) = step.get("expect_event") {
+                        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+                            .await
+                            .unwrap_or_else(|_| panic!("{name}: no event in 10s"))
+                            .expect("open")
+                            .unwrap_or_else(|e| panic!("{name}: {e}"));
+                        assert_eq!(event.kind.as_str_name(), expect["kind"].as_str().unwrap(), "{name}");
+                        let secret = event.secret.as_ref().expect("a secret");
+                        if let Some(value) = expect.get("value") {
+                            assert_eq!(secret.value_str().unwrap(), value.as_str().unwrap(), "{name}");
+                        }
+                        if let Some(version) = expect.get("version_id") {
+                            assert_eq!(secret.version_id, version.as_str().unwrap(), "{name}");
+                        }
+                        if let Some(previous) = expect.get("previous_version_id") {
+                            assert_eq!(event.previous_version_id, previous.as_str().unwrap(), "{name}");
+                        }
+                    } else if let Some(value) = step.get("put") {
+                        client.put(reference, value.as_str().unwrap().as_bytes()).await.unwrap();
+                    } else if step.get("restart_agent").is_some() {
+                        agent.restart();
+                        client = agent.client().await;
+                    } else if let Some(code) = step.get("expect_error") {
+                        let error = watch.next().await.expect("an item").unwrap_err();
+                        assert_eq!(code_name(error.code()), code.as_str().unwrap(), "{name}");
+                    } else {
+                        panic!("{name}: unknown step {step}");
+                    }
                 }
             }
             other => panic!("{name}: unknown call {other}"),

@@ -1701,14 +1701,19 @@ impl proto::Peer for Peer {
         // A request translated from HTTP/1 must not include the :authority
         // header
         if let Some(authority) = pseudo.authority {
-            let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner());
-            parts.authority = Some(maybe_authority.or_else(|why| {
-                malformed!(
-                    "malformed headers: malformed authority ({:?}): {}",
+            // PSST-PATCH (see PSST-PATCH.md): an :authority that does not parse is treated as
+            // absent instead of resetting the stream. gRPC clients on a Unix socket (grpc-go as
+            // in grpcurl, grpc C-core as in Python grpcio) send the socket path, or a
+            // %-encoding of it, as the authority; the request itself is fine. Upstream:
+            // hyperium/h2#487, never merged.
+            match uri::Authority::from_maybe_shared(authority.clone().into_inner()) {
+                Ok(parsed) => parts.authority = Some(parsed),
+                Err(why) => tracing::debug!(
+                    "ignoring malformed authority ({:?}): {}",
                     authority,
                     why,
-                )
-            })?);
+                ),
+            }
         }
 
         // A :scheme is required, except CONNECT.

@@ -79,9 +79,10 @@ fn exit_codes_differ_for_invalid_not_found_and_unavailable() {
             "NOT_FOUND: secret local:missing not found",
         ),
         (
-            &["get", "sm:prod/db"],
+            // Dev mode enables sm and ssm (on the standard AWS environment); vault is reserved.
+            &["get", "vault:secret/prod/db"],
             8,
-            "FAILED_PRECONDITION: the sm backend is not enabled",
+            "FAILED_PRECONDITION: the vault backend is not enabled",
         ),
     ];
     for (args, code, says) in cases {

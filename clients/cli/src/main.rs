@@ -46,7 +46,7 @@ macro_rules! exit_codes_help {
          5  permission denied by the agent's policy\n  \
          6  unavailable (agent not running, or its backend unreachable)\n  \
          7  unauthenticated (the agent could not identify this process)\n  \
-         8  failed precondition (e.g. a backend that is not enabled)\n\
+         8  failed precondition (e.g. a backend that is not enabled)\n\n\
          `psst exec` exits with the program's own code, 128+N when signal N ended it."
     };
 }
@@ -146,8 +146,10 @@ enum Command {
         #[arg(long, short)]
         long: bool,
     },
-    /// Write a new version of a secret from stdin or a file, never from the command line (which
-    /// other users can see in `ps`). The bytes are stored exactly as given.
+    /// Write a new version of a secret, read from stdin or a file.
+    ///
+    /// Never from the command line, which other users can see in `ps`. The bytes are stored
+    /// exactly as given.
     #[command(
         after_help = "Prints the new version's reference (with --json: reference, \
                             version_id, created_at).\n\n\
@@ -198,11 +200,22 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`psst call grpc.health.v1.Health/Watch | head -1`): stop
+        // quietly, as filters do, rather than report what the reader chose.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("psst: {e:#}");
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Input this program itself found malformed (as opposed to the agent saying so): exit 3.

@@ -3,7 +3,7 @@
 use std::{
     fs,
     io::{BufRead, BufReader},
-    process::{Output, Stdio},
+    process::{Command, Output, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -463,8 +463,10 @@ fn exec_forwards_termination_signals_to_the_program() {
             marker = marker.display(),
             ready = ready.display()
         );
-        let mut child = agent
-            .psst_command(&[
+        let mut child = psst_with_signals(
+            &agent,
+            &["--default-signal=INT,QUIT,HUP,TERM"],
+            &[
                 "exec",
                 "--env",
                 "A=local:demo/pw",
@@ -472,10 +474,10 @@ fn exec_forwards_termination_signals_to_the_program() {
                 "sh",
                 "-c",
                 &script,
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+            ],
+        )
+        .spawn()
+        .unwrap();
         assert!(
             eventually(Duration::from_secs(10), || ready.exists()),
             "the program did not start"
@@ -489,6 +491,62 @@ fn exec_forwards_termination_signals_to_the_program() {
         );
         assert_eq!(fs::read_to_string(&marker).unwrap(), "hunter2\n", "{name}");
     }
+}
+
+#[test]
+fn exec_leaves_a_signal_it_was_started_with_ignored_to_the_program_ignored() {
+    let agent = agent_with_secrets();
+    let ready = agent.path("ready");
+    let hup = agent.path("got-hup");
+    let script = format!(
+        "trap 'touch {hup}' HUP; trap 'exit 42' TERM; touch {ready}; while :; do sleep 0.05; done",
+        hup = hup.display(),
+        ready = ready.display()
+    );
+    // As under nohup: SIGHUP ignored from the start.
+    let mut child = psst_with_signals(
+        &agent,
+        &["--ignore-signal=HUP", "--default-signal=TERM"],
+        &[
+            "exec",
+            "--env",
+            "A=local:demo/pw",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    )
+    .spawn()
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || ready.exists()),
+        "the program did not start"
+    );
+    let pid = Pid::from_raw(child.id() as i32);
+    kill(pid, Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP must not end psst"
+    );
+    kill(pid, Signal::SIGTERM).unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(42));
+    assert!(!hup.exists(), "the program must not have been sent SIGHUP");
+}
+
+/// `psst ARGS` started by env(1) with these signal dispositions, so a test does not depend on
+/// the ones its runner was started with.
+fn psst_with_signals(agent: &Agent, dispositions: &[&str], args: &[&str]) -> Command {
+    let mut command = Command::new("env");
+    command
+        .args(dispositions)
+        .arg(psst_bin())
+        .args(args)
+        .env("PSST_SOCKET", &agent.socket)
+        .stdin(Stdio::null());
+    command
 }
 
 fn wait_timeout(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {

@@ -259,15 +259,26 @@ async fn fetch(socket: &Path, mappings: &[EnvMapping]) -> anyhow::Result<Vec<(St
 ///
 /// Forwarded: SIGINT, SIGTERM, SIGHUP and SIGQUIT, what a supervisor or a terminal sends to stop
 /// or reload a process. When they come from a terminal (Ctrl-C), the program, being in the same
-/// process group, also gets them directly; the two deliveries usually coalesce.
+/// process group, also gets them directly; the two deliveries usually coalesce. A signal psst was
+/// started with ignored (`nohup` ignores SIGHUP; a non-interactive shell ignores SIGINT and
+/// SIGQUIT for its background jobs) is left alone, so the program inherits it ignored, as it
+/// would without psst in between.
 async fn supervise(mut command: tokio::process::Command, program: &OsStr) -> anyhow::Result<u8> {
+    let ignored = ignored_signals();
     // Listen before starting the program: a signal in between would otherwise end psst with its
     // default action and leave the program running without its supervisor.
-    let listen = |kind| signal(kind).context("listening for signals to forward");
-    let mut sigint = listen(SignalKind::interrupt())?;
-    let mut sigterm = listen(SignalKind::terminate())?;
-    let mut sighup = listen(SignalKind::hangup())?;
-    let mut sigquit = listen(SignalKind::quit())?;
+    let listen = |kind: SignalKind, number: Signal| -> anyhow::Result<_> {
+        if ignored.contains(&number) {
+            return Ok(None);
+        }
+        Ok(Some(
+            signal(kind).context("listening for signals to forward")?,
+        ))
+    };
+    let mut sigint = listen(SignalKind::interrupt(), Signal::SIGINT)?;
+    let mut sigterm = listen(SignalKind::terminate(), Signal::SIGTERM)?;
+    let mut sighup = listen(SignalKind::hangup(), Signal::SIGHUP)?;
+    let mut sigquit = listen(SignalKind::quit(), Signal::SIGQUIT)?;
     let mut child = match command.spawn() {
         Ok(child) => child,
         // The shell's codes: 127 not found, 126 found but not runnable.
@@ -286,10 +297,10 @@ async fn supervise(mut command: tokio::process::Command, program: &OsStr) -> any
     let status = loop {
         let forward = tokio::select! {
             status = child.wait() => break status.context("waiting for the program")?,
-            Some(()) = sigint.recv() => Signal::SIGINT,
-            Some(()) = sigterm.recv() => Signal::SIGTERM,
-            Some(()) = sighup.recv() => Signal::SIGHUP,
-            Some(()) = sigquit.recv() => Signal::SIGQUIT,
+            Some(()) = next(&mut sigint) => Signal::SIGINT,
+            Some(()) = next(&mut sigterm) => Signal::SIGTERM,
+            Some(()) = next(&mut sighup) => Signal::SIGHUP,
+            Some(()) = next(&mut sigquit) => Signal::SIGQUIT,
         };
         // The child is not reaped until `wait` returns, so its pid cannot have been reused; it
         // may have exited already (ESRCH), which the next `wait` reports.
@@ -300,6 +311,34 @@ async fn supervise(mut command: tokio::process::Command, program: &OsStr) -> any
         (None, Some(signal)) => 128 + signal as u8,
         (None, None) => exit::OTHER,
     })
+}
+
+/// The next delivery of a signal psst listens for; never, for one it leaves alone.
+async fn next(listener: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The signals this process was started with ignored, from the kernel's own account
+/// (`SigIgn` in /proc/self/status); none if that cannot be read.
+fn ignored_signals() -> Vec<Signal> {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|status| parse_sig_ign(&status))
+        .unwrap_or_default()
+}
+
+/// `SigIgn:` is a hex mask in which bit N-1 stands for signal N.
+fn parse_sig_ign(status: &str) -> Vec<Signal> {
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    Signal::iterator()
+        .filter(|&signal| mask & (1 << (signal as i32 - 1)) != 0)
+        .collect()
 }
 
 /// Finds a bare program name in `path` the way a shell would. Needed with `--pristine`: the
@@ -416,6 +455,17 @@ mod tests {
             resolve_in_path(OsStr::new("no-such-program-psst"), Some(OsStr::new("/bin"))),
             PathBuf::from("no-such-program-psst")
         );
+    }
+
+    #[test]
+    fn ignored_signals_are_read_from_the_kernels_mask() {
+        let status =
+            "Name:\tsh\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000007\nSigCgt:\t0\n";
+        assert_eq!(
+            parse_sig_ign(status),
+            vec![Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT]
+        );
+        assert_eq!(parse_sig_ign("Name:\tsh\n"), vec![]);
     }
 
     #[test]

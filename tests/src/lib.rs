@@ -260,6 +260,14 @@ impl Agent {
         )
     }
 
+    /// `psst ARGS` against this agent, to be run by the caller: for a `psst` that must be
+    /// signalled or read from while it runs (`exec`, streaming `call`).
+    pub fn psst_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(psst_bin());
+        command.args(args).env("PSST_SOCKET", &self.socket);
+        command
+    }
+
     /// Runs `psst ARGS` against this agent as another user (created if missing).
     pub fn psst_as(&self, user: &str, args: &[&str]) -> Output {
         ensure_user(user);
@@ -374,4 +382,28 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The virtualenv holding the stock gRPC tools (grpcurl, Python grpcio and grpcio-tools),
+/// installed by `tests/stock-tools/setup.sh` on first use; the script is idempotent and CI runs it
+/// before the suites.
+pub fn stock_tools() -> PathBuf {
+    static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    VENV.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("stock-tools/setup.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tests/stock-tools/setup.sh");
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}",
+            script.display(),
+            describe(&out)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("a UTF-8 path");
+        PathBuf::from(stdout.lines().last().expect("the virtualenv's path").trim())
+    })
+    .clone()
 }

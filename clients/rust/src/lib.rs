@@ -52,6 +52,7 @@ pub fn socket_path() -> PathBuf {
 /// A connection to the agent. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct Client {
+    channel: Channel,
     secrets: SecretsClient<Channel>,
     admin: AdminClient<Channel>,
     health: HealthClient<Channel>,
@@ -295,8 +296,15 @@ impl Client {
         Ok(Self {
             secrets: SecretsClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
-            health: HealthClient::new(channel),
+            health: HealthClient::new(channel.clone()),
+            channel,
         })
+    }
+
+    /// The connection itself, for calls the typed methods do not cover (the CLI's `psst call`
+    /// sends any method the agent serves through it).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     pub async fn get(&mut self, reference: &str) -> Result<Secret, Error> {

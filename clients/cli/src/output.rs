@@ -1,0 +1,160 @@
+//! What `--output json` prints: one JSON value per line, field names as in the proto
+//! (snake_case), times as RFC 3339 strings (null when unknown).
+
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use psst_client::{proto, Secret, SecretMetadata, Written};
+use serde_json::{json, Value};
+
+/// A secret with its metadata. The value is a JSON string: its text when it is UTF-8, else its
+/// base64, and `value_encoding` says which (`"utf8"` or `"base64"`).
+pub fn secret(s: &Secret) -> Value {
+    let (value, encoding) = match s.value_str() {
+        Some(text) => (text.to_owned(), "utf8"),
+        None => (
+            base64::engine::general_purpose::STANDARD.encode(s.value()),
+            "base64",
+        ),
+    };
+    json!({
+        "reference": s.reference,
+        "value": value,
+        "value_encoding": encoding,
+        "version_id": s.version_id,
+        "stages": s.stages,
+        "created_at": time(s.created_at),
+        "cache": {
+            "hit": s.cache.hit,
+            "stale": s.cache.stale,
+            "fetched_at": time(s.cache.fetched_at),
+            "expires_at": time(s.cache.expires_at),
+        },
+    })
+}
+
+/// A failed item of a batch: the code as gRPC names it, and the agent's message.
+pub fn item_error(reference: &str, e: &psst_client::Error) -> Value {
+    json!({
+        "reference": reference,
+        "error": {
+            "code": psst_client::code_name(e.code()),
+            "message": e.message(),
+        },
+    })
+}
+
+pub fn metadata(m: &SecretMetadata) -> Value {
+    json!({
+        "reference": m.reference,
+        "version_id": m.version_id,
+        "updated_at": time(m.updated_at),
+    })
+}
+
+pub fn written(w: &Written) -> Value {
+    json!({
+        "reference": w.reference,
+        "version_id": w.version_id,
+        "created_at": time(w.created_at),
+    })
+}
+
+pub fn whoami(who: &proto::WhoAmIResponse) -> Value {
+    let c = who.caller.clone().unwrap_or_default();
+    json!({
+        "caller": {
+            "uid": c.uid,
+            "gid": c.gid,
+            "pid": c.pid,
+            "user": c.user,
+            "group": c.group,
+            "supplementary_gids": c.supplementary_gids,
+            "executable": c.executable,
+            "cgroup": c.cgroup,
+            "container_id": c.container_id,
+            "pod_uid": c.pod_uid,
+            "systemd_unit": c.systemd_unit,
+            "identity_source": c.identity_source,
+        },
+        "grants": who.grants.iter().map(|g| json!({
+            "operation": g.operation,
+            "patterns": g.patterns,
+        })).collect::<Vec<_>>(),
+        "matched_rules": who.matched_rules,
+    })
+}
+
+/// The aligned, human form of `whoami`.
+pub fn whoami_text(who: &proto::WhoAmIResponse) -> String {
+    let c = who.caller.clone().unwrap_or_default();
+    let named = |id: u32, name: &str| {
+        if name.is_empty() {
+            id.to_string()
+        } else {
+            format!("{id} ({name})")
+        }
+    };
+    let mut lines = vec![
+        format!("uid       {}", named(c.uid, &c.user)),
+        format!("gid       {}", named(c.gid, &c.group)),
+        format!("pid       {}", c.pid),
+        format!("identity  {}", c.identity_source),
+    ];
+    for (label, value) in [
+        ("exe", &c.executable),
+        ("cgroup", &c.cgroup),
+        ("container", &c.container_id),
+        ("pod", &c.pod_uid),
+        ("unit", &c.systemd_unit),
+    ] {
+        if !value.is_empty() {
+            lines.push(format!("{label:<9} {value}"));
+        }
+    }
+    lines.push(format!(
+        "rules     {}",
+        if who.matched_rules.is_empty() {
+            "(none: everything is denied)".to_owned()
+        } else {
+            who.matched_rules.join("; ")
+        }
+    ));
+    for grant in &who.grants {
+        lines.push(format!(
+            "{:<9} {}",
+            grant.operation,
+            grant.patterns.join(" ")
+        ));
+    }
+    lines.join("\n")
+}
+
+fn time(t: Option<SystemTime>) -> Value {
+    match t {
+        Some(t) => Value::String(prost_types::Timestamp::from(t).to_string()),
+        None => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn times_are_rfc3339_or_null() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        assert_eq!(time(Some(t)), json!("2023-11-14T22:13:20.250Z"));
+        assert_eq!(time(None), Value::Null);
+    }
+
+    #[test]
+    fn batch_errors_name_the_code_as_grpc_does() {
+        let e = psst_client::Error::new(psst_client::Code::NotFound, "secret local:x not found");
+        assert_eq!(
+            item_error("local:x", &e),
+            json!({"reference": "local:x", "error": {"code": "NOT_FOUND", "message": "secret local:x not found"}})
+        );
+    }
+}

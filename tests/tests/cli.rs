@@ -805,3 +805,162 @@ fn completions_are_valid_scripts_and_the_man_page_renders() {
         assert!(text.contains(".TH"), "{page} missing or empty");
     }
 }
+
+#[test]
+fn watch_rotate_and_gen_from_the_shell() {
+    use std::io::BufRead;
+    let agent = Agent::dev();
+    assert!(agent
+        .psst(&["put", "local:rot/x"], Some(b"first"))
+        .status
+        .success());
+    let mut watch = std::process::Command::new(psst_bin())
+        .args(["watch", "--with-values", "local:rot/x"])
+        .env("PSST_SOCKET", &agent.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout_pipe = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout_pipe).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // Dev mode polls every 2 s (jittered): a rotation shows up well within 10 s.
+    let next = || -> Value {
+        serde_json::from_str(
+            &lines
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("an event"),
+        )
+        .unwrap()
+    };
+    let current = next();
+    assert_eq!(
+        (current["kind"].as_str(), current["version_id"].as_str()),
+        (Some("CURRENT"), Some("1"))
+    );
+    assert_eq!(current["secret"]["value"], "first");
+
+    let rotated = agent.psst(
+        &[
+            "rotate",
+            "local:rot/x",
+            "--length",
+            "12",
+            "--exclude-punctuation",
+        ],
+        None,
+    );
+    assert!(rotated.status.success(), "{}", describe(&rotated));
+    assert_eq!(stdout(&rotated), "local:rot/x?version=2\n");
+    let event = next();
+    assert_eq!(event["kind"], "NEW_VERSION");
+    assert_eq!(
+        (
+            event["version_id"].as_str(),
+            event["previous_version_id"].as_str()
+        ),
+        (Some("2"), Some("1"))
+    );
+    let value = event["secret"]["value"].as_str().unwrap().to_owned();
+    assert_eq!(value.len(), 12);
+    assert!(value.chars().all(|c| c.is_ascii_alphanumeric()), "{value}");
+    assert_eq!(
+        agent.psst(&["get", "local:rot/x"], None).stdout,
+        value.as_bytes()
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    let generated = agent.psst(
+        &[
+            "gen",
+            "--length",
+            "20",
+            "--exclude-lowercase",
+            "--exclude-uppercase",
+            "--exclude-punctuation",
+        ],
+        None,
+    );
+    let text = stdout(&generated);
+    assert_eq!(text.trim_end().len(), 20, "{text}");
+    assert!(
+        text.trim_end().chars().all(|c| c.is_ascii_digit()),
+        "{text}"
+    );
+    let impossible = agent.psst(&["gen", "--length", "2"], None);
+    assert_eq!(
+        impossible.status.code(),
+        Some(3),
+        "{}",
+        describe(&impossible)
+    );
+    let missing = agent.psst(&["watch", "local:rot/none"], None);
+    assert_eq!(missing.status.code(), Some(4), "{}", describe(&missing));
+}
+
+#[test]
+fn exec_restarts_the_program_when_a_secret_rotates() {
+    let agent = Agent::dev();
+    assert!(agent
+        .psst(&["put", "local:svc/token"], Some(b"token-v1"))
+        .status
+        .success());
+    let log = agent.path("seen.log");
+    let script = format!(
+        "echo \"$TOKEN\" >> {}; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        log.display()
+    );
+    let mut exec = std::process::Command::new(psst_bin())
+        .args([
+            "exec",
+            "--restart-on-rotate",
+            "--restart-grace",
+            "2s",
+            "--env",
+            "TOKEN=local:svc/token",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("PSST_SOCKET", &agent.socket)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || seen()
+            == "token-v1\n"),
+        "{}",
+        seen()
+    );
+    assert!(agent
+        .psst(&["put", "local:svc/token"], Some(b"token-v2"))
+        .status
+        .success());
+    // Dev mode polls every 2 s: the program is started again with the new value.
+    assert!(
+        eventually(std::time::Duration::from_secs(15), || seen()
+            == "token-v1\ntoken-v2\n"),
+        "{}",
+        seen()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = exec.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the program's own exit code after the forwarded SIGTERM"
+    );
+    assert_eq!(seen(), "token-v1\ntoken-v2\n", "started exactly twice");
+}

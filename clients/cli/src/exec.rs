@@ -49,6 +49,14 @@ pub struct ExecArgs {
     /// is still looked up in psst's own PATH.
     #[arg(long)]
     pristine: bool,
+    /// When a referenced secret gets a new version, stop the program (SIGTERM, then SIGKILL
+    /// after --restart-grace), fetch the secrets again and start it again with them, as Vault
+    /// Agent's process supervisor does. psst exits when the program exits on its own.
+    #[arg(long)]
+    restart_on_rotate: bool,
+    /// How long a program being restarted gets to exit after SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    restart_grace: std::time::Duration,
     /// The program and its arguments (put them after `--`).
     #[arg(
         required = true,
@@ -209,17 +217,57 @@ pub async fn run(socket: &Path, args: ExecArgs) -> anyhow::Result<u8> {
         .command
         .split_first()
         .expect("clap requires the command");
-    let mut command = tokio::process::Command::new(if args.pristine {
+    let executable = if args.pristine {
         resolve_in_path(program, std::env::var_os("PATH").as_deref())
     } else {
         PathBuf::from(program)
-    });
-    command.args(program_args);
-    if args.pristine {
-        command.env_clear();
+    };
+    let command = |environment: Vec<(String, OsString)>| {
+        let mut command = tokio::process::Command::new(&executable);
+        command.args(program_args);
+        if args.pristine {
+            command.env_clear();
+        }
+        command.envs(environment);
+        command
+    };
+    if !args.restart_on_rotate {
+        return match supervise(command(environment), program, None).await? {
+            Supervised::Exited(code) => Ok(code),
+            Supervised::Rotated => unreachable!("no watch without --restart-on-rotate"),
+        };
     }
-    command.envs(environment);
-    supervise(command, program).await
+    // Follow the secrets from before the program starts, so no rotation slips in between.
+    let references: Vec<&str> = mappings.iter().map(|m| m.reference.as_str()).collect();
+    let mut watch = psst_client::Client::connect(socket)
+        .await?
+        .watch(&references);
+    let mut environment = environment;
+    loop {
+        match supervise(
+            command(environment),
+            program,
+            Some((&mut watch, args.restart_grace)),
+        )
+        .await?
+        {
+            Supervised::Exited(code) => return Ok(code),
+            Supervised::Rotated => {
+                eprintln!(
+                    "psst: a secret rotated; restarting {}",
+                    program.to_string_lossy()
+                );
+                environment = fetch(socket, &mappings).await?;
+            }
+        }
+    }
+}
+
+/// How a supervised run ended (the `Rotated` case only with --restart-on-rotate).
+enum Supervised {
+    Exited(u8),
+    /// A secret rotated: the program was stopped to be started again.
+    Rotated,
 }
 
 /// Fetches every secret in one call; all or nothing.
@@ -263,7 +311,11 @@ async fn fetch(socket: &Path, mappings: &[EnvMapping]) -> anyhow::Result<Vec<(St
 /// started with ignored (`nohup` ignores SIGHUP; a non-interactive shell ignores SIGINT and
 /// SIGQUIT for its background jobs) is left alone, so the program inherits it ignored, as it
 /// would without psst in between.
-async fn supervise(mut command: tokio::process::Command, program: &OsStr) -> anyhow::Result<u8> {
+async fn supervise(
+    mut command: tokio::process::Command,
+    program: &OsStr,
+    mut restart: Option<(&mut psst_client::Watch, std::time::Duration)>,
+) -> anyhow::Result<Supervised> {
     let ignored = ignored_signals();
     // Listen before starting the program: a signal in between would otherwise end psst with its
     // default action and leave the program running without its supervisor.
@@ -289,7 +341,7 @@ async fn supervise(mut command: tokio::process::Command, program: &OsStr) -> any
                 _ => exit::OTHER,
             };
             eprintln!("psst: cannot run {}: {e}", program.to_string_lossy());
-            return Ok(code);
+            return Ok(Supervised::Exited(code));
         }
     };
     drop(command);
@@ -301,16 +353,48 @@ async fn supervise(mut command: tokio::process::Command, program: &OsStr) -> any
             Some(()) = next(&mut sigterm) => Signal::SIGTERM,
             Some(()) = next(&mut sighup) => Signal::SIGHUP,
             Some(()) = next(&mut sigquit) => Signal::SIGQUIT,
+            rotated = rotation(&mut restart) => {
+                rotated?;
+                let grace = restart.as_ref().map(|(_, grace)| *grace).unwrap_or_default();
+                let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+                if tokio::time::timeout(grace, child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                return Ok(Supervised::Rotated);
+            }
         };
         // The child is not reaped until `wait` returns, so its pid cannot have been reused; it
         // may have exited already (ESRCH), which the next `wait` reports.
         let _ = nix::sys::signal::kill(pid, forward);
     };
-    Ok(match (status.code(), status.signal()) {
+    Ok(Supervised::Exited(match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(signal)) => 128 + signal as u8,
         (None, None) => exit::OTHER,
-    })
+    }))
+}
+
+/// Resolves when a watched secret gets a new version or is deleted (the first, current-state
+/// events are not changes); never without --restart-on-rotate. A watch that fails is an error.
+async fn rotation(
+    restart: &mut Option<(&mut psst_client::Watch, std::time::Duration)>,
+) -> anyhow::Result<()> {
+    use psst_client::proto::watch_event::Kind;
+    let Some((watch, _)) = restart else {
+        return std::future::pending().await;
+    };
+    loop {
+        match watch.next().await {
+            Some(Ok(event)) if matches!(event.kind, Kind::NewVersion | Kind::Deleted) => {
+                return Ok(())
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                return Err(anyhow::Error::new(e).context("watching the secrets for rotation"))
+            }
+            None => return std::future::pending().await,
+        }
+    }
 }
 
 /// The next delivery of a signal psst listens for; never, for one it leaves alone.

@@ -17,7 +17,7 @@ use std::{
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use psst_client::{Client, ErrorKind};
+use psst_client::{proto, Client, ErrorKind};
 use serde_json::json;
 
 /// The exit codes, one per kind of failure a script may want to tell apart.
@@ -170,6 +170,45 @@ enum Command {
     /// Check that the agent is serving (exit 0) or not (exit 6).
     #[command(after_help = "Examples:\n  psst health && echo up\n  psst health --json")]
     Health,
+    /// Follow secrets: print their current version, then one event per change, as JSON lines.
+    ///
+    /// Events: CURRENT, NEW_VERSION (with previous_version_id), PENDING_VERSION (a rotation has
+    /// started), DELETED. Values are printed only with --with-values. When the agent restarts,
+    /// the watch reconnects and resumes without repeating a version.
+    #[command(after_help = "Examples:\n  \
+                            psst watch 'sm:prod/db'\n  \
+                            psst watch --with-values local:demo/db-password | jq -r .value")]
+    Watch {
+        #[arg(required = true, value_name = "REFERENCE")]
+        references: Vec<String>,
+        /// Include each new value (as `get --json` prints it) in the events.
+        #[arg(long)]
+        with_values: bool,
+    },
+    /// Rotate a secret: a generated value becomes its current version.
+    ///
+    /// For Secrets Manager secrets with a rotation Lambda, Secrets Manager's own rotation is
+    /// started instead. Prints the new version's reference.
+    #[command(after_help = "Examples:\n  \
+                            psst rotate local:demo/db-password\n  \
+                            psst rotate sm:prod/db --json-key password --length 40\n  \
+                            psst rotate ssm:/prod/api-key --exclude-punctuation")]
+    Rotate {
+        reference: String,
+        /// Regenerate only this key of a JSON value, keeping the others.
+        #[arg(long, value_name = "KEY")]
+        json_key: Option<String>,
+        #[command(flatten)]
+        generator: GeneratorArgs,
+    },
+    /// Generate a random value from the agent's CSPRNG (nothing is stored) and print it.
+    #[command(after_help = "Examples:\n  \
+                            psst gen\n  \
+                            psst gen --length 20 --exclude-punctuation --exclude-chars 0O1lI")]
+    Gen {
+        #[command(flatten)]
+        generator: GeneratorArgs,
+    },
     Exec(exec::ExecArgs),
     Call(call::CallArgs),
     /// Print a shell completion script.
@@ -190,6 +229,45 @@ enum Command {
         #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
         dir: Option<PathBuf>,
     },
+}
+
+/// How to generate a value (rotate, gen).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct GeneratorArgs {
+    /// Length in characters (default 32).
+    #[arg(long)]
+    length: Option<u32>,
+    #[arg(long)]
+    exclude_lowercase: bool,
+    #[arg(long)]
+    exclude_uppercase: bool,
+    #[arg(long)]
+    exclude_numbers: bool,
+    #[arg(long)]
+    exclude_punctuation: bool,
+    #[arg(long)]
+    include_space: bool,
+    /// Characters never to use, e.g. 0O1lI.
+    #[arg(long, value_name = "CHARS")]
+    exclude_chars: Option<String>,
+    /// Do not require one character of every included class.
+    #[arg(long)]
+    no_require_each: bool,
+}
+
+impl GeneratorArgs {
+    fn to_proto(&self) -> proto::GeneratorOptions {
+        proto::GeneratorOptions {
+            length: self.length.unwrap_or(0),
+            exclude_lowercase: self.exclude_lowercase,
+            exclude_uppercase: self.exclude_uppercase,
+            exclude_numbers: self.exclude_numbers,
+            exclude_punctuation: self.exclude_punctuation,
+            include_space: self.include_space,
+            exclude_characters: self.exclude_chars.clone().unwrap_or_default(),
+            require_each_included_type: Some(!self.no_require_each),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -330,6 +408,52 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     "the agent is not serving",
                 )
                 .into());
+            }
+            exit::OK
+        }
+        Command::Watch {
+            references,
+            with_values,
+        } => {
+            let client = connect().await?;
+            let mut watch = client.watch(&references);
+            while let Some(event) = watch.next().await {
+                writeln!(stdout, "{}", output::watch_event(&event?, with_values))?;
+                stdout.flush()?;
+            }
+            exit::OK
+        }
+        Command::Rotate {
+            reference,
+            json_key,
+            generator,
+        } => {
+            let rotated = connect()
+                .await?
+                .rotate(&reference, Some(generator.to_proto()), json_key.as_deref())
+                .await?;
+            match output {
+                Output::Json => writeln!(stdout, "{}", output::rotated(&rotated))?,
+                Output::Text if rotated.delegated => writeln!(
+                    stdout,
+                    "{reference}: rotation started by the backend (its new version follows when it finishes)"
+                )?,
+                Output::Text => writeln!(stdout, "{}", rotated.reference)?,
+            }
+            exit::OK
+        }
+        Command::Gen { generator } => {
+            let value = connect().await?.generate(generator.to_proto()).await?;
+            match output {
+                Output::Text => {
+                    stdout.write_all(&value)?;
+                    writeln!(stdout)?;
+                }
+                Output::Json => writeln!(
+                    stdout,
+                    "{}",
+                    json!({ "value": String::from_utf8_lossy(&value) })
+                )?,
             }
             exit::OK
         }

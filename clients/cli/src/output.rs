@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use psst_client::{proto, Secret, SecretMetadata, Written};
+use psst_client::{proto, Secret, SecretMetadata, WatchEvent, Written};
 use serde_json::{json, Value};
 
 /// A secret with its metadata. The value is a JSON string: its text when it is UTF-8, else its
@@ -41,6 +41,32 @@ pub fn item_error(reference: &str, e: &psst_client::Error) -> Value {
             "code": psst_client::code_name(e.code()),
             "message": e.message(),
         },
+    })
+}
+
+/// One event of `psst watch`; the value only when asked for.
+pub fn watch_event(e: &WatchEvent, with_values: bool) -> Value {
+    let mut event = json!({
+        "reference": e.reference,
+        "kind": e.kind.as_str_name(),
+        "version_id": e.secret.as_ref().map(|s| s.version_id.clone()),
+        "previous_version_id": e.previous_version_id,
+        "pending_version_id": e.pending_version_id,
+    });
+    if with_values {
+        if let Some(s) = &e.secret {
+            event["secret"] = secret(s);
+        }
+    }
+    event
+}
+
+pub fn rotated(r: &proto::RotateSecretResponse) -> Value {
+    json!({
+        "reference": r.reference,
+        "version_id": r.version_id,
+        "previous_version_id": r.previous_version_id,
+        "delegated": r.delegated,
     })
 }
 

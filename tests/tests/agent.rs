@@ -473,6 +473,7 @@ fn serves_a_socket_passed_by_systemd() {
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     // Hand the listener to the child as fd 3, the way systemd does (LISTEN_FDS=1,
     // LISTEN_PID=the agent's pid): the shell moves it to fd 3 and execs psstd in its own pid.
+    // bash, not sh: dash cannot redirect from a descriptor above 9.
     let fd = listener.as_raw_fd();
     nix::fcntl::fcntl(
         &listener,
@@ -492,7 +493,7 @@ fn serves_a_socket_passed_by_systemd() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new("sh")
+    let mut child = std::process::Command::new("bash")
         .arg("-c")
         .arg(format!(
             "exec 3<&{fd}; export LISTEN_FDS=1 LISTEN_PID=$$; exec {} --config {}/psstd.toml",

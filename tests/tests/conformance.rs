@@ -9,7 +9,9 @@ use psst_tests::{Agent, Mode};
 use serde_json::Value;
 
 fn load(file: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance").join(file);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("conformance")
+        .join(file);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -115,19 +117,34 @@ async fn every_scenario_passes_through_the_rust_client() {
                             .unwrap_or_else(|_| panic!("{name}: no event in 10s"))
                             .expect("open")
                             .unwrap_or_else(|e| panic!("{name}: {e}"));
-                        assert_eq!(event.kind.as_str_name(), expect["kind"].as_str().unwrap(), "{name}");
+                        assert_eq!(
+                            event.kind.as_str_name(),
+                            expect["kind"].as_str().unwrap(),
+                            "{name}"
+                        );
                         let secret = event.secret.as_ref().expect("a secret");
                         if let Some(value) = expect.get("value") {
-                            assert_eq!(secret.value_str().unwrap(), value.as_str().unwrap(), "{name}");
+                            assert_eq!(
+                                secret.value_str().unwrap(),
+                                value.as_str().unwrap(),
+                                "{name}"
+                            );
                         }
                         if let Some(version) = expect.get("version_id") {
                             assert_eq!(secret.version_id, version.as_str().unwrap(), "{name}");
                         }
                         if let Some(previous) = expect.get("previous_version_id") {
-                            assert_eq!(event.previous_version_id, previous.as_str().unwrap(), "{name}");
+                            assert_eq!(
+                                event.previous_version_id,
+                                previous.as_str().unwrap(),
+                                "{name}"
+                            );
                         }
                     } else if let Some(value) = step.get("put") {
-                        client.put(reference, value.as_str().unwrap().as_bytes()).await.unwrap();
+                        client
+                            .put(reference, value.as_str().unwrap().as_bytes())
+                            .await
+                            .unwrap();
                     } else if step.get("restart_agent").is_some() {
                         agent.restart();
                         client = agent.client().await;

@@ -396,7 +396,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             exit::OK
         }
         Command::Health => {
-            let status = connect().await?.health().await?;
+            // A probe wants an answer now: no waiting for an agent that is not there (yet).
+            let status = Client::connect_with_wait(&cli.socket, std::time::Duration::ZERO)
+                .await?
+                .health()
+                .await?;
             match output {
                 Output::Text => writeln!(stdout, "{}", status.as_str_name())?,
                 Output::Json => writeln!(stdout, "{}", json!({ "status": status.as_str_name() }))?,

@@ -21,4 +21,5 @@ npx --no-install tsc -p tsconfig.json
 npx --no-install tsc -p tsconfig.test.json
 
 echo "== typescript: tests (node --test, live agent)"
-exec "$root/tests/conformance/with-agent" node --test build/test/*.test.js
+# One test file at a time: a watch conformance scenario restarts the shared agent.
+exec "$root/tests/conformance/with-agent" node --test --test-concurrency=1 build/test/*.test.js

@@ -6,6 +6,7 @@ import { PsstError, toPsstError } from './errors';
 import { backoffDelayMs, resolveRetry, type ResolvedRetry, type RetryOptions } from './retry';
 import { Secret, toDate } from './secret';
 import { loadProtos, resolveSocketPath, socketTarget } from './transport';
+import { Watch, type WatchOptions } from './watch';
 import type { HealthClient } from './generated/grpc/health/v1/Health';
 import type { SecretsClient } from './generated/psst/v1/Secrets';
 import type { Caller__Output } from './generated/psst/v1/Caller';
@@ -94,6 +95,7 @@ export class PsstClient {
   readonly #timeoutMs: number;
   #reached = false;
   #closed = false;
+  readonly #watches = new Set<Watch>();
 
   constructor(options: PsstClientOptions = {}) {
     this.socket = resolveSocketPath(options.socket);
@@ -185,14 +187,50 @@ export class PsstClient {
     return response.status as HealthStatus;
   }
 
-  // watch(references): AsyncIterable<...> will come with the WatchSecrets server-streaming method:
-  // grpc-js response streams are async iterables, so it maps onto #secrets.WatchSecrets directly,
-  // with the same startup retry as #unary and errors mapped by toPsstError.
+  /**
+   * Follows secrets: each reference's current secret first (`CURRENT`), then one event per change
+   * (`NEW_VERSION`, `PENDING_VERSION`, `DELETED`). Iterate with `for await`; `break`, `close()` or
+   * `options.signal` end it.
+   *
+   * The watch reconnects by itself when the agent restarts or the stream breaks (UNAVAILABLE,
+   * or UNKNOWN/INTERNAL/CANCELLED from a reset), with backoff, for up to `reconnectForMs` (5 s)
+   * of failures, then fails with `UnavailableError`. It resumes from the versions it has
+   * delivered (`known_versions`), so a version is never delivered twice. Other errors end it:
+   * `PermissionDeniedError` (no `watch` grant, or a policy reload took it away),
+   * `NotFoundError` (the secret does not exist when the watch starts), `InvalidArgumentError`.
+   *
+   * Events that have arrived but are not read yet are folded per reference: a reader that falls
+   * behind gets the newest version, with `previousVersionId` the version it last had.
+   *
+   * ```ts
+   * for await (const event of psst.watch(['local:demo/db-password'])) {
+   *   if (event.secret) reconnectDb(event.secret.text());
+   * }
+   * ```
+   */
+  watch(references: string | readonly string[], options: WatchOptions = {}): Watch {
+    const refs = typeof references === 'string' ? [references] : [...references];
+    const watch = new Watch(
+      refs,
+      {
+        open: (request) => {
+          if (this.#closed) throw new Error('the client is closed');
+          return this.#secrets.WatchSecrets(request);
+        },
+        retry: this.#retry,
+        onFinish: (w) => this.#watches.delete(w),
+      },
+      options,
+    );
+    if (!watch.closed) this.#watches.add(watch);
+    return watch;
+  }
 
-  /** Closes the connection. Calls made afterwards fail with CANCELLED. */
+  /** Closes the connection and ends its watches. Calls made afterwards fail with CANCELLED. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const watch of [...this.#watches]) watch.close();
     this.#secrets.close();
   }
 

@@ -10,6 +10,8 @@ export type {
   WhoAmI,
 } from './client';
 export { Secret } from './secret';
+export { DEFAULT_WATCH_RECONNECT_MS, Watch, WatchEvent } from './watch';
+export type { WatchEventKind, WatchOptions } from './watch';
 export type { CacheInfo, SecretInit } from './secret';
 export {
   PsstError,

@@ -1,8 +1,10 @@
-// The shared conformance scenarios (tests/conformance/scenarios.json), run through this client
-// against a live agent started by tests/conformance/with-agent, which sets PSST_CONFORMANCE and
-// PSST_SOCKET.
+// The shared conformance scenarios (tests/conformance/scenarios.json, and the watch scenarios in
+// watch-scenarios.json), run through this client against a live agent started by
+// tests/conformance/with-agent, which sets PSST_CONFORMANCE, PSST_CONFORMANCE_WATCH,
+// PSST_RESTART_AGENT and PSST_SOCKET.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 import {
@@ -16,6 +18,8 @@ import {
   Secret,
   UnauthenticatedError,
   UnavailableError,
+  type Watch,
+  type WatchEvent,
 } from '@psst/client';
 
 type Expect = Record<string, unknown>;
@@ -104,6 +108,82 @@ async function run(client: PsstClient, s: Scenario): Promise<void> {
   }
 }
 
+interface WatchScenario {
+  name: string;
+  call: string;
+  reference: string;
+  steps: Array<Record<string, unknown>>;
+}
+
+/** How long an expect_event (or expect_error) step waits. */
+const WATCH_STEP_MS = 10_000;
+
+/** The watch's next item within WATCH_STEP_MS: an event, the end, or the error it ended with. */
+async function nextWithin(watch: Watch, where: string): Promise<WatchEvent | PsstError> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${where}: nothing within ${WATCH_STEP_MS} ms`)), WATCH_STEP_MS);
+  });
+  try {
+    const result = await settle(Promise.race([watch.next(), timeout]));
+    if (result instanceof PsstError) return result;
+    assert.equal(result.done, false, `${where}: the watch ended`);
+    return result.value as WatchEvent;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function runWatch(s: WatchScenario): Promise<void> {
+  assert.equal(s.call, 'watch', `${s.name}: unknown call ${JSON.stringify(s.call)}: teach this runner about it`);
+  assert.equal(typeof s.reference, 'string', `${s.name}: watch needs a reference`);
+  assert.ok(Array.isArray(s.steps) && s.steps.length > 0, `${s.name}: no steps`);
+  // The watch has a client of its own; puts go through another one, made anew after a restart
+  // (as the Rust runner does), so that only the watch has to find its way back.
+  const watcher = new PsstClient();
+  let writer = new PsstClient();
+  const watch = watcher.watch([s.reference]);
+  try {
+    for (const [i, step] of s.steps.entries()) {
+      const where = `${s.name}: step ${i + 1}`;
+      const keys = Object.keys(step);
+      assert.equal(keys.length, 1, `${where}: a step has one key, got ${JSON.stringify(keys)}`);
+      if ('expect_event' in step) {
+        const expect = step.expect_event as Expect;
+        onlyKeys(expect, ['kind', 'value', 'version_id', 'previous_version_id'], where);
+        const event = await nextWithin(watch, where);
+        assert.ok(!(event instanceof PsstError), `${where}: expected an event, got ${String(event)}`);
+        assert.equal(event.reference, s.reference, `${where}: reference`);
+        if ('kind' in expect) assert.equal(event.kind, expect.kind, `${where}: kind`);
+        if ('value' in expect || 'version_id' in expect) assert.ok(event.secret, `${where}: the event has no secret`);
+        if ('value' in expect) assert.equal(event.secret!.text(), expect.value, `${where}: value`);
+        if ('version_id' in expect) assert.equal(event.secret!.versionId, expect.version_id, `${where}: version_id`);
+        if ('previous_version_id' in expect) {
+          assert.equal(event.previousVersionId, expect.previous_version_id, `${where}: previous_version_id`);
+        }
+      } else if ('put' in step) {
+        assert.equal(typeof step.put, 'string', `${where}: put needs a value`);
+        await writer.put(s.reference, step.put as string);
+      } else if ('restart_agent' in step) {
+        const restart = process.env.PSST_RESTART_AGENT;
+        assert.ok(restart, `${where}: PSST_RESTART_AGENT is not set: run under tests/conformance/with-agent`);
+        execFileSync(restart, { stdio: 'inherit' });
+        writer.close();
+        writer = new PsstClient();
+      } else if ('expect_error' in step) {
+        const outcome = await nextWithin(watch, where);
+        assertCode(outcome, step.expect_error, where);
+      } else {
+        assert.fail(`${where}: unknown step ${JSON.stringify(step)}: teach this runner about it`);
+      }
+    }
+  } finally {
+    watch.close();
+    watcher.close();
+    writer.close();
+  }
+}
+
 const file = process.env.PSST_CONFORMANCE;
 if (!file) {
   test('conformance scenarios', { skip: 'PSST_CONFORMANCE is not set: run under tests/conformance/with-agent (see test.sh)' }, () => {});
@@ -120,6 +200,21 @@ if (!file) {
     });
     for (const scenario of spec.scenarios) {
       test(scenario.name, () => run(client, scenario));
+    }
+  });
+}
+
+const watchFile = process.env.PSST_CONFORMANCE_WATCH;
+if (!watchFile) {
+  test('watch conformance scenarios', { skip: 'PSST_CONFORMANCE_WATCH is not set: run under tests/conformance/with-agent (see test.sh)' }, () => {});
+} else {
+  const spec = JSON.parse(readFileSync(watchFile, 'utf8')) as { scenarios: WatchScenario[] };
+  describe('watch conformance', () => {
+    test('the watch scenario file has scenarios', () => {
+      assert.ok(Array.isArray(spec.scenarios) && spec.scenarios.length > 0);
+    });
+    for (const scenario of spec.scenarios) {
+      test(scenario.name, () => runWatch(scenario));
     }
   });
 }

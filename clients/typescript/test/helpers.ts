@@ -21,7 +21,9 @@ function load(): any {
   return grpc.loadPackageDefinition(definition);
 }
 
-export type Handlers = Partial<Record<'GetSecret' | 'BatchGetSecrets' | 'ListSecrets' | 'PutSecret' | 'WhoAmI', grpc.handleUnaryCall<any, any>>>;
+export type Handlers = Partial<Record<'GetSecret' | 'BatchGetSecrets' | 'ListSecrets' | 'PutSecret' | 'WhoAmI', grpc.handleUnaryCall<any, any>>> & {
+  WatchSecrets?: grpc.handleServerStreamingCall<any, any>;
+};
 
 /** A fresh temp dir and a socket path inside it that nothing listens on. */
 export function tempSocket(): { dir: string; socket: string } {
@@ -55,6 +57,11 @@ export async function startFakeAgent(handlers: Handlers, socket?: string): Promi
     ListSecrets: record(handlers.ListSecrets ?? unimplemented),
     PutSecret: record(handlers.PutSecret ?? unimplemented),
     WhoAmI: record(handlers.WhoAmI ?? unimplemented),
+    WatchSecrets: (call: grpc.ServerWritableStream<any, any>) => {
+      authorities.push(call.getHost());
+      if (handlers.WatchSecrets) handlers.WatchSecrets(call);
+      else call.emit('error', fail(grpc.status.UNIMPLEMENTED, 'not in this fake'));
+    },
   });
   server.addService(protos.grpc.health.v1.Health.service, {
     Check: record((_call: any, cb: any) => cb(null, { status: 'SERVING' })),

@@ -32,6 +32,8 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -55,11 +57,15 @@ public final class PsstClient implements AutoCloseable {
   public static final String SOCKET_ENV = "PSST_SOCKET";
   /** The deadline of each call unless told otherwise. */
   public static final Duration DEFAULT_CALL_TIMEOUT = Duration.ofSeconds(10);
+  /** How long a watch keeps reconnecting (agent down, stream reset) unless told otherwise. */
+  public static final Duration DEFAULT_WATCH_RECONNECT = Duration.ofSeconds(5);
 
   private final Path socket;
   private final RetryPolicy retry;
   private final RetryPolicy.Listener retryListener;
   private final Duration callTimeout;
+  private final Duration watchReconnect;
+  private final Set<Watch> watches = ConcurrentHashMap.newKeySet();
   private final EventLoopGroup eventLoop;
   private final ManagedChannel channel;
   private volatile boolean reached;
@@ -70,6 +76,7 @@ public final class PsstClient implements AutoCloseable {
     this.retry = b.retry;
     this.retryListener = b.retryListener;
     this.callTimeout = b.callTimeout;
+    this.watchReconnect = b.watchReconnect;
     if (!Epoll.isAvailable()) {
       throw new IllegalStateException(
           "psst-client needs Netty's epoll transport (Linux) for Unix sockets", Epoll.unavailabilityCause());
@@ -201,17 +208,82 @@ public final class PsstClient implements AutoCloseable {
         .check(request)).getStatus();
   }
 
-  // watch(references, listener) / an Iterator of changes will come with the WatchSecrets
-  // server-streaming method: SecretsGrpc.newStub(channel) (async) or the blocking stub's iterator,
-  // with the same startup retry and PsstException mapping as call().
+  /**
+   * Follows secrets: each reference's current secret first ({@code CURRENT}), then one event per
+   * change ({@code NEW_VERSION}, {@code PENDING_VERSION}, {@code DELETED}). The returned
+   * {@link Watch} is a blocking iterator; close it when done. It reconnects by itself when the
+   * agent restarts or the stream breaks, for up to {@link Builder#watchReconnect(Duration)} (5 s)
+   * of failures, and resumes from the versions it has delivered, so no version is delivered twice.
+   * See {@link Watch} for the errors that end it.
+   *
+   * <pre>{@code
+   * try (Watch watch = psst.watch(List.of("local:demo/db-password"))) {
+   *   for (WatchEvent event : watch) {
+   *     event.secret().ifPresent(s -> reconnect(s.valueAsString()));
+   *   }
+   * }
+   * }</pre>
+   */
+  public Watch watch(List<String> references) {
+    Objects.requireNonNull(references, "references");
+    Watch.Transport transport = new Watch.Transport(
+        (request, observer) -> SecretsGrpc.newStub(channel).watchSecrets(request, observer),
+        channel::resetConnectBackoff,
+        () -> closed,
+        watches::remove,
+        retry,
+        watchReconnect);
+    Watch watch = new Watch(references, transport);
+    watches.add(watch);
+    if (closed) {
+      watch.close();
+    }
+    return watch;
+  }
 
-  /** Closes the connection and its event loop. Calls made afterwards fail with CANCELLED. */
+  /** @see #watch(List) */
+  public Watch watch(String... references) {
+    return watch(Arrays.asList(references));
+  }
+
+  /**
+   * {@link #watch(List)} with a callback: a daemon thread ({@code psst-watch}) reads the watch and
+   * hands each event to {@code listener.onEvent}, one at a time, and the error that ends it (if
+   * any) to {@code listener.onError}. Close the returned {@link Watch} to stop; if the listener
+   * throws, the watch is closed and the exception goes to the thread's uncaught-exception handler.
+   */
+  public Watch watch(List<String> references, WatchListener listener) {
+    Objects.requireNonNull(listener, "listener");
+    Watch watch = watch(references);
+    Thread thread = new Thread(() -> {
+      try {
+        while (watch.hasNext()) {
+          listener.onEvent(watch.next());
+        }
+      } catch (PsstException e) {
+        listener.onError(e);
+      } finally {
+        watch.close();
+      }
+    }, "psst-watch");
+    thread.setDaemon(true);
+    thread.start();
+    return watch;
+  }
+
+  /**
+   * Closes the connection and its event loop, and ends its watches. Calls made afterwards fail
+   * with CANCELLED.
+   */
   @Override
   public void close() {
     if (closed) {
       return;
     }
     closed = true;
+    for (Watch watch : List.copyOf(watches)) {
+      watch.close();
+    }
     channel.shutdownNow();
     try {
       channel.awaitTermination(5, TimeUnit.SECONDS);
@@ -274,6 +346,7 @@ public final class PsstClient implements AutoCloseable {
     private RetryPolicy retry = RetryPolicy.DEFAULT;
     private RetryPolicy.Listener retryListener;
     private Duration callTimeout = DEFAULT_CALL_TIMEOUT;
+    private Duration watchReconnect = DEFAULT_WATCH_RECONNECT;
     private String authority = "localhost";
 
     private Builder() {}
@@ -306,6 +379,19 @@ public final class PsstClient implements AutoCloseable {
         throw new IllegalArgumentException("callTimeout must be positive");
       }
       this.callTimeout = callTimeout;
+      return this;
+    }
+
+    /**
+     * How long a watch keeps reconnecting while the agent is unreachable or the stream keeps
+     * breaking, counted from the first failure after the last event (default 5 s); then the
+     * watch ends with {@link UnavailableException}.
+     */
+    public Builder watchReconnect(Duration watchReconnect) {
+      if (watchReconnect.isNegative()) {
+        throw new IllegalArgumentException("watchReconnect must not be negative");
+      }
+      this.watchReconnect = watchReconnect;
       return this;
     }
 

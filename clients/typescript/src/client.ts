@@ -103,7 +103,7 @@ export class PsstClient {
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const protos = loadProtos();
     const channelOptions: grpc.ChannelOptions = {
-      // The agent's HTTP/2 server refuses a socket path as :authority.
+      // Agents before the h2 patch (third_party/h2) refuse a socket path as :authority.
       'grpc.default_authority': 'localhost',
       // Reconnect as fast as this client retries, so that an agent that comes up is seen at once.
       'grpc.initial_reconnect_backoff_ms': Math.max(1, this.#retry.initialDelayMs),

@@ -4,7 +4,7 @@
 // PSST_RESTART_AGENT and PSST_SOCKET.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 import {
@@ -167,7 +167,11 @@ async function runWatch(s: WatchScenario): Promise<void> {
       } else if ('restart_agent' in step) {
         const restart = process.env.PSST_RESTART_AGENT;
         assert.ok(restart, `${where}: PSST_RESTART_AGENT is not set: run under tests/conformance/with-agent`);
-        execFileSync(restart, { stdio: 'inherit' });
+        // Asynchronously: the event loop must keep running, so that the client sees the agent go.
+        const status = await new Promise<number | null>((resolve, reject) => {
+          spawn(restart!, { stdio: 'inherit' }).on('error', reject).on('exit', resolve);
+        });
+        assert.equal(status, 0, `${where}: ${restart} failed`);
         writer.close();
         writer = new PsstClient();
       } else if ('expect_error' in step) {

@@ -87,7 +87,8 @@ public final class PsstClient implements AutoCloseable {
     this.channel = NettyChannelBuilder.forAddress(new DomainSocketAddress(socket.toString()))
         .eventLoopGroup(eventLoop)
         .channelType(EpollDomainSocketChannel.class)
-        // The agent's HTTP/2 server refuses a socket path as :authority, which grpc-java would send.
+        // Agents before the h2 patch (third_party/h2) refuse a socket path as :authority, which
+        // grpc-java would send.
         .overrideAuthority(b.authority)
         .usePlaintext()
         // grpc sets TCP keepalive, which a Unix socket does not have (Netty would warn on every connect).

@@ -15,6 +15,7 @@ import com.google.gson.JsonParser;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -27,13 +28,18 @@ import org.junit.jupiter.api.TestFactory;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 
 /**
- * The shared conformance scenarios (tests/conformance/scenarios.json), run through this client
- * against a live agent started by tests/conformance/with-agent, which sets PSST_CONFORMANCE and
- * PSST_SOCKET. One dynamic test per scenario.
+ * The shared conformance scenarios (tests/conformance/scenarios.json, and the watch scenarios in
+ * watch-scenarios.json), run through this client against a live agent started by
+ * tests/conformance/with-agent, which sets PSST_CONFORMANCE, PSST_CONFORMANCE_WATCH,
+ * PSST_RESTART_AGENT and PSST_SOCKET. One dynamic test per scenario.
  */
 @EnabledIfEnvironmentVariable(named = "PSST_CONFORMANCE", matches = ".+", disabledReason = ConformanceTest.SKIP)
 class ConformanceTest {
   static final String SKIP = "PSST_CONFORMANCE is not set: run under tests/conformance/with-agent (see test.sh)";
+  static final String SKIP_WATCH =
+      "PSST_CONFORMANCE_WATCH is not set: run under tests/conformance/with-agent (see test.sh)";
+  /** How long an expect_event (or expect_error) step waits. */
+  private static final Duration WATCH_STEP = Duration.ofSeconds(10);
 
   private static final Map<String, Class<? extends PsstException>> SUBCLASS = Map.of(
       "INVALID_ARGUMENT", InvalidArgumentException.class,
@@ -69,6 +75,91 @@ class ConformanceTest {
       tests.add(DynamicTest.dynamicTest(name, () -> run(scenario)));
     }
     return tests.stream();
+  }
+
+  @TestFactory
+  Stream<DynamicTest> watchScenarios() throws IOException {
+    String file = System.getenv("PSST_CONFORMANCE_WATCH");
+    Assumptions.assumeTrue(file != null && !file.isEmpty(), SKIP_WATCH);
+    JsonObject spec = JsonParser.parseString(Files.readString(Path.of(file))).getAsJsonObject();
+    JsonArray scenarios = spec.getAsJsonArray("scenarios");
+    assertNotNull(scenarios, "the watch scenario file has no scenarios array");
+    assertFalse(scenarios.isEmpty(), "the watch scenario file has no scenarios");
+    List<DynamicTest> tests = new ArrayList<>();
+    for (JsonElement element : scenarios) {
+      JsonObject scenario = element.getAsJsonObject();
+      String name = scenario.get("name").getAsString();
+      tests.add(DynamicTest.dynamicTest(name, () -> runWatch(scenario)));
+    }
+    return tests.stream();
+  }
+
+  /**
+   * One watch scenario. The watch has a client of its own; puts go through another one, made anew
+   * after a restart (as the Rust runner does), so that only the watch has to find its way back.
+   */
+  private static void runWatch(JsonObject s) throws Exception {
+    String name = s.get("name").getAsString();
+    String call = s.get("call").getAsString();
+    assertEquals("watch", call, name + ": unknown call \"" + call + "\": teach this runner about it");
+    String reference = s.get("reference").getAsString();
+    JsonArray steps = s.getAsJsonArray("steps");
+    assertNotNull(steps, name + ": no steps");
+    PsstClient writer = PsstClient.create();
+    try (PsstClient watcher = PsstClient.create(); Watch watch = watcher.watch(reference)) {
+      for (int i = 0; i < steps.size(); i++) {
+        String where = name + ": step " + (i + 1);
+        JsonObject step = steps.get(i).getAsJsonObject();
+        assertEquals(1, step.keySet().size(), where + ": a step has one key, got " + step.keySet());
+        if (step.has("expect_event")) {
+          JsonObject expect = step.getAsJsonObject("expect_event");
+          onlyKeys(expect, Set.of("kind", "value", "version_id", "previous_version_id"), where);
+          WatchEvent event = watch.poll(WATCH_STEP);
+          assertNotNull(event, where + ": no event within " + WATCH_STEP.toSeconds() + " s");
+          assertEquals(reference, event.reference(), where + ": reference");
+          if (expect.has("kind")) {
+            assertEquals(expect.get("kind").getAsString(), event.kind().name(), where + ": kind");
+          }
+          if (expect.has("value") || expect.has("version_id")) {
+            assertTrue(event.secret().isPresent(), where + ": the event has no secret: " + event);
+          }
+          if (expect.has("value")) {
+            assertEquals(expect.get("value").getAsString(), event.secret().orElseThrow().valueAsString(), where + ": value");
+          }
+          if (expect.has("version_id")) {
+            assertEquals(expect.get("version_id").getAsString(), event.secret().orElseThrow().versionId(),
+                where + ": version_id");
+          }
+          if (expect.has("previous_version_id")) {
+            assertEquals(expect.get("previous_version_id").getAsString(), event.previousVersionId(),
+                where + ": previous_version_id");
+          }
+        } else if (step.has("put")) {
+          writer.put(reference, step.get("put").getAsString());
+        } else if (step.has("restart_agent")) {
+          String restart = System.getenv("PSST_RESTART_AGENT");
+          assertTrue(restart != null && !restart.isEmpty(),
+              where + ": PSST_RESTART_AGENT is not set: run under tests/conformance/with-agent");
+          Process process = new ProcessBuilder(restart).inheritIO().start();
+          assertEquals(0, process.waitFor(), where + ": " + restart + " failed");
+          writer.close();
+          writer = PsstClient.create();
+        } else if (step.has("expect_error")) {
+          JsonObject expect = new JsonObject();
+          expect.add("code", step.get("expect_error"));
+          PsstException error = assertThrows(PsstException.class, () -> {
+            WatchEvent event = watch.poll(WATCH_STEP);
+            fail(where + ": expected " + expect.get("code").getAsString() + ", got "
+                + (event == null ? "nothing within " + WATCH_STEP.toSeconds() + " s" : event));
+          }, where);
+          assertCode(error, expect, where);
+        } else {
+          fail(where + ": unknown step " + step + ": teach this runner about it");
+        }
+      }
+    } finally {
+      writer.close();
+    }
   }
 
   private static void run(JsonObject s) {

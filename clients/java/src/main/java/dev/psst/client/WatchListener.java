@@ -1,0 +1,21 @@
+package dev.psst.client;
+
+/**
+ * Receives the events of {@link PsstClient#watch(java.util.List, WatchListener)}, one at a time,
+ * on the watch's own thread ({@code psst-watch}).
+ */
+@FunctionalInterface
+public interface WatchListener {
+  /** One event. A slow listener gets the newest version next, not every version in between. */
+  void onEvent(WatchEvent event);
+
+  /**
+   * The watch ended with this error (denied, not found, invalid reference, or the agent
+   * unreachable for longer than the reconnect window). Not called after {@link Watch#close()}.
+   * The default logs it as a warning.
+   */
+  default void onError(PsstException error) {
+    System.getLogger(WatchListener.class.getName())
+        .log(System.Logger.Level.WARNING, "psst watch ended: " + error.getMessage(), error);
+  }
+}

@@ -584,6 +584,10 @@ impl Watch {
             self.known
                 .insert(event.reference.clone(), secret.version_id.clone());
         }
+        // Deleted: a secret created again while disconnected comes back as CURRENT.
+        if event.kind() == pb::watch_event::Kind::Deleted {
+            self.known.remove(&event.reference);
+        }
         WatchEvent {
             kind: event.kind(),
             reference: event.reference,
@@ -603,25 +607,25 @@ fn is_broken_connection(error: &Error) -> bool {
     )
 }
 
-/// Folds events that arrived together: a later version of a reference replaces an earlier one
-/// still undelivered, keeping the earlier one's previous version (what the reader last had).
+/// Folds events that arrived together: a later version of a reference replaces that reference's
+/// latest undelivered event when both carry a version (keeping the earlier one's previous
+/// version: what the reader last had). It never jumps over a DELETED or PENDING_VERSION event,
+/// so the reader sees them in order.
 fn coalesce(batch: Vec<pb::WatchEvent>) -> Vec<pb::WatchEvent> {
     use pb::watch_event::Kind;
     let carries_value = |e: &pb::WatchEvent| matches!(e.kind(), Kind::Current | Kind::NewVersion);
     let mut out: Vec<pb::WatchEvent> = Vec::with_capacity(batch.len());
     for mut event in batch {
-        let earlier = out.iter().position(|o| {
-            o.reference == event.reference && carries_value(o) && carries_value(&event)
-        });
-        match earlier {
-            Some(i) => {
+        let latest = out.iter().rposition(|o| o.reference == event.reference);
+        match latest {
+            Some(i) if carries_value(&out[i]) && carries_value(&event) => {
                 event.previous_version_id = std::mem::take(&mut out[i].previous_version_id);
                 if out[i].kind() == Kind::Current {
                     event.set_kind(Kind::Current);
                 }
                 out[i] = event;
             }
-            None => out.push(event),
+            _ => out.push(event),
         }
     }
     out
@@ -660,6 +664,56 @@ mod tests {
         let e = Error::from(tonic::Status::permission_denied("no"));
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert_eq!(e.to_string(), "PERMISSION_DENIED: no");
+    }
+
+    fn event(
+        reference: &str,
+        kind: pb::watch_event::Kind,
+        version: &str,
+        previous: &str,
+    ) -> pb::WatchEvent {
+        pb::WatchEvent {
+            reference: reference.into(),
+            kind: kind as i32,
+            secret: (!version.is_empty()).then(|| pb::Secret {
+                version_id: version.into(),
+                ..Default::default()
+            }),
+            previous_version_id: previous.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn folding_keeps_the_newest_version_and_the_order_of_deletions() {
+        use pb::watch_event::Kind::*;
+        let folded = coalesce(vec![
+            event("a", NewVersion, "2", "1"),
+            event("b", Current, "7", ""),
+            event("a", NewVersion, "3", "2"),
+            event("a", NewVersion, "4", "3"),
+        ]);
+        let got: Vec<_> = folded
+            .iter()
+            .map(|e| {
+                (
+                    e.reference.as_str(),
+                    e.kind(),
+                    e.secret.as_ref().unwrap().version_id.as_str(),
+                    e.previous_version_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("a", NewVersion, "4", "1"), ("b", Current, "7", "")]);
+
+        // A version after a deletion is not folded over it.
+        let folded = coalesce(vec![
+            event("a", Current, "1", ""),
+            event("a", Deleted, "", ""),
+            event("a", NewVersion, "2", ""),
+        ]);
+        let kinds: Vec<_> = folded.iter().map(|e| e.kind()).collect();
+        assert_eq!(kinds, [Current, Deleted, NewVersion]);
     }
 
     #[tokio::test]

@@ -56,6 +56,16 @@ pub async fn run(
     policy: Arc<PolicySource>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Everything that listens is bound before the socket apps use: once that socket accepts,
+    // the agent is fully up.
+    let metrics_listener = match config.metrics.listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the metrics listener {address}"))?,
+        ),
+        None => None,
+    };
     let bound = transport::bind(&config.server)?;
     let backends = build_backends(&config)?;
     let cache = SecretCache::new(CacheSettings {
@@ -111,18 +121,8 @@ pub async fn run(
         .serve_with_incoming_shutdown(transport::incoming(bound.listener, resolver), async {
             stop_rx.await.ok();
         });
-    let metrics_server = match config.metrics.listen {
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("binding the metrics listener {address}"))?;
-            Some(tokio::spawn(metrics::serve(
-                listener,
-                Arc::clone(agent.metrics()),
-            )))
-        }
-        None => None,
-    };
+    let metrics_server = metrics_listener
+        .map(|listener| tokio::spawn(metrics::serve(listener, Arc::clone(agent.metrics()))));
     // SIGHUP's default action ends the process: take it over before the first connection.
     let hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     let mut server = tokio::spawn(server);

@@ -33,7 +33,8 @@ rm -rf "$here/build"  # setuptools' in-tree build dir
 import glob, sys, zipfile
 (wheel,) = glob.glob(sys.argv[1] + "/psst_client-*.whl")
 names = set(zipfile.ZipFile(wheel).namelist())
-need = {"psst/__init__.py", "psst/_client.py", "psst/_errors.py", "psst/_types.py", "psst/py.typed",
+need = {"psst/__init__.py", "psst/_client.py", "psst/_errors.py", "psst/_types.py", "psst/_watch.py",
+        "psst/py.typed",
         "psst/v1/__init__.py", "psst/v1/psst_pb2.py", "psst/v1/psst_pb2.pyi", "psst/v1/psst_pb2_grpc.py"}
 missing = need - names
 if missing:

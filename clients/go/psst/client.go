@@ -13,6 +13,9 @@
 // and jitter for a bounded time (WithRetryTimeout, default 5s), then fails with UNAVAILABLE.
 // Errors are *Error values keeping the gRPC code: see IsNotFound, IsPermissionDenied and the
 // Err* sentinels.
+//
+// Client.Watch follows secrets as they change; the Watch reconnects and resumes by itself when
+// the agent restarts.
 package psst
 
 import (

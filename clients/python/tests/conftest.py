@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
 import threading
 from concurrent import futures
@@ -43,6 +44,11 @@ class FakeAgent(psst_pb2_grpc.SecretsServicer):
         self.errors: dict[str, tuple[grpc.StatusCode, str]] = {}
         self.calls = 0
         self.put_requests: list[psst_pb2.PutSecretRequest] = []
+        #: Every WatchSecrets request, and the handlers that serve them, one per call: a
+        #: handler is a generator function (request, context) -> events; a call with none
+        #: queued waits for one.
+        self.watch_requests: list[psst_pb2.WatchSecretsRequest] = []
+        self.watch_handlers: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
 
     def _seen(self) -> None:
@@ -102,6 +108,17 @@ class FakeAgent(psst_pb2_grpc.SecretsServicer):
             reference=request.reference + "?version=3", version_id="3", created_at=ts(CREATED)
         )
 
+    def WatchSecrets(self, request, context):
+        with self._lock:
+            self.watch_requests.append(request)
+        while context.is_active():
+            try:
+                handler = self.watch_handlers.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            yield from handler(request, context)
+            return
+
     def WhoAmI(self, request, context):
         self._seen()
         return psst_pb2.WhoAmIResponse(
@@ -119,14 +136,14 @@ class FakeAgent(psst_pb2_grpc.SecretsServicer):
 
 
 class FakeServer:
-    def __init__(self, sock: str) -> None:
+    def __init__(self, sock: str, agent: FakeAgent | None = None) -> None:
         self.sock = sock
-        self.agent = FakeAgent()
+        self.agent = agent if agent is not None else FakeAgent()
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None
 
     def start(self) -> FakeServer:
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         psst_pb2_grpc.add_SecretsServicer_to_server(self.agent, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.server.add_insecure_port("unix:" + self.sock)

@@ -6,6 +6,11 @@
         secret = client.get("local:demo/db-password")
         password = secret.value            # bytes; secret.text() for str
 
+        with client.watch(["local:demo/db-password"]) as watch:
+            for event in watch:            # CURRENT, then NEW_VERSION, ... (reconnects itself)
+                if event.secret is not None:
+                    reconfigure(event.secret.value)
+
 Errors are ``psst.PsstError`` subclasses keeping the gRPC code: ``NotFound``,
 ``PermissionDenied``, ``InvalidArgument``, ``Unavailable``, ``Unauthenticated``,
 ``FailedPrecondition``, ``ResourceExhausted``, ``DataLoss``.
@@ -31,6 +36,7 @@ from ._errors import (
     error_for,
 )
 from ._types import CacheInfo, Caller, Grant, Identity, Secret, SecretMetadata, Written
+from ._watch import Watch, WatchEvent, WatchEventKind
 
 __version__ = "0.1.0"
 
@@ -47,6 +53,9 @@ __all__ = [
     "Identity",
     "Caller",
     "Grant",
+    "Watch",
+    "WatchEvent",
+    "WatchEventKind",
     "PsstError",
     "InvalidArgument",
     "PermissionDenied",

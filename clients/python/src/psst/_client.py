@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ._errors import PsstError, Unavailable, error_for, from_rpc_error
+from ._errors import InvalidArgument, PsstError, Unavailable, error_for, from_rpc_error
 from ._types import Identity, Secret, SecretMetadata, Written, _time
+from ._watch import Watch
 from .v1 import psst_pb2, psst_pb2_grpc
 
 __all__ = [
@@ -182,6 +183,41 @@ class Client:
         """How the agent sees the calling process and what the policy grants it."""
         resp = self._invoke(self._secrets.WhoAmI, psst_pb2.WhoAmIRequest(), timeout)
         return Identity._from_proto(resp)
+
+    def watch(self, references: Iterable[str], *, retry_timeout: float | None = None) -> Watch:
+        """Follows secrets: for each reference the current secret first (``CURRENT``), then one
+        event per change (``NEW_VERSION``, ``PENDING_VERSION``, ``DELETED``). Returns a running
+        ``Watch`` at once; iterate it, and close it (``with``) when done::
+
+            with client.watch(["local:demo/db-password"]) as watch:
+                for event in watch:
+                    ...
+
+        What the agent refuses ends the iteration with its ``PsstError``: ``PermissionDenied``
+        (also when a policy reload takes the grant away), ``NotFound`` (the secret does not
+        exist when the watch starts), ``InvalidArgument``.
+
+        The watch reconnects by itself when the agent restarts or the stream breaks
+        (UNAVAILABLE, or UNKNOWN, INTERNAL, CANCELLED from a reset): at once, then with the
+        client's backoff, for up to ``retry_timeout`` seconds (default: the client's) of failed
+        attempts in a row, then raises ``Unavailable``. It resumes from the version last
+        received per reference (``known_versions``), so no version is delivered twice.
+
+        Events that arrived before you read them are folded: several versions of a reference
+        come as one event for the newest, whose ``previous_version_id`` is the version you had.
+        """
+        if isinstance(references, str):
+            raise TypeError("watch takes a list of references, not one string")
+        refs = list(references)
+        if not refs:
+            raise InvalidArgument("watch at least one reference")
+        return Watch(
+            self,
+            refs,
+            retry_timeout=self._retry_timeout if retry_timeout is None else retry_timeout,
+            initial_backoff=self._initial_backoff,
+            max_backoff=self._max_backoff,
+        )
 
     def health(self, *, timeout: float | None = None) -> str:
         """The agent's gRPC health status name: ``"SERVING"`` when it answers requests (or

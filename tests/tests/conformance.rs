@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use psst_client::{code_name, Error, Secret};
-use psst_tests::{Agent, Mode};
+use psst_tests::{
+    aws::{Moto, AWS_ENV},
+    Agent, Mode,
+};
 use serde_json::Value;
 
 fn load(file: &str) -> Value {
@@ -45,13 +48,34 @@ async fn every_scenario_passes_through_the_rust_client() {
     )
     .unwrap()
     .replace("RUNNER_UID", &nix::unistd::getuid().to_string());
+    let moto = Moto::start();
+    let config = format!(
+        "[watch]\ninterval = \"200ms\"\n[policy]\nfile = \"{{dir}}/policy.toml\"\n\
+         [[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n\
+         [[backend]]\ntype = \"sm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n\
+         [[backend]]\ntype = \"ssm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n",
+        e = moto.endpoint()
+    );
     let mut agent = Agent::start(
         Mode::Config {
-            config: "[watch]\ninterval = \"200ms\"\n[policy]\nfile = \"{dir}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{dir}/store\"\n",
+            config: &config,
             policy: &policy,
         },
-        &[],
+        &AWS_ENV,
     );
+    // setup.aws: written with boto3, as users do.
+    for secret in spec["setup"]["aws"].as_array().unwrap() {
+        let (backend, name) = secret["reference"]
+            .as_str()
+            .unwrap()
+            .split_once(':')
+            .unwrap();
+        let value = serde_json::to_string(secret["value"].as_str().unwrap()).unwrap();
+        moto.boto3(&match backend {
+            "sm" => format!("sm.create_secret(Name={name:?}, SecretString={value})"),
+            _ => format!("ssm.put_parameter(Name={name:?}, Value={value}, Type='SecureString')"),
+        });
+    }
     let mut client = agent.client().await;
     let setup = spec["setup"]["secrets"].as_array().unwrap().iter();
     for secret in setup.chain(watch_spec["setup"]["secrets"].as_array().unwrap()) {

@@ -27,6 +27,10 @@ type spec struct {
 			Reference string `json:"reference"`
 			Value     string `json:"value"`
 		} `json:"secrets"`
+		AWS []struct {
+			Reference string `json:"reference"`
+			Value     string `json:"value"`
+		} `json:"aws"` // created with boto3 by with-agent
 	} `json:"setup"`
 	Scenarios []scenario `json:"scenarios"`
 }

@@ -524,12 +524,20 @@ impl Agent {
             .put(reference.name(), value)
             .await
             .map_err(|e| Error::from_backend(kind, &e))?;
-        // The current version changed: the next read must see it, under every key it has.
-        self.cache.invalidate(reference).await;
-        if let Some(key) = configured.backend.cache_key(reference) {
-            self.cache.invalidate(&key).await;
-        }
+        // The current version changed (and stages with it): the next reads must see it.
+        self.invalidate_secret(reference).await;
         Ok(written)
+    }
+
+    /// Drops every cached entry of a secret: all versions and stages, every spelling the
+    /// backend maps to one key. Returns how many went.
+    async fn invalidate_secret(&self, reference: &SecretRef) -> u64 {
+        let key = reference.without_key();
+        let alias = self
+            .backend(reference.backend())
+            .ok()
+            .and_then(|c| c.backend.cache_key(&key));
+        self.cache.invalidate_secret(&key, alias.as_ref()).await
     }
 }
 

@@ -441,9 +441,15 @@ impl SecretCache {
         }
     }
 
-    /// Drops the entry for `key`, so the next read goes to the backend.
-    pub async fn invalidate(&self, key: &SecretRef) {
-        self.inner.entries.invalidate(key).await;
+    /// Drops every cached entry of one secret — all versions and stages, under `key`'s name and
+    /// under `alias`, another spelling the backend files it under — so the next reads go to the
+    /// backend. A new current version moves stages too (AWSPREVIOUS), so no entry is kept.
+    pub async fn invalidate_secret(&self, key: &SecretRef, alias: Option<&SecretRef>) -> u64 {
+        self.invalidate_where(|k| {
+            k.backend() == key.backend()
+                && (k.name() == key.name() || alias.is_some_and(|a| k.name() == a.name()))
+        })
+        .await
     }
 
     /// Drops every entry whose key matches; returns how many.
@@ -739,14 +745,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn invalidate_forces_a_fetch() {
+    async fn invalidating_a_secret_drops_every_version_of_it_and_nothing_else() {
         let backend = MemoryBackend::new(BackendKind::Local);
         backend.insert("a", b"v1");
+        backend.insert("b", b"other");
         let cache = cache(Duration::ZERO);
-        let key = r("local:a");
-        get(&cache, &backend, &key).await.unwrap();
-        cache.invalidate(&key).await;
-        assert!(!get(&cache, &backend, &key).await.unwrap().hit);
-        assert_eq!(backend.fetches(), 2);
+        let (current, first, other) = (r("local:a"), r("local:a?version=1"), r("local:b"));
+        for key in [&current, &first, &other] {
+            get(&cache, &backend, key).await.unwrap();
+        }
+        assert_eq!(cache.invalidate_secret(&current, None).await, 2);
+        assert!(!get(&cache, &backend, &current).await.unwrap().hit);
+        assert!(!get(&cache, &backend, &first).await.unwrap().hit);
+        assert!(get(&cache, &backend, &other).await.unwrap().hit);
+        assert_eq!(backend.fetches(), 5);
     }
 }

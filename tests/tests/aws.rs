@@ -356,6 +356,16 @@ async fn writes_through_the_agent_are_new_versions() {
          sm.get_secret_value(SecretId='w/secret', VersionStage='AWSPREVIOUS')['SecretString'])",
     );
     assert_eq!(read.trim(), "s2 s1");
+    // A write moves stages too: a cached AWSPREVIOUS read must not outlive it.
+    let previous = client.get("sm:w/secret?stage=AWSPREVIOUS").await.unwrap();
+    assert_eq!(previous.value(), b"s1");
+    client.put("sm:w/secret", b"s3").await.unwrap();
+    let previous = client.get("sm:w/secret?stage=AWSPREVIOUS").await.unwrap();
+    assert_eq!(
+        previous.value(),
+        b"s2",
+        "the write dropped the stage-selected entry too"
+    );
     client.put("sm:w/binary", &[0xff, 0x00]).await.unwrap();
     assert_eq!(
         client.get("sm:w/binary").await.unwrap().value(),

@@ -142,12 +142,7 @@ impl Agent {
                 let reference = SecretRef::parse(reference)?;
                 let text = reference.to_string();
                 let rule = self.authorize(caller, Operation::Admin, &reference, &text)?;
-                let count = self
-                    .cache
-                    .invalidate_where(|key| {
-                        key.backend() == reference.backend() && key.name() == reference.name()
-                    })
-                    .await;
+                let count = self.invalidate_secret(&reference).await;
                 audit::record(
                     &self.metrics,
                     caller,
@@ -263,22 +258,6 @@ impl Agent {
             );
             Err(super::denied(Operation::Admin, what))
         }
-    }
-
-    /// Drops every cached entry of a secret (all versions, every spelling the backend maps).
-    async fn invalidate_secret(&self, reference: &SecretRef) {
-        let key = reference.without_key();
-        let alias = self
-            .backend(reference.backend())
-            .ok()
-            .and_then(|c| c.backend.cache_key(&key));
-        self.cache
-            .invalidate_where(|k| {
-                k.backend() == key.backend()
-                    && (k.name() == key.name()
-                        || alias.as_ref().is_some_and(|a| k.name() == a.name()))
-            })
-            .await;
     }
 }
 

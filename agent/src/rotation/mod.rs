@@ -187,7 +187,8 @@ async fn poll(hub: Arc<HubInner>, key: SecretRef, tx: watch::Sender<Arc<WatchSta
                 })
             } else {
                 // A new version: refresh the cached value for readers too, then publish it.
-                hub.cache.invalidate(&key).await;
+                let alias = configured.backend.cache_key(&key);
+                hub.cache.invalidate_secret(&key, alias.as_ref()).await;
                 match read(&hub, &configured, &key).await {
                     Ok(secret) => {
                         if state.secret.is_some() && secret.is_some() {

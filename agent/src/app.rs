@@ -12,7 +12,7 @@ use crate::{
     agent::{Agent, Limits},
     api::{AdminApi, SecretsApi},
     backend::{
-        aws::{sm::SecretsManager, ssm::ParameterStore, AwsSettings},
+        aws::{s3::S3Store, sm::SecretsManager, ssm::ParameterStore, AwsSettings},
         local::LocalStore,
         Backends,
     },
@@ -44,6 +44,11 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
                 let settings =
                     AwsSettings::new("Secrets Manager", aws, config::DEFAULT_SM_RATE_LIMIT);
                 backends.insert(Arc::new(SecretsManager::new(settings)), aws.ttl);
+            }
+            BackendConfig::S3(aws) => {
+                let settings = AwsSettings::new("S3", aws, config::DEFAULT_S3_RATE_LIMIT);
+                let store = S3Store::new(settings, config.limits.max_value_bytes);
+                backends.insert(Arc::new(store), aws.ttl);
             }
         }
     }

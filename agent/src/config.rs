@@ -42,6 +42,9 @@ pub const DEFAULT_AWS_MAX_WAIT: Duration = Duration::from_secs(2);
 pub const DEFAULT_SSM_RATE_LIMIT: u32 = 10;
 /// Requests per second to Secrets Manager from one agent.
 pub const DEFAULT_SM_RATE_LIMIT: u32 = 50;
+/// Requests per second to S3, and separately to KMS, from one agent's `s3:` backend. KMS's
+/// cryptographic-operation quota is shared by the account: leave room for the fleet.
+pub const DEFAULT_S3_RATE_LIMIT: u32 = 50;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -228,6 +231,9 @@ pub enum BackendConfig {
     Ssm(AwsBackendConfig),
     /// AWS Secrets Manager.
     Sm(AwsBackendConfig),
+    /// KMS-encrypted objects in S3 (the article's own store); `kms_key_id` is the key writes
+    /// encrypt under.
+    S3(AwsBackendConfig),
 }
 
 /// The keys every AWS backend takes. Credentials always come from the standard chain.
@@ -276,13 +282,14 @@ impl BackendConfig {
             Self::Local { .. } => BackendKind::Local,
             Self::Ssm(_) => BackendKind::Ssm,
             Self::Sm(_) => BackendKind::Sm,
+            Self::S3(_) => BackendKind::S3,
         }
     }
 
     pub fn ttl(&self) -> Duration {
         match self {
             Self::Local { ttl, .. } => *ttl,
-            Self::Ssm(aws) | Self::Sm(aws) => aws.ttl,
+            Self::Ssm(aws) | Self::Sm(aws) | Self::S3(aws) => aws.ttl,
         }
     }
 }
@@ -442,7 +449,7 @@ impl Config {
                     ));
                 }
                 BackendConfig::Local { .. } => {}
-                BackendConfig::Ssm(aws) | BackendConfig::Sm(aws) => {
+                BackendConfig::Ssm(aws) | BackendConfig::Sm(aws) | BackendConfig::S3(aws) => {
                     let kind = b.kind();
                     if aws.max_attempts == 0 {
                         problems.push(format!("backend `{kind}`: max_attempts must be at least 1"));
@@ -508,6 +515,14 @@ impl Config {
                 }),
                 BackendConfig::Sm(AwsBackendConfig {
                     ttl: Duration::from_secs(30),
+                    ..AwsBackendConfig::default()
+                }),
+                // Writes to s3: need a key: PSST_S3_KMS_KEY_ID names it in dev mode.
+                BackendConfig::S3(AwsBackendConfig {
+                    ttl: Duration::from_secs(30),
+                    kms_key_id: std::env::var("PSST_S3_KMS_KEY_ID")
+                        .ok()
+                        .filter(|k| !k.is_empty()),
                     ..AwsBackendConfig::default()
                 }),
             ],

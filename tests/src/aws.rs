@@ -70,7 +70,7 @@ impl Moto {
         );
     }
 
-    /// Runs a Python script with `ssm`, `sm` and `kms` boto3 clients bound to this emulator and
+    /// Runs a Python script with `ssm`, `sm`, `kms` and `s3` boto3 clients bound to this emulator and
     /// returns its stdout.
     pub fn boto3(&self, script: &str) -> String {
         let prelude = format!(
@@ -78,7 +78,8 @@ impl Moto {
              kw = dict(endpoint_url='{}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n\
              ssm = boto3.client('ssm', **kw)\n\
              sm = boto3.client('secretsmanager', **kw)\n\
-             kms = boto3.client('kms', **kw)\n",
+             kms = boto3.client('kms', **kw)\n\
+             s3 = boto3.client('s3', **kw)\n",
             self.endpoint()
         );
         let out = Command::new("python3")

@@ -2,6 +2,7 @@
 //! agent makes no AWS call and no metadata lookup at startup), the rate limit and retries every
 //! call goes through, and the mapping of SDK errors onto `BackendError`.
 
+pub mod s3;
 pub mod sm;
 pub mod ssm;
 
@@ -191,15 +192,24 @@ fn classify_code(service: &str, what: &str, code: &str, message: &str) -> Backen
         format!("{code}: {message}")
     };
     match code {
-        "ParameterNotFound" | "ParameterVersionNotFound" | "ResourceNotFoundException" => {
-            BackendError::NotFound(format!("{what} not found"))
+        "ParameterNotFound"
+        | "ParameterVersionNotFound"
+        | "ResourceNotFoundException"
+        | "NoSuchKey"
+        | "NoSuchVersion"
+        | "NotFound" => BackendError::NotFound(format!("{what} not found")),
+        "NoSuchBucket" => BackendError::NotFound(format!("{what} not found: no such bucket")),
+        // KMS: the ciphertext does not belong to its key or its encryption context.
+        "InvalidCiphertextException" | "IncorrectKeyException" => {
+            BackendError::Corrupt(format!("{service} cannot decrypt {what} ({detail})"))
         }
         "ThrottlingException"
         | "Throttling"
         | "TooManyRequestsException"
         | "RequestLimitExceeded"
         | "TooManyUpdates"
-        | "ThrottledException" => {
+        | "ThrottledException"
+        | "SlowDown" => {
             BackendError::Throttled(format!("{service} throttled the agent ({detail})"))
         }
         "AccessDeniedException"
@@ -214,6 +224,10 @@ fn classify_code(service: &str, what: &str, code: &str, message: &str) -> Backen
         | "KMSDisabledException"
         | "KMSInvalidStateException"
         | "KMSNotFoundException"
+        | "NotFoundException"
+        | "DisabledException"
+        | "KeyUnavailableException"
+        | "InvalidKeyUsageException"
         | "IncompleteSignature"
         | "MissingAuthenticationToken" => BackendError::AgentDenied(format!(
             "{service} refused the agent's credentials for {what} ({detail})"
@@ -221,7 +235,11 @@ fn classify_code(service: &str, what: &str, code: &str, message: &str) -> Backen
         "InternalServerError"
         | "InternalServiceError"
         | "InternalFailure"
-        | "ServiceUnavailable" => BackendError::Unavailable(format!("{service} failed ({detail})")),
+        | "ServiceUnavailable"
+        | "KMSInternalException"
+        | "DependencyTimeoutException" => {
+            BackendError::Unavailable(format!("{service} failed ({detail})"))
+        }
         "ValidationException"
         | "InvalidParameterException"
         | "InvalidRequestException"

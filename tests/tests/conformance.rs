@@ -53,7 +53,9 @@ async fn every_scenario_passes_through_the_rust_client() {
         "[watch]\ninterval = \"200ms\"\n[policy]\nfile = \"{{dir}}/policy.toml\"\n\
          [[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n\
          [[backend]]\ntype = \"sm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n\
-         [[backend]]\ntype = \"ssm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n",
+         [[backend]]\ntype = \"ssm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n\
+         [[backend]]\ntype = \"s3\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n\
+         kms_key_id = \"alias/psst-conformance\"\n",
         e = moto.endpoint()
     );
     let mut agent = Agent::start(
@@ -63,7 +65,14 @@ async fn every_scenario_passes_through_the_rust_client() {
         },
         &AWS_ENV,
     );
-    // setup.aws: written with boto3, as users do.
+    // The s3: scenarios' key and versioned bucket, as with-agent makes them.
+    moto.boto3(
+        "key = kms.create_key()['KeyMetadata']['KeyId']\n\
+         kms.create_alias(AliasName='alias/psst-conformance', TargetKeyId=key)\n\
+         s3.create_bucket(Bucket='psst-conformance')\n\
+         s3.put_bucket_versioning(Bucket='psst-conformance', VersioningConfiguration={'Status': 'Enabled'})\n",
+    );
+    // setup.aws: written with boto3, as users do (s3: in the article's format).
     for secret in spec["setup"]["aws"].as_array().unwrap() {
         let (backend, name) = secret["reference"]
             .as_str()
@@ -73,6 +82,13 @@ async fn every_scenario_passes_through_the_rust_client() {
         let value = serde_json::to_string(secret["value"].as_str().unwrap()).unwrap();
         moto.boto3(&match backend {
             "sm" => format!("sm.create_secret(Name={name:?}, SecretString={value})"),
+            "s3" => {
+                let (bucket, key) = name.split_once('/').unwrap();
+                format!(
+                    "blob = kms.encrypt(KeyId='alias/psst-conformance', Plaintext={value}.encode())['CiphertextBlob']\n\
+                     s3.put_object(Bucket={bucket:?}, Key={key:?}, Body=blob)"
+                )
+            }
             _ => format!("ssm.put_parameter(Name={name:?}, Value={value}, Type='SecureString')"),
         });
     }

@@ -6,7 +6,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use psst_proto::v1::{admin_server::AdminServer, secrets_server::SecretsServer};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tonic::transport::Server;
+use tonic::service::Routes;
 
 use crate::{
     agent::{Agent, Limits},
@@ -22,7 +22,7 @@ use crate::{
     lifecycle, metrics,
     policy::PolicySource,
     rotation::WatchSettings,
-    transport,
+    server, transport,
 };
 
 /// Builds the configured backends: one arm per backend type.
@@ -117,15 +117,24 @@ pub async fn run(
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::builder()
-        .add_service(secrets)
+    let routes = Routes::new(secrets)
         .add_service(admin)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(transport::incoming(bound.listener, resolver), async {
+        .prepare();
+    let shared = Arc::new(server::Shared {
+        agent: Arc::clone(&agent),
+        routes,
+        max_message,
+    });
+    let server = server::serve(
+        transport::incoming(bound.listener, resolver),
+        shared,
+        async {
             stop_rx.await.ok();
-        });
+        },
+    );
     let metrics_server = metrics_listener
         .map(|listener| tokio::spawn(metrics::serve(listener, Arc::clone(agent.metrics()))));
     // SIGHUP's default action ends the process: take it over before the first connection.
@@ -149,7 +158,8 @@ pub async fn run(
         () = shutdown => {}
         result = &mut server => {
             watcher.abort();
-            return result?.context("the gRPC server stopped");
+            result.context("the server task failed")?;
+            anyhow::bail!("the server stopped accepting connections");
         }
     }
     lifecycle::notify(sd_notify::NotifyState::Stopping);
@@ -163,7 +173,7 @@ pub async fn run(
     let _ = stop_tx.send(());
     let grace = config.server.grace_period;
     match tokio::time::timeout(grace, &mut server).await {
-        Ok(result) => result?.context("the gRPC server failed while draining")?,
+        Ok(result) => result.context("the server task failed while draining")?,
         Err(_) => {
             tracing::warn!(grace = ?grace, "grace period over: closing the connections still open");
             server.abort();

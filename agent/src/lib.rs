@@ -31,5 +31,6 @@ pub mod policy;
 pub mod reference;
 pub mod rotation;
 pub mod secret;
+pub mod server;
 pub mod telemetry;
 pub mod transport;

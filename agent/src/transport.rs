@@ -168,6 +168,13 @@ pub struct CallerStream {
     caller: ConnectedCaller,
 }
 
+impl CallerStream {
+    /// Who is on the other end, as resolved when the connection was accepted.
+    pub fn caller(&self) -> ConnectedCaller {
+        Arc::clone(&self.caller)
+    }
+}
+
 impl Connected for CallerStream {
     type ConnectInfo = ConnectedCaller;
 

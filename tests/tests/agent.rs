@@ -79,9 +79,9 @@ fn exit_codes_differ_for_invalid_not_found_and_unavailable() {
             "NOT_FOUND: secret local:missing not found",
         ),
         (
-            &["get", "s3:my-bucket/prod/db"],
+            &["get", "vault:secret/prod/db"],
             8,
-            "FAILED_PRECONDITION: the s3 backend is not enabled",
+            "FAILED_PRECONDITION: the vault backend is not enabled",
         ),
     ];
     for (args, code, says) in cases {

@@ -9,20 +9,25 @@ use std::time::SystemTime;
 use tonic::{Request, Status};
 
 pub use admin::AdminApi;
-pub use secrets::SecretsApi;
+pub use secrets::{get_secret, SecretsApi};
 
 use crate::{agent::Error, identity::Caller, transport::ConnectedCaller};
 
 /// The caller attached to the request's connection by the transport.
 fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
     match request.extensions().get::<ConnectedCaller>() {
-        Some(connected) => match connected.as_ref() {
-            Ok(caller) => Ok(caller),
-            Err(e) => Err(Status::unauthenticated(e.to_string())),
-        },
+        Some(connected) => self::connected(connected),
         None => Err(Status::unauthenticated(
             "the connection carries no caller identity",
         )),
+    }
+}
+
+/// The caller of a connection, or why it has none.
+pub fn connected(connected: &ConnectedCaller) -> Result<&Caller, Status> {
+    match connected.as_ref() {
+        Ok(caller) => Ok(caller),
+        Err(e) => Err(Status::unauthenticated(e.to_string())),
     }
 }
 

@@ -19,6 +19,16 @@ use crate::{
     secret::SecretValue,
 };
 
+/// `GetSecret`, for tonic's handler and for the inline path of `server.rs` alike.
+pub async fn get_secret(
+    agent: &Agent,
+    caller: &Caller,
+    reference: String,
+) -> Result<pb::Secret, Status> {
+    let served = agent.get(caller, &reference).await?;
+    Ok(to_proto(&reference, served))
+}
+
 pub struct SecretsApi {
     agent: Arc<Agent>,
 }
@@ -83,11 +93,10 @@ impl Secrets for SecretsApi {
         request: Request<GetSecretRequest>,
     ) -> Result<Response<pb::Secret>, Status> {
         let caller = caller(&request)?;
-        let served = self.agent.get(caller, &request.get_ref().reference).await?;
-        Ok(Response::new(to_proto(
-            &request.get_ref().reference,
-            served,
-        )))
+        let reference = request.get_ref().reference.clone();
+        Ok(Response::new(
+            get_secret(&self.agent, caller, reference).await?,
+        ))
     }
 
     async fn batch_get_secrets(

@@ -173,7 +173,9 @@ where
                      environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), a profile (AWS_PROFILE), \
                      a web identity token (EKS IRSA), ECS container credentials or an instance profile"
                 ))
-            } else if chain.contains("region") && chain.contains("not") {
+            } else if chain.contains("region")
+                && (chain.contains("not") || chain.contains("must be set"))
+            {
                 BackendError::AgentDenied(format!(
                     "no AWS region is configured for {service}: set `region` in its [[backend]] or AWS_REGION ({chain})"
                 ))

@@ -14,6 +14,7 @@ use crate::{
     backend::{
         aws::{sm::SecretsManager, ssm::ParameterStore, AwsSettings},
         local::LocalStore,
+        vault::{VaultBackend, VaultSettings},
         Backends,
     },
     cache::{CacheSettings, SecretCache},
@@ -44,6 +45,14 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
                 let settings =
                     AwsSettings::new("Secrets Manager", aws, config::DEFAULT_SM_RATE_LIMIT);
                 backends.insert(Arc::new(SecretsManager::new(settings)), aws.ttl);
+            }
+            BackendConfig::Vault(vault) => {
+                // Address and token may come from the environment; nothing is sent to Vault
+                // until the first request.
+                let backend = VaultSettings::resolve(vault, |name| std::env::var(name).ok())
+                    .and_then(VaultBackend::new)
+                    .map_err(|e| anyhow::anyhow!("backend `vault`: {e}"))?;
+                backends.insert(Arc::new(backend), vault.ttl);
             }
         }
     }

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod local;
 pub mod memory;
+pub mod vault;
 
 use std::{
     collections::BTreeMap,

@@ -855,4 +855,28 @@ max_attempts = 0
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
         Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     }
+
+    #[test]
+    fn the_reference_configs_commented_vault_section_parses_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text
+            .find("#[[backend]]\n#type = \"vault\"")
+            .expect("a vault section");
+        // `#key = value` lines are the config; `# text` lines are its documentation.
+        let section: String = text[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = Config::from_toml(&section, "vault section")
+            .unwrap_or_else(|e| panic!("{e}\n{section}"));
+        let BackendConfig::Vault(vault) = &config.backends[0] else {
+            panic!("{section}")
+        };
+        assert_eq!(vault.approle_mount, DEFAULT_VAULT_APPROLE_MOUNT);
+        assert!(vault.role_id.is_some() && vault.secret_id_file.is_some());
+        assert!(vault.address.is_some() && vault.ca_file.is_some());
+    }
 }

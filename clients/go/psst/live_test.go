@@ -70,7 +70,7 @@ func TestLiveWhoAmIAndHealth(t *testing.T) {
 	for _, g := range id.Grants {
 		grants[g.Operation] = g.Patterns
 	}
-	if len(grants["read"]) != 3 || grants["read"][0] != "local:conf/**" || grants["read"][1] != "sm:conf/**" || grants["read"][2] != "ssm:/conf/**" {
+	if len(grants["read"]) != 4 || grants["read"][0] != "local:conf/**" || grants["read"][1] != "sm:conf/**" || grants["read"][2] != "ssm:/conf/**" || grants["read"][3] != "vault:secret/conf/**" {
 		t.Errorf("grants = %+v", id.Grants)
 	}
 }

@@ -42,4 +42,9 @@ def test_whoami_and_health(client):
     assert ident.caller.pid == os.getpid()
     assert ident.matched_rules == ("conformance runner",)
     grants = {g.operation: g.patterns for g in ident.grants}
-    assert grants["read"] == ("local:conf/**", "sm:conf/**", "ssm:/conf/**")
+    assert grants["read"] == (
+        "local:conf/**",
+        "sm:conf/**",
+        "ssm:/conf/**",
+        "vault:secret/conf/**",
+    )

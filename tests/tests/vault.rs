@@ -492,6 +492,42 @@ async fn a_short_lived_token_is_renewed_before_it_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_at_its_max_ttl_stops_being_renewed_and_then_says_so() {
+    let bao = OpenBao::start();
+    bao.write_policy("psst-agent", AGENT_HCL);
+    bao.bao(&["kv", "put", "secret/app/db", "password=short-lived"]);
+    let token = bao.create_token(&["psst-agent"], &["-ttl=3s", "-explicit-max-ttl=5s"]);
+    let agent = agent(
+        &bao.address(),
+        "token_file = \"{dir}/vault-token\"\nttl = \"1s\"\n",
+        "[cache]\nttl_jitter = 0.0\nmax_stale = \"0s\"\n",
+        &[],
+    );
+    std::fs::write(agent.path("vault-token"), &token).unwrap();
+    let mut client = agent.client().await;
+    assert_eq!(
+        client
+            .get("vault:secret/app/db#password")
+            .await
+            .unwrap()
+            .value(),
+        b"short-lived"
+    );
+    // Past the 5s max TTL: renewal could not keep it, and was not tried over and over.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let logs = agent.logs();
+    assert!(logs.contains("reached its max TTL"), "{logs}");
+    let renewals = logs.matches("renewed the agent's Vault token").count();
+    assert!((1..=3).contains(&renewals), "{renewals} renewals:\n{logs}");
+    let err = client
+        .get("vault:secret/app/db#password")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    assert!(err.message().contains("the agent's token"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_logs_in_and_logs_in_again_at_max_ttl() {
     let bao = OpenBao::start();
     bao.write_policy("psst-agent", AGENT_HCL);

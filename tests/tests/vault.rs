@@ -30,6 +30,16 @@ path "secret/metadata/app/*" { capabilities = ["read", "list"] }
 /// An agent serving `vault:` from `address`; `backend_extra` lands in its `[[backend]]`,
 /// `config_extra` at the top.
 fn agent(address: &str, backend_extra: &str, config_extra: &str, env: &[(&str, &str)]) -> Agent {
+    agent_with_policy(address, backend_extra, config_extra, env, POLICY)
+}
+
+fn agent_with_policy(
+    address: &str,
+    backend_extra: &str,
+    config_extra: &str,
+    env: &[(&str, &str)],
+    policy: &str,
+) -> Agent {
     let config = format!(
         "{config_extra}\n[log]\nlevel = \"psstd=debug,warn\"\n[policy]\nfile = \"{{dir}}/policy.toml\"\n\
          [[backend]]\ntype = \"vault\"\naddress = \"{address}\"\n{backend_extra}\n"
@@ -37,7 +47,7 @@ fn agent(address: &str, backend_extra: &str, config_extra: &str, env: &[(&str, &
     Agent::start(
         Mode::Config {
             config: &config,
-            policy: POLICY,
+            policy,
         },
         env,
     )
@@ -639,6 +649,40 @@ async fn an_unreachable_vault_serves_stale_then_unavailable_then_recovers() {
         assert!(!back.cache.stale && !back.cache.hit, "{fault:?}");
     }
     assert!(!agent.logs().contains("cached-value"));
+}
+
+#[test]
+fn a_caller_the_policy_denies_never_reaches_vault() {
+    // OpenBao's own audit log: every request it receives, with its path in clear.
+    let bao = OpenBao::start_audited();
+    bao.bao(&["kv", "put", "secret/app/db", "password=allowed"]);
+    bao.bao(&["kv", "put", "secret/private/db", "password=denied"]);
+    let agent = agent_with_policy(
+        &bao.address(),
+        "",
+        "",
+        &[("VAULT_TOKEN", ROOT_TOKEN)],
+        "[[rule]]\nname = \"app only\"\ncaller = { uid = [0] }\nallow = { read = [\"vault:secret/app/**\"] }\n",
+    );
+    // The seeding wrote both paths: count what comes after it.
+    let requests_for = |path: &str| bao.audit_log().matches(path).count();
+    let (app_before, private_before) = (
+        requests_for("\"secret/data/app/db\""),
+        requests_for("\"secret/data/private/db\""),
+    );
+    let (code, stderr) = exit_of(&agent, "vault:secret/private/db#password");
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("PERMISSION_DENIED"), "{stderr}");
+    assert_eq!(get_text(&agent, "vault:secret/app/db#password"), "allowed");
+    assert!(
+        requests_for("\"secret/data/app/db\"") > app_before,
+        "the allowed read is in OpenBao's audit log"
+    );
+    assert_eq!(
+        requests_for("\"secret/data/private/db\""),
+        private_before,
+        "the denied read never reached OpenBao"
+    );
 }
 
 #[test]

@@ -14,6 +14,7 @@ use crate::{
     backend::{
         aws::{s3::S3Store, sm::SecretsManager, ssm::ParameterStore, AwsSettings},
         local::LocalStore,
+        vault::{VaultBackend, VaultSettings},
         Backends,
     },
     cache::{CacheSettings, SecretCache},
@@ -49,6 +50,14 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
                 let settings = AwsSettings::new("S3", aws, config::DEFAULT_S3_RATE_LIMIT);
                 let store = S3Store::new(settings, config.limits.max_value_bytes);
                 backends.insert(Arc::new(store), aws.ttl);
+            }
+            BackendConfig::Vault(vault) => {
+                // Address and token may come from the environment; nothing is sent to Vault
+                // until the first request.
+                let backend = VaultSettings::resolve(vault, |name| std::env::var(name).ok())
+                    .and_then(VaultBackend::new)
+                    .map_err(|e| anyhow::anyhow!("backend `vault`: {e}"))?;
+                backends.insert(Arc::new(backend), vault.ttl);
             }
         }
     }

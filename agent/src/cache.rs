@@ -423,10 +423,10 @@ impl SecretCache {
         match outcome {
             Ok(entry) => served(&entry, !started, false),
             Err(error) => match cached {
-                // Backend down or throttled: a value still within max_stale keeps being
-                // served, flagged stale.
+                // Backend down or throttled, or the agent's own credentials refused: a value
+                // still within max_stale keeps being served, flagged stale.
                 Some(Entry::Found(secret))
-                    if error.is_transient()
+                    if error.serves_stale()
                         && secret.fresh_until + self.inner.settings.max_stale > Instant::now() =>
                 {
                     self.inner.stale.fetch_add(1, Ordering::Relaxed);

@@ -45,6 +45,12 @@ pub const DEFAULT_SM_RATE_LIMIT: u32 = 50;
 /// Requests per second to S3, and separately to KMS, from one agent's `s3:` backend. KMS's
 /// cryptographic-operation quota is shared by the account: leave room for the fleet.
 pub const DEFAULT_S3_RATE_LIMIT: u32 = 50;
+/// Per-attempt timeout of a Vault call (connect and answer).
+pub const DEFAULT_VAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per Vault read, the first included; transient failures are retried with backoff.
+pub const DEFAULT_VAULT_MAX_ATTEMPTS: u32 = 3;
+/// Where Vault's AppRole auth method is mounted unless told otherwise.
+pub const DEFAULT_VAULT_APPROLE_MOUNT: &str = "approle";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -234,6 +240,105 @@ pub enum BackendConfig {
     /// KMS-encrypted objects in S3 (the article's own store); `kms_key_id` is the key writes
     /// encrypt under.
     S3(AwsBackendConfig),
+    /// HashiCorp Vault or OpenBao, KV version 2.
+    Vault(VaultBackendConfig),
+}
+
+/// The keys of the vault backend. Unset address and token fall back to the standard
+/// environment (VAULT_ADDR / BAO_ADDR, VAULT_TOKEN / BAO_TOKEN), read when the agent starts.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultBackendConfig {
+    /// e.g. "https://vault.internal:8200". Unset: VAULT_ADDR or BAO_ADDR.
+    pub address: Option<String>,
+    /// Vault Enterprise / OpenBao namespace, sent as X-Vault-Namespace.
+    pub namespace: Option<String>,
+    /// A file holding the agent's token, re-read when it changes (e.g. written by Vault Agent).
+    pub token_file: Option<PathBuf>,
+    /// AppRole login: the role id, with `secret_id_file`.
+    pub role_id: Option<String>,
+    /// AppRole login: a file holding the secret id.
+    pub secret_id_file: Option<PathBuf>,
+    /// Where the AppRole auth method is mounted.
+    pub approle_mount: String,
+    /// PEM file of the CA(s) that signed Vault's certificate; replaces the system roots.
+    /// Unset: VAULT_CACERT or BAO_CACERT, else the system roots.
+    pub ca_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for VaultBackendConfig {
+    fn default() -> Self {
+        Self {
+            address: None,
+            namespace: None,
+            token_file: None,
+            role_id: None,
+            secret_id_file: None,
+            approle_mount: DEFAULT_VAULT_APPROLE_MOUNT.into(),
+            ca_file: None,
+            ttl: agent::DEFAULT_TTL,
+            timeout: DEFAULT_VAULT_TIMEOUT,
+            max_attempts: DEFAULT_VAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+impl VaultBackendConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut problem = |p: String| problems.push(format!("backend `vault`: {p}"));
+        if let Some(address) = &self.address {
+            if !(address.starts_with("http://") || address.starts_with("https://")) {
+                problem(format!(
+                    "address must be an http:// or https:// URL, got {address}"
+                ));
+            }
+        }
+        match (&self.role_id, &self.secret_id_file) {
+            (Some(_), None) => problem("role_id needs secret_id_file (AppRole login)".into()),
+            (None, Some(_)) => problem("secret_id_file needs role_id (AppRole login)".into()),
+            (Some(_), Some(_)) if self.token_file.is_some() => problem(
+                "token_file and role_id/secret_id_file are two ways to log in: configure one"
+                    .into(),
+            ),
+            _ => {}
+        }
+        if self.role_id.as_deref() == Some("") {
+            problem("role_id is empty".into());
+        }
+        if self.approle_mount.is_empty() || self.approle_mount.contains(['?', '#']) {
+            problem(format!(
+                "approle_mount '{}' is not a mount path",
+                self.approle_mount
+            ));
+        }
+        for (key, path) in [
+            ("token_file", &self.token_file),
+            ("secret_id_file", &self.secret_id_file),
+            ("ca_file", &self.ca_file),
+        ] {
+            if let Some(path) = path {
+                if !path.is_absolute() {
+                    problem(format!(
+                        "{key} must be an absolute path, got {}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        if self.max_attempts == 0 {
+            problem("max_attempts must be at least 1".into());
+        }
+        if self.timeout.is_zero() {
+            problem("timeout must be more than 0".into());
+        }
+        problems
+    }
 }
 
 /// The keys every AWS backend takes. Credentials always come from the standard chain.
@@ -283,6 +388,7 @@ impl BackendConfig {
             Self::Ssm(_) => BackendKind::Ssm,
             Self::Sm(_) => BackendKind::Sm,
             Self::S3(_) => BackendKind::S3,
+            Self::Vault(_) => BackendKind::Vault,
         }
     }
 
@@ -290,6 +396,7 @@ impl BackendConfig {
         match self {
             Self::Local { ttl, .. } => *ttl,
             Self::Ssm(aws) | Self::Sm(aws) | Self::S3(aws) => aws.ttl,
+            Self::Vault(vault) => vault.ttl,
         }
     }
 }
@@ -470,6 +577,7 @@ impl Config {
                         }
                     }
                 }
+                BackendConfig::Vault(vault) => problems.extend(vault.problems()),
             }
         }
         if self.backends.is_empty() {
@@ -483,7 +591,16 @@ impl Config {
     /// The embedded default (`psstd --dev`): the local store and socket in `state_dir`, a policy
     /// that grants `uid` everything, debug-friendly timings.
     pub fn dev(state_dir: &Path) -> Self {
-        Config {
+        Self::dev_with_env(state_dir, |name| std::env::var(name).ok())
+    }
+
+    /// `dev` with the environment passed in. Vault is served when the environment names both a
+    /// server (VAULT_ADDR or BAO_ADDR) and a token (VAULT_TOKEN or BAO_TOKEN), as `bao server
+    /// -dev` prints them; the backend itself reads them again when it is built.
+    pub fn dev_with_env(state_dir: &Path, env: impl Fn(&str) -> Option<String>) -> Self {
+        let set = |names: &[&str]| names.iter().any(|n| env(n).is_some_and(|v| !v.is_empty()));
+        let vault = set(&["VAULT_ADDR", "BAO_ADDR"]) && set(&["VAULT_TOKEN", "BAO_TOKEN"]);
+        let mut config = Config {
             server: ServerConfig {
                 socket: state_dir.join("psst.sock"),
                 grace_period: Duration::from_secs(2),
@@ -520,13 +637,20 @@ impl Config {
                 // Writes to s3: need a key: PSST_S3_KMS_KEY_ID names it in dev mode.
                 BackendConfig::S3(AwsBackendConfig {
                     ttl: Duration::from_secs(30),
-                    kms_key_id: std::env::var("PSST_S3_KMS_KEY_ID")
-                        .ok()
-                        .filter(|k| !k.is_empty()),
+                    kms_key_id: env("PSST_S3_KMS_KEY_ID").filter(|k| !k.is_empty()),
                     ..AwsBackendConfig::default()
                 }),
             ],
+        };
+        if vault {
+            config
+                .backends
+                .push(BackendConfig::Vault(VaultBackendConfig {
+                    ttl: Duration::from_secs(30),
+                    ..VaultBackendConfig::default()
+                }));
         }
+        config
     }
 }
 
@@ -662,8 +786,110 @@ type = "gcp"
     }
 
     #[test]
+    fn vault_keys_and_their_problems() {
+        let text = r#"
+[[backend]]
+type = "vault"
+address = "https://vault.internal:8200"
+namespace = "team"
+role_id = "r-1"
+secret_id_file = "/etc/psst/secret-id"
+ca_file = "/etc/psst/vault-ca.pem"
+ttl = "2m"
+"#;
+        let c = Config::from_toml(text, "t").unwrap();
+        let BackendConfig::Vault(vault) = &c.backends[0] else {
+            panic!("{:?}", c.backends)
+        };
+        assert_eq!(vault.role_id.as_deref(), Some("r-1"));
+        assert_eq!(vault.approle_mount, DEFAULT_VAULT_APPROLE_MOUNT);
+        assert_eq!(vault.timeout, DEFAULT_VAULT_TIMEOUT);
+        assert_eq!(c.backends[0].kind(), BackendKind::Vault);
+        assert_eq!(c.backends[0].ttl(), Duration::from_secs(120));
+
+        let text = r#"
+[[backend]]
+type = "vault"
+address = "vault.internal:8200"
+token_file = "relative/token"
+role_id = "r-1"
+secret_id_file = "/s"
+max_attempts = 0
+"#;
+        let err = Config::from_toml(text, "t").unwrap_err().to_string();
+        for expected in [
+            "backend `vault`: address must be an http:// or https:// URL",
+            "token_file and role_id/secret_id_file are two ways to log in",
+            "token_file must be an absolute path",
+            "max_attempts must be at least 1",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        let err = Config::from_toml("[[backend]]\ntype = \"vault\"\nrole_id = \"r\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("role_id needs secret_id_file"), "{err}");
+        let err = Config::from_toml("[[backend]]\ntype = \"vault\"\ntoken = \"s.x\"\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `token`"), "{err}");
+    }
+
+    #[test]
+    fn dev_serves_vault_only_with_an_address_and_a_token() {
+        let has_vault = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::dev_with_env(Path::new("/tmp/psst-dev"), |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+            .backends
+            .iter()
+            .any(|b| b.kind() == BackendKind::Vault)
+        };
+        assert!(!has_vault(&[]));
+        assert!(!has_vault(&[("VAULT_ADDR", "http://127.0.0.1:8200")]));
+        assert!(!has_vault(&[("BAO_TOKEN", "root")]));
+        assert!(!has_vault(&[("VAULT_ADDR", ""), ("VAULT_TOKEN", "root")]));
+        assert!(has_vault(&[
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            ("VAULT_TOKEN", "root")
+        ]));
+        assert!(has_vault(&[
+            ("BAO_ADDR", "http://127.0.0.1:8200"),
+            ("BAO_TOKEN", "root")
+        ]));
+    }
+
+    #[test]
     fn the_reference_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
         Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn the_reference_configs_commented_vault_section_parses_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text
+            .find("#[[backend]]\n#type = \"vault\"")
+            .expect("a vault section");
+        // `#key = value` lines are the config; `# text` lines are its documentation.
+        let section: String = text[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = Config::from_toml(&section, "vault section")
+            .unwrap_or_else(|e| panic!("{e}\n{section}"));
+        let BackendConfig::Vault(vault) = &config.backends[0] else {
+            panic!("{section}")
+        };
+        assert_eq!(vault.approle_mount, DEFAULT_VAULT_APPROLE_MOUNT);
+        assert!(vault.role_id.is_some() && vault.secret_id_file.is_some());
+        assert!(vault.address.is_some() && vault.ca_file.is_some());
     }
 }

@@ -40,6 +40,9 @@ const GET_SECRET: &str = "/psst.v1.Secrets/GetSecret";
 /// Per-stream and per-connection receive windows, as hyper sets them for servers.
 const WINDOW: u32 = 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// Streams one connection may have open at once (watches included); a client past it waits for
+/// one to end. h2 itself bounds streams reset early (the rapid-reset attack).
+const MAX_STREAMS: u32 = 1024;
 
 /// What every connection shares.
 pub struct Shared {
@@ -83,6 +86,7 @@ async fn connection(stream: CallerStream, shared: Arc<Shared>, mut stop: watch::
         .initial_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
         .max_header_list_size(MAX_HEADER_LIST)
+        .max_concurrent_streams(MAX_STREAMS)
         .handshake::<_, Bytes>(stream);
     let mut conn = match handshake.await {
         Ok(conn) => conn,

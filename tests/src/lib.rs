@@ -20,6 +20,7 @@ use nix::{
 };
 
 pub mod aws;
+pub mod openbao;
 
 /// AWS settings the agent could pick up from the test's environment; each test gives its own.
 const AWS_ENV_VARS: [&str; 12] = [
@@ -35,6 +36,18 @@ const AWS_ENV_VARS: [&str; 12] = [
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+];
+
+/// Vault / OpenBao settings the agent could pick up from the test's environment.
+const VAULT_ENV_VARS: [&str; 8] = [
+    "VAULT_ADDR",
+    "VAULT_TOKEN",
+    "VAULT_CACERT",
+    "VAULT_NAMESPACE",
+    "BAO_ADDR",
+    "BAO_TOKEN",
+    "BAO_CACERT",
+    "BAO_NAMESPACE",
 ];
 
 /// How long an agent may take to start listening.
@@ -161,7 +174,7 @@ impl Agent {
             .open(&self.log)
             .unwrap();
         command.env_remove("PSST_LOG");
-        for var in AWS_ENV_VARS {
+        for var in AWS_ENV_VARS.iter().chain(&VAULT_ENV_VARS) {
             command.env_remove(var);
         }
         // No shared config files or instance metadata unless a test asks.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use psst_client::{code_name, Error, Secret};
 use psst_tests::{
     aws::{Moto, AWS_ENV},
+    openbao::{OpenBao, ROOT_TOKEN},
     Agent, Mode,
 };
 use serde_json::Value;
@@ -49,22 +50,47 @@ async fn every_scenario_passes_through_the_rust_client() {
     .unwrap()
     .replace("RUNNER_UID", &nix::unistd::getuid().to_string());
     let moto = Moto::start();
+    let bao = OpenBao::start();
     let config = format!(
         "[watch]\ninterval = \"200ms\"\n[policy]\nfile = \"{{dir}}/policy.toml\"\n\
          [[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n\
          [[backend]]\ntype = \"sm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n\
          [[backend]]\ntype = \"ssm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n\
          [[backend]]\ntype = \"s3\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n\
-         kms_key_id = \"alias/psst-conformance\"\n",
-        e = moto.endpoint()
+         kms_key_id = \"alias/psst-conformance\"\n\
+         [[backend]]\ntype = \"vault\"\naddress = \"{v}\"\n",
+        e = moto.endpoint(),
+        v = bao.address(),
     );
+    let env: Vec<(&str, &str)> = AWS_ENV
+        .iter()
+        .copied()
+        .chain([("VAULT_TOKEN", ROOT_TOKEN)])
+        .collect();
     let mut agent = Agent::start(
         Mode::Config {
             config: &config,
             policy: &policy,
         },
-        &AWS_ENV,
+        &env,
     );
+    // setup.vault: written with the bao CLI, one key=value pair per field.
+    for secret in spec["setup"]["vault"].as_array().unwrap() {
+        let path = secret["reference"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("vault:")
+            .unwrap();
+        let fields: serde_json::Map<String, Value> =
+            serde_json::from_str(secret["value"].as_str().unwrap()).unwrap();
+        let pairs: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+            .collect();
+        let mut args = vec!["kv", "put", path];
+        args.extend(pairs.iter().map(String::as_str));
+        bao.bao(&args);
+    }
     // The s3: scenarios' key and versioned bucket, as with-agent makes them.
     moto.boto3(
         "key = kms.create_key()['KeyMetadata']['KeyId']\n\

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod local;
 pub mod memory;
+pub mod vault;
 
 use std::{
     collections::BTreeMap,
@@ -91,6 +92,15 @@ impl BackendError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_) | Self::Throttled(_))
     }
+
+    /// Worth serving a cached value over, up to `cache.max_stale`: the failure says nothing
+    /// about the secret. Besides transient failures, that is the agent's own credentials being
+    /// refused (a revoked or expired Vault token, an AWS role whose session lapsed): callers keep
+    /// their values while the agent is fixed, and `FAILED_PRECONDITION` follows after max_stale.
+    /// Not retried, though: the same credentials would be refused again.
+    pub fn serves_stale(&self) -> bool {
+        self.is_transient() || matches!(self, Self::AgentDenied(_))
+    }
 }
 
 /// A place secrets are read from and written to.
@@ -169,5 +179,38 @@ impl Backends {
 
     pub fn kinds(&self) -> impl Iterator<Item = BackendKind> + '_ {
         self.0.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_retried_and_what_is_served_stale_over() {
+        let all = [
+            BackendError::NotFound(String::new()),
+            BackendError::InvalidArgument(String::new()),
+            BackendError::AgentDenied(String::new()),
+            BackendError::Unavailable(String::new()),
+            BackendError::Throttled(String::new()),
+            BackendError::Unsupported(String::new()),
+            BackendError::Corrupt(String::new()),
+            BackendError::Internal(String::new()),
+        ];
+        let kinds = |f: fn(&BackendError) -> bool| {
+            all.iter()
+                .filter(|e| f(e))
+                .map(|e| format!("{e:?}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kinds(BackendError::is_transient),
+            ["Unavailable(\"\")", "Throttled(\"\")"]
+        );
+        assert_eq!(
+            kinds(BackendError::serves_stale),
+            ["AgentDenied(\"\")", "Unavailable(\"\")", "Throttled(\"\")"]
+        );
     }
 }

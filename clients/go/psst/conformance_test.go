@@ -31,6 +31,10 @@ type spec struct {
 			Reference string `json:"reference"`
 			Value     string `json:"value"`
 		} `json:"aws"` // created with boto3 by with-agent
+		Vault []struct {
+			Reference string `json:"reference"`
+			Value     string `json:"value"`
+		} `json:"vault"` // written with `bao kv put` by with-agent
 	} `json:"setup"`
 	Scenarios []scenario `json:"scenarios"`
 }

@@ -70,7 +70,7 @@ func TestLiveWhoAmIAndHealth(t *testing.T) {
 	for _, g := range id.Grants {
 		grants[g.Operation] = g.Patterns
 	}
-	if len(grants["read"]) != 4 || grants["read"][0] != "local:conf/**" || grants["read"][1] != "sm:conf/**" || grants["read"][2] != "ssm:/conf/**" || grants["read"][3] != "s3:psst-conformance/conf/**" {
+	if len(grants["read"]) != 5 || grants["read"][0] != "local:conf/**" || grants["read"][1] != "sm:conf/**" || grants["read"][2] != "ssm:/conf/**" || grants["read"][3] != "s3:psst-conformance/conf/**" || grants["read"][4] != "vault:secret/conf/**" {
 		t.Errorf("grants = %+v", id.Grants)
 	}
 }

@@ -42,4 +42,10 @@ def test_whoami_and_health(client):
     assert ident.caller.pid == os.getpid()
     assert ident.matched_rules == ("conformance runner",)
     grants = {g.operation: g.patterns for g in ident.grants}
-    assert grants["read"] == ("local:conf/**", "sm:conf/**", "ssm:/conf/**", "s3:psst-conformance/conf/**")
+    assert grants["read"] == (
+        "local:conf/**",
+        "sm:conf/**",
+        "ssm:/conf/**",
+        "s3:psst-conformance/conf/**",
+        "vault:secret/conf/**",
+    )

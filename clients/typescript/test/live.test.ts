@@ -26,7 +26,13 @@ if (!process.env.PSST_CONFORMANCE) {
       assert.equal(me.caller?.pid, process.pid);
       assert.deepEqual(me.matchedRules, ['conformance runner']);
       const read = me.grants.find((g) => g.operation === 'read');
-      assert.deepEqual(read?.patterns, ['local:conf/**', 'sm:conf/**', 'ssm:/conf/**', 's3:psst-conformance/conf/**']);
+      assert.deepEqual(read?.patterns, [
+        'local:conf/**',
+        'sm:conf/**',
+        'ssm:/conf/**',
+        's3:psst-conformance/conf/**',
+        'vault:secret/conf/**',
+      ]);
     });
 
     test('put writes new versions; reading them back is denied by the policy', async () => {

@@ -56,7 +56,14 @@ class LiveAgentTest {
     assertEquals(ProcessHandle.current().pid(), me.getCaller().getPid());
     assertEquals(List.of("conformance runner"), me.getMatchedRulesList());
     Grant read = me.getGrantsList().stream().filter(g -> g.getOperation().equals("read")).findFirst().orElseThrow();
-    assertEquals(List.of("local:conf/**", "sm:conf/**", "ssm:/conf/**", "s3:psst-conformance/conf/**"), read.getPatternsList());
+    assertEquals(
+        List.of(
+            "local:conf/**",
+            "sm:conf/**",
+            "ssm:/conf/**",
+            "s3:psst-conformance/conf/**",
+            "vault:secret/conf/**"),
+        read.getPatternsList());
   }
 
   @Test

@@ -4,7 +4,7 @@
 //! independent of the log level: they go to `audit.file` as JSON lines when set, else to the main
 //! output in its format, and nowhere when `audit.enabled` is false.
 
-use std::{fs::OpenOptions, io::IsTerminal, os::unix::fs::OpenOptionsExt, sync::Arc};
+use std::{fs::OpenOptions, io::IsTerminal, os::unix::fs::OpenOptionsExt};
 
 use anyhow::Context;
 use tracing::Level;
@@ -49,25 +49,16 @@ pub fn init(log: &LogConfig, audit_config: &AuditConfig) -> anyhow::Result<()> {
                 .open(path)
                 .with_context(|| format!("opening audit file {}", path.display()))?;
             Some(
-                fmt::layer()
-                    .json()
-                    .with_writer(Arc::new(file))
+                audit::AuditLayer::new(true, audit::Sink::File(file))
                     .with_filter(audit_filter)
                     .boxed(),
             )
         }
-        (None, true) => Some(match log.format {
-            LogFormat::Plain => fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(std::io::stderr)
+        (None, true) => Some(
+            audit::AuditLayer::new(log.format == LogFormat::Json, audit::Sink::Stderr)
                 .with_filter(audit_filter)
                 .boxed(),
-            LogFormat::Json => fmt::layer()
-                .json()
-                .with_writer(std::io::stderr)
-                .with_filter(audit_filter)
-                .boxed(),
-        }),
+        ),
     };
     tracing_subscriber::registry()
         .with(main)

@@ -53,12 +53,41 @@ struct Cli {
 enum Cmd {
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
+    /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
+    /// running on SOCKET (with --seed, writes the secret first). bench/callgrind uses it to count
+    /// the server's instructions per request.
+    Load {
+        socket: PathBuf,
+        count: usize,
+        #[arg(long)]
+        seed: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Cmd::BaselineServer { socket }) = cli.command {
         return tokio::runtime::Runtime::new()?.block_on(baseline_server(socket));
+    }
+    if let Some(Cmd::Load {
+        socket,
+        count,
+        seed: write,
+    }) = &cli.command
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(async {
+            if *write {
+                seed(socket).await?;
+            }
+            let mut client = connect(socket).await?;
+            for _ in 0..*count {
+                client.get_secret(request()).await?;
+            }
+            Ok(())
+        });
     }
     let dir = tempfile::tempdir()?;
     let bin_dir = std::env::current_exe()?

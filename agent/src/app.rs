@@ -202,12 +202,24 @@ fn agent_backends(config: &Config) -> Vec<&'static str> {
     config.backends.iter().map(|b| b.kind().prefix()).collect()
 }
 
+/// SIGHUP also reopens `audit.file`, so logrotate can move it away (`postrotate`: send SIGHUP).
+fn reopen_audit_file() {
+    match crate::audit::reopen_file() {
+        Some(Ok(())) => tracing::info!("SIGHUP: audit file reopened"),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "SIGHUP: cannot reopen the audit file; still writing the old one")
+        }
+        None => {}
+    }
+}
+
 /// Reloads the policy on SIGHUP and when its file changes. A broken file is logged and the
 /// policy in force stays.
 /// Without a policy file, SIGHUP is taken and ignored.
 async fn watch_policy(policy: Arc<PolicySource>, interval: Duration, mut hangup: Signal) {
     if policy.path().is_none() {
         while hangup.recv().await.is_some() {
+            reopen_audit_file();
             tracing::info!("SIGHUP: no policy file to reload");
         }
         return;
@@ -217,6 +229,7 @@ async fn watch_policy(policy: Arc<PolicySource>, interval: Duration, mut hangup:
     loop {
         let result = tokio::select! {
             _ = hangup.recv() => {
+                reopen_audit_file();
                 tracing::info!("SIGHUP: reloading the policy");
                 policy.reload()
             }

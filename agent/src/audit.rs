@@ -78,7 +78,51 @@ pub struct AuditLayer {
 /// interleave (the file is opened with O_APPEND).
 pub enum Sink {
     Stderr,
-    File(std::fs::File),
+    File(std::sync::Arc<AuditFile>),
+}
+
+/// `audit.file`, reopened on SIGHUP so logrotate can move it away and the agent starts a new one.
+pub struct AuditFile {
+    path: std::path::PathBuf,
+    file: arc_swap::ArcSwap<std::fs::File>,
+}
+
+/// The audit file in use, for `reopen_file`.
+static AUDIT_FILE: std::sync::OnceLock<std::sync::Arc<AuditFile>> = std::sync::OnceLock::new();
+
+impl AuditFile {
+    /// Opens (creating, mode 0640) `path` for appending, and makes it the one `reopen_file`
+    /// reopens.
+    pub fn open(path: &std::path::Path) -> std::io::Result<std::sync::Arc<Self>> {
+        let file = std::sync::Arc::new(Self {
+            path: path.to_owned(),
+            file: arc_swap::ArcSwap::from_pointee(Self::open_file(path)?),
+        });
+        let _ = AUDIT_FILE.set(std::sync::Arc::clone(&file));
+        Ok(file)
+    }
+
+    fn open_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(path)
+    }
+
+    /// Opens the path again (a new file if the old one was moved away); records go there from
+    /// now on. On error the old file stays in use.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        self.file
+            .store(std::sync::Arc::new(Self::open_file(&self.path)?));
+        Ok(())
+    }
+}
+
+/// Reopens `audit.file`, if the agent writes one (SIGHUP does this).
+pub fn reopen_file() -> Option<std::io::Result<()>> {
+    AUDIT_FILE.get().map(|file| file.reopen())
 }
 
 impl AuditLayer {
@@ -90,7 +134,7 @@ impl AuditLayer {
         use std::io::Write;
         let _ = match &self.sink {
             Sink::Stderr => std::io::stderr().lock().write_all(line),
-            Sink::File(file) => (&*file).write_all(line),
+            Sink::File(file) => (&**file.file.load()).write_all(line),
         };
     }
 }
@@ -241,6 +285,10 @@ mod tests {
         for json in [false, true] {
             let fmt_out = Buf::default();
             let ours = tempfile::NamedTempFile::new().unwrap();
+            let sink = Sink::File(std::sync::Arc::new(AuditFile {
+                path: ours.path().to_owned(),
+                file: arc_swap::ArcSwap::from_pointee(ours.reopen().unwrap()),
+            }));
             let fmt_layer = {
                 let out = fmt_out.clone();
                 let layer = tracing_subscriber::fmt::layer()
@@ -254,7 +302,7 @@ mod tests {
             };
             let subscriber = tracing_subscriber::registry()
                 .with(fmt_layer)
-                .with(AuditLayer::new(json, Sink::File(ours.reopen().unwrap())));
+                .with(AuditLayer::new(json, sink));
             tracing::subscriber::with_default(subscriber, emit);
             let expected = String::from_utf8(fmt_out.0.lock().unwrap().clone()).unwrap();
             let written = std::fs::read_to_string(ours.path()).unwrap();

@@ -864,6 +864,27 @@ max_attempts = 0
     }
 
     #[test]
+    fn dev_serves_s3_and_takes_its_write_key_from_the_environment() {
+        let s3_key = |key: Option<&str>| {
+            let config = Config::dev_with_env(Path::new("/tmp/psst-dev"), |name| {
+                (name == "PSST_S3_KMS_KEY_ID")
+                    .then(|| key.map(str::to_owned))
+                    .flatten()
+            });
+            config.backends.iter().find_map(|b| match b {
+                BackendConfig::S3(aws) => Some(aws.kms_key_id.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(s3_key(None), Some(None), "s3: is on, without a write key");
+        assert_eq!(s3_key(Some("")), Some(None));
+        assert_eq!(
+            s3_key(Some("alias/psst")),
+            Some(Some("alias/psst".to_owned()))
+        );
+    }
+
+    #[test]
     fn the_reference_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
         Config::load(&path).unwrap_or_else(|e| panic!("{e}"));

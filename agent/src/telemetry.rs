@@ -4,7 +4,7 @@
 //! independent of the log level: they go to `audit.file` as JSON lines when set, else to the main
 //! output in its format, and nowhere when `audit.enabled` is false.
 
-use std::{fs::OpenOptions, io::IsTerminal, os::unix::fs::OpenOptionsExt};
+use std::io::IsTerminal;
 
 use anyhow::Context;
 use tracing::Level;
@@ -42,11 +42,7 @@ pub fn init(log: &LogConfig, audit_config: &AuditConfig) -> anyhow::Result<()> {
     let audit_layer = match (&audit_config.file, audit_config.enabled) {
         (_, false) => None,
         (Some(path), true) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o640)
-                .open(path)
+            let file = audit::AuditFile::open(path)
                 .with_context(|| format!("opening audit file {}", path.display()))?;
             Some(
                 audit::AuditLayer::new(true, audit::Sink::File(file))

@@ -2,7 +2,7 @@
 
 use std::{
     io::Read,
-    os::unix::fs::FileTypeExt,
+    os::unix::fs::{FileTypeExt, PermissionsExt},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -575,4 +575,37 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[test]
+fn sighup_reopens_the_audit_file_so_logrotate_can_move_it_away() {
+    let agent = Agent::with_policy(
+        "[[rule]]\nname = \"root\"\ncaller = { uid = [0] }\nallow = { read = [\"local:**\"], write = [\"local:**\"] }\n",
+        "[audit]\nfile = \"{dir}/audit.jsonl\"\n",
+    );
+    let put = agent.psst(&["put", "local:rotated/a"], Some(b"v"));
+    assert!(put.status.success(), "{}", describe(&put));
+    let audit = agent.path("audit.jsonl");
+    let moved = agent.path("audit.jsonl.1");
+    std::fs::rename(&audit, &moved).unwrap();
+    // Until SIGHUP, records follow the moved file (logrotate's window between rename and signal).
+    agent.psst(&["get", "local:rotated/a"], None);
+    agent.signal(Signal::SIGHUP);
+    assert!(
+        eventually(Duration::from_secs(5), || audit.exists()),
+        "SIGHUP opened a new audit file:\n{}",
+        agent.logs()
+    );
+    agent.psst(&["get", "local:rotated/missing"], None);
+    let old = std::fs::read_to_string(&moved).unwrap();
+    let new = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(old.lines().count(), 2, "put and the first get:\n{old}");
+    assert!(
+        old.contains("\"operation\":\"write\"") && old.contains("\"operation\":\"read\""),
+        "{old}"
+    );
+    assert_eq!(new.lines().count(), 1, "the get after SIGHUP:\n{new}");
+    assert!(new.contains("local:rotated/missing"), "{new}");
+    let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
 }

@@ -103,6 +103,18 @@ impl BackendError {
     }
 }
 
+/// An error and its sources, `: `-separated: what a transport failure says, for messages.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// A place secrets are read from and written to.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {

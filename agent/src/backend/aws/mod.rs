@@ -13,7 +13,7 @@ use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::BackendError;
+use super::{error_chain, BackendError, Listed};
 use crate::config::AwsBackendConfig;
 
 /// The settings of one AWS backend, resolved from its config.
@@ -149,6 +149,27 @@ impl CallGuard {
     }
 }
 
+/// Every page of a listing, sorted by name: `page(token)` fetches the page after `token` (None:
+/// the first) and returns its entries and the next page's token (None: that was the last).
+pub async fn list_pages<K, F, Fut>(mut page: F) -> Result<Vec<Listed>, BackendError>
+where
+    F: FnMut(Option<K>) -> Fut,
+    Fut: Future<Output = Result<(Vec<Listed>, Option<K>), BackendError>>,
+{
+    let mut listed = Vec::new();
+    let mut token = None;
+    loop {
+        let (entries, next) = page(token).await?;
+        listed.extend(entries);
+        match next {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(listed)
+}
+
 /// Maps an SDK error onto the agent's error kinds. `what` names the secret for messages.
 pub fn classify<E, R>(service: &str, what: &str, error: SdkError<E, R>) -> BackendError
 where
@@ -253,17 +274,6 @@ fn classify_code(service: &str, what: &str, code: &str, message: &str) -> Backen
         )),
         _ => BackendError::Internal(format!("{service} error for {what} ({detail})")),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Converts an AWS timestamp.

@@ -34,7 +34,7 @@ use aws_smithy_types::Blob;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use super::{classify, system_time, AwsSettings, CallGuard};
+use super::{classify, list_pages, system_time, AwsSettings, CallGuard};
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
@@ -432,49 +432,53 @@ impl Backend for S3Store {
         };
         let clients = self.clients().await;
         let what = format!("objects under s3:{prefix}");
-        let mut listed = Vec::new();
-        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-        loop {
-            let page = self
-                .s3_guard
-                .call(|| async {
-                    clients
-                        .s3
-                        .list_object_versions()
-                        .bucket(bucket)
-                        .prefix(key_prefix)
-                        .set_key_marker(key_marker.clone())
-                        .set_version_id_marker(version_marker.clone())
-                        .send()
-                        .await
-                        .map_err(|e| classify("S3", &what, e))
-                })
-                .await?;
-            // The latest version of each key; a key whose latest is a delete marker is gone.
-            for v in page.versions.unwrap_or_default() {
-                let (Some(true), Some(key)) = (v.is_latest, v.key) else {
-                    continue;
+        // A page is continued from a key marker and, within that key, a version marker.
+        list_pages(|markers: Option<(String, Option<String>)>| {
+            let (key_marker, version_marker) = markers.unzip();
+            let request = clients
+                .s3
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(key_prefix)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker.flatten());
+            let what = &what;
+            async move {
+                let page = self
+                    .s3_guard
+                    .call(|| async {
+                        request
+                            .clone()
+                            .send()
+                            .await
+                            .map_err(|e| classify("S3", what, e))
+                    })
+                    .await?;
+                // The latest version of each key; a key whose latest is a delete marker is gone,
+                // and a key ending in '/' is a "folder" placeholder.
+                let entries = page
+                    .versions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|v| {
+                        let key = v
+                            .key
+                            .filter(|k| v.is_latest == Some(true) && !k.ends_with('/'))?;
+                        Some(Listed {
+                            name: format!("{bucket}/{key}"),
+                            version_id: version_of(v.version_id.as_deref(), v.e_tag.as_deref()),
+                            updated_at: v.last_modified.as_ref().and_then(system_time),
+                        })
+                    })
+                    .collect();
+                let next = match (page.is_truncated, page.next_key_marker) {
+                    (Some(true), Some(key)) => Some((key, page.next_version_id_marker)),
+                    _ => None,
                 };
-                if key.ends_with('/') {
-                    continue; // a "folder" placeholder
-                }
-                listed.push(Listed {
-                    name: format!("{bucket}/{key}"),
-                    version_id: version_of(v.version_id.as_deref(), v.e_tag.as_deref()),
-                    updated_at: v.last_modified.as_ref().and_then(system_time),
-                });
+                Ok((entries, next))
             }
-            if page.is_truncated != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker;
-            version_marker = page.next_version_id_marker;
-            if key_marker.is_none() {
-                break;
-            }
-        }
-        listed.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(listed)
+        })
+        .await
     }
 
     async fn put(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {

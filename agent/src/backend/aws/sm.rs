@@ -18,7 +18,7 @@ use aws_sdk_secretsmanager::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, system_time, AwsSettings, CallGuard};
+use super::{classify, list_pages, system_time, AwsSettings, CallGuard};
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
@@ -337,57 +337,57 @@ impl Backend for SecretsManager {
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         let client = self.client().await;
-        let mut listed = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let mut request = client
+        let filter = match prefix {
+            "" => None,
+            _ => Some(vec![Filter::builder()
+                .key(FilterNameStringType::Name)
+                .values(prefix)
+                .build()]),
+        };
+        let what = format!("secrets under {prefix}");
+        list_pages(|token| {
+            let request = client
                 .list_secrets()
                 .max_results(100)
-                .set_next_token(next_token.clone());
-            if !prefix.is_empty() {
-                request = request.filters(
-                    Filter::builder()
-                        .key(FilterNameStringType::Name)
-                        .values(prefix)
-                        .build(),
-                );
-            }
-            let page = self
-                .guard
-                .call(|| async {
-                    request
-                        .clone()
-                        .send()
-                        .await
-                        .map_err(|e| classify(SERVICE, &format!("secrets under {prefix}"), e))
-                })
-                .await?;
-            for entry in page.secret_list.unwrap_or_default() {
-                let Some(name) = entry.name else { continue };
-                // The service's name filter ignores case; prefixes here do not.
-                if !name.starts_with(prefix) {
-                    continue;
-                }
-                let version_id = entry
-                    .secret_versions_to_stages
+                .set_next_token(token)
+                .set_filters(filter.clone());
+            let what = &what;
+            async move {
+                let page = self
+                    .guard
+                    .call(|| async {
+                        request
+                            .clone()
+                            .send()
+                            .await
+                            .map_err(|e| classify(SERVICE, what, e))
+                    })
+                    .await?;
+                let entries = page
+                    .secret_list
                     .unwrap_or_default()
                     .into_iter()
-                    .find(|(_, stages)| stages.iter().any(|s| s == CURRENT_STAGE))
-                    .map(|(id, _)| id)
-                    .unwrap_or_default();
-                listed.push(Listed {
-                    name,
-                    version_id,
-                    updated_at: entry.last_changed_date.as_ref().and_then(system_time),
-                });
+                    .filter_map(|entry| {
+                        // The service's name filter ignores case; prefixes here do not.
+                        let name = entry.name.filter(|n| n.starts_with(prefix))?;
+                        let version_id = entry
+                            .secret_versions_to_stages
+                            .unwrap_or_default()
+                            .into_iter()
+                            .find(|(_, stages)| stages.iter().any(|s| s == CURRENT_STAGE))
+                            .map(|(id, _)| id)
+                            .unwrap_or_default();
+                        Some(Listed {
+                            name,
+                            version_id,
+                            updated_at: entry.last_changed_date.as_ref().and_then(system_time),
+                        })
+                    })
+                    .collect();
+                Ok((entries, page.next_token.filter(|t| !t.is_empty())))
             }
-            next_token = page.next_token.filter(|t| !t.is_empty());
-            if next_token.is_none() {
-                break;
-            }
-        }
-        listed.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(listed)
+        })
+        .await
     }
 
     async fn put(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {

@@ -14,7 +14,7 @@ use aws_sdk_ssm::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, system_time, AwsSettings, CallGuard};
+use super::{classify, list_pages, system_time, AwsSettings, CallGuard};
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
@@ -161,47 +161,51 @@ impl Backend for ParameterStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
         let client = self.client().await;
-        let mut listed = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let mut request = client
+        let filter = match prefix {
+            "" => None,
+            _ => Some(vec![ParameterStringFilter::builder()
+                .key("Name")
+                .option("BeginsWith")
+                .values(prefix)
+                .build()
+                .map_err(|e| BackendError::Internal(e.to_string()))?]),
+        };
+        let what = format!("parameters under {prefix}");
+        list_pages(|token| {
+            let request = client
                 .describe_parameters()
                 .max_results(50)
-                .set_next_token(next_token.clone());
-            if !prefix.is_empty() {
-                let filter = ParameterStringFilter::builder()
-                    .key("Name")
-                    .option("BeginsWith")
-                    .values(prefix)
-                    .build()
-                    .map_err(|e| BackendError::Internal(e.to_string()))?;
-                request = request.parameter_filters(filter);
-            }
-            let page =
-                self.guard
+                .set_next_token(token)
+                .set_parameter_filters(filter.clone());
+            let what = &what;
+            async move {
+                let page = self
+                    .guard
                     .call(|| async {
-                        request.clone().send().await.map_err(|e| {
-                            classify(SERVICE, &format!("parameters under {prefix}"), e)
-                        })
+                        request
+                            .clone()
+                            .send()
+                            .await
+                            .map_err(|e| classify(SERVICE, what, e))
                     })
                     .await?;
-            for p in page.parameters.unwrap_or_default() {
-                let Some(name) = p.name else { continue };
-                if name.starts_with(prefix) {
-                    listed.push(Listed {
-                        name,
-                        version_id: p.version.to_string(),
-                        updated_at: p.last_modified_date.as_ref().and_then(system_time),
-                    });
-                }
+                let entries = page
+                    .parameters
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|p| {
+                        let name = p.name.filter(|n| n.starts_with(prefix))?;
+                        Some(Listed {
+                            name,
+                            version_id: p.version.to_string(),
+                            updated_at: p.last_modified_date.as_ref().and_then(system_time),
+                        })
+                    })
+                    .collect();
+                Ok((entries, page.next_token.filter(|t| !t.is_empty())))
             }
-            next_token = page.next_token.filter(|t| !t.is_empty());
-            if next_token.is_none() {
-                break;
-            }
-        }
-        listed.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(listed)
+        })
+        .await
     }
 
     async fn put(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {

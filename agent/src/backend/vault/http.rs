@@ -159,7 +159,7 @@ impl VaultHttp {
                 BackendError::Unavailable(format!(
                     "cannot reach Vault at {}: {}",
                     self.address,
-                    chain(&e)
+                    crate::backend::error_chain(&e)
                 ))
             })?;
             let status = response.status();
@@ -202,17 +202,6 @@ impl AsRef<[u8]> for Wiped {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[derive(Deserialize)]

@@ -135,8 +135,10 @@ fn fields_whole_objects_versions_and_what_is_missing() {
     assert!(stderr.contains("key 'nope' not found"), "{stderr}");
     let (code, stderr) = exit_of(&agent, "vault:secret/app/db?version=7");
     assert_eq!(code, Some(4), "{stderr}");
+    // No engine mounted there: Vault answers 404 ("no handler for route").
     let (code, stderr) = exit_of(&agent, "vault:nomount/app/db");
-    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("vault:nomount/app/db"), "{stderr}");
 
     // A soft-deleted version says so.
     bao.bao(&["kv", "put", "secret/app/gone", "k=v1"]);
@@ -465,13 +467,16 @@ async fn a_revoked_token_serves_stale_within_max_stale_then_is_a_clear_failed_pr
     assert!(stderr.contains("the agent's token"), "{stderr}");
 
     // A new token in the file is picked up without a restart.
-    let token = bao.create_token(&["psst-agent"], &[]);
-    std::fs::write(agent.path("vault-token"), format!("{token}\n")).unwrap();
+    let new_token = bao.create_token(&["psst-agent"], &[]);
+    std::fs::write(agent.path("vault-token"), format!("{new_token}\n")).unwrap();
     assert_eq!(
         get_text(&agent, "vault:secret/app/db#password"),
         "pass-before"
     );
-    assert!(!agent.logs().contains(&token), "the token reached the logs");
+    let logs = agent.logs();
+    for t in [&token, &new_token] {
+        assert!(!logs.contains(t.as_str()), "a token reached the logs");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -655,7 +660,11 @@ async fn an_unreachable_vault_serves_stale_then_unavailable_then_recovers() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{fault:?}: {err}");
-        assert!(err.message().contains("vault"), "{err}");
+        let says = match fault {
+            Fault::Reset => "cannot reach Vault at",
+            _ => "did not answer within",
+        };
+        assert!(err.message().contains(says), "{fault:?}: {err}");
         proxy.set(Fault::Pass);
         let back = client.get("vault:secret/app/flaky#password").await.unwrap();
         assert!(!back.cache.stale && !back.cache.hit, "{fault:?}");

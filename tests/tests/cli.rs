@@ -622,6 +622,11 @@ fn call_refuses_bad_json_and_unknown_fields_before_sending_anything() {
         let out = agent.psst(&["call", "PutSecret", request], None);
         assert_exit(&out, 3, says);
         assert!(out.stdout.is_empty(), "{}", describe(&out));
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("`12`"),
+            "the value is not quoted back: {}",
+            describe(&out)
+        );
     }
     let get = agent.psst(&["get", "local:demo/new"], None);
     assert_eq!(
@@ -963,4 +968,26 @@ fn exec_restarts_the_program_when_a_secret_rotates() {
         "the program's own exit code after the forwarded SIGTERM"
     );
     assert_eq!(seen(), "token-v1\ntoken-v2\n", "started exactly twice");
+}
+
+#[test]
+fn put_refuses_a_terminal_so_the_value_is_not_echoed() {
+    let agent = agent_with_secrets();
+    // `script` gives psst a pseudo-terminal as stdin, as an interactive shell would.
+    let out = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "PSST_SOCKET={} {} put local:demo/typed",
+            agent.socket.display(),
+            psst_tests::psst_bin().display()
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(text.contains("stdin, which is a terminal"), "{text}");
+    let missing = agent.psst(&["get", "local:demo/typed"], None);
+    assert_eq!(missing.status.code(), Some(4), "nothing was written");
 }

@@ -376,9 +376,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 Some(path) => std::fs::File::open(path)
                     .and_then(|mut f| f.read_to_end(&mut value))
                     .with_context(|| format!("reading the value from {}", path.display()))?,
-                None => std::io::stdin()
-                    .read_to_end(&mut value)
-                    .context("reading the value from stdin")?,
+                None => {
+                    // Typed at a terminal, the value would be echoed and stay in scrollback.
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        return Err(InvalidInput(
+                            "psst put reads the value from stdin, which is a terminal here: \
+                             pipe it in or use --from-file, so it is not echoed"
+                                .into(),
+                        )
+                        .into());
+                    }
+                    std::io::stdin()
+                        .read_to_end(&mut value)
+                        .context("reading the value from stdin")?
+                }
             };
             let written = connect().await?.put(&reference, &value).await?;
             match output {

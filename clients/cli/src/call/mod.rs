@@ -212,8 +212,19 @@ pub fn parse_requests(
                 InvalidInput(format!("the request{ordinal} is not valid JSON: {e}"))
             })?;
             DynamicMessage::deserialize(input.clone(), value).map_err(|e| {
+                // A wrong field name is safe to repeat; a wrong value may be quoted in the
+                // error ("invalid type: integer `123456`", a bad base64 byte), and it may be a
+                // secret.
+                let e = e.to_string();
+                let detail = if e.starts_with("unrecognized field name") {
+                    e
+                } else {
+                    "a value of the wrong type, or bytes that are not base64 (the details are \
+                     withheld: they may quote the value)"
+                        .to_owned()
+                };
                 InvalidInput(format!(
-                    "the request{ordinal} is not a valid {}: {e}",
+                    "the request{ordinal} is not a valid {}: {detail}",
                     input.full_name()
                 ))
             })
@@ -347,6 +358,7 @@ mod tests {
         ] {
             let err = requests_for(&get, text).unwrap_err().to_string();
             assert!(err.contains(says), "{text}: {err}");
+            assert!(!err.contains("`7`"), "a value is never quoted: {err}");
         }
     }
 }

@@ -49,6 +49,8 @@ pub const DEFAULT_S3_RATE_LIMIT: u32 = 50;
 pub const DEFAULT_VAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per Vault read, the first included; transient failures are retried with backoff.
 pub const DEFAULT_VAULT_MAX_ATTEMPTS: u32 = 3;
+/// Requests per second to Vault from one agent (and the burst allowed).
+pub const DEFAULT_VAULT_RATE_LIMIT: u32 = 100;
 /// Where Vault's AppRole auth method is mounted unless told otherwise.
 pub const DEFAULT_VAULT_APPROLE_MOUNT: &str = "approle";
 

@@ -5,6 +5,7 @@
 //! a section in the README. ARCHITECTURE.md has the recipe.
 
 pub mod aws;
+pub mod guard;
 pub mod local;
 pub mod memory;
 pub mod vault;

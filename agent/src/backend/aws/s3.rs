@@ -34,7 +34,8 @@ use aws_smithy_types::Blob;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use super::{classify, list_pages, system_time, AwsSettings, CallGuard};
+use super::{classify, list_pages, system_time, AwsSettings};
+use crate::backend::guard::CallGuard;
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
@@ -144,8 +145,8 @@ impl S3Store {
             ..settings.clone()
         };
         Self {
-            s3_guard: CallGuard::new(&settings),
-            kms_guard: CallGuard::new(&kms_settings),
+            s3_guard: settings.guard(),
+            kms_guard: kms_settings.guard(),
             settings,
             clients: OnceCell::new(),
             max_object_bytes: max_value_bytes + ENVELOPE_OVERHEAD,

@@ -18,7 +18,8 @@ use aws_sdk_secretsmanager::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, list_pages, system_time, AwsSettings, CallGuard};
+use super::{classify, list_pages, system_time, AwsSettings};
+use crate::backend::guard::CallGuard;
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
@@ -46,7 +47,7 @@ pub struct SecretsManager {
 impl SecretsManager {
     pub fn new(settings: AwsSettings) -> Self {
         Self {
-            guard: CallGuard::new(&settings),
+            guard: settings.guard(),
             settings,
             client: OnceCell::new(),
             aliases: RwLock::new(HashMap::new()),

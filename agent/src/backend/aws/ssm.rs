@@ -14,7 +14,8 @@ use aws_sdk_ssm::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, list_pages, system_time, AwsSettings, CallGuard};
+use super::{classify, list_pages, system_time, AwsSettings};
+use crate::backend::guard::CallGuard;
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
@@ -34,7 +35,7 @@ pub struct ParameterStore {
 impl ParameterStore {
     pub fn new(settings: AwsSettings) -> Self {
         Self {
-            guard: CallGuard::new(&settings),
+            guard: settings.guard(),
             settings,
             client: OnceCell::new(),
         }

@@ -377,10 +377,18 @@ async fn approle_login(
             secret_id_file.display()
         ))
     })?;
-    let body = Zeroizing::new(
-        serde_json::to_vec(&serde_json::json!({ "role_id": role_id, "secret_id": secret_id }))
-            .map_err(|e| BackendError::Internal(e.to_string()))?,
-    );
+    // Serialized straight into a buffer that is wiped, sized for the worst escaping so it never reallocates (a
+    // `json!` value or a growing Vec would leave copies of the secret id behind).
+    #[derive(serde::Serialize)]
+    struct AppRoleLogin<'a> {
+        role_id: &'a str,
+        secret_id: &'a str,
+    }
+    let mut body = Zeroizing::new(Vec::with_capacity(
+        6 * (role_id.len() + secret_id.len()) + 64,
+    ));
+    serde_json::to_writer(&mut *body, &AppRoleLogin { role_id, secret_id })
+        .map_err(|e| BackendError::Internal(e.to_string()))?;
     let path = format!("auth/{}/login", encode_path(mount.split('/')));
     let reply = http.send(Method::POST, &path, None, Some(body)).await?;
     if !reply.status.is_success() {

@@ -5,8 +5,8 @@
 //! one as it does for any JSON value. `?version=N` reads an older version. Change detection reads
 //! the metadata (current version) only; listings walk the metadata tree; writes add a version.
 //!
-//! Reads are retried on transient failures with backoff; writes only when Vault said it did not
-//! act (429). The token is found lazily and kept alive in the background (see `auth`).
+//! Calls go through a `CallGuard` as the AWS backends' do: a rate limit, reads retried on
+//! transient failures with backoff, writes only when Vault said it did not act (429). The token is found lazily and kept alive in the background (see `auth`).
 
 mod auth;
 mod http;
@@ -19,7 +19,6 @@ use std::{
 };
 
 use async_trait::async_trait;
-use backon::{ExponentialBuilder, Retryable};
 use futures::{StreamExt, TryStreamExt};
 use hyper::Method;
 use serde::Deserialize;
@@ -31,8 +30,11 @@ use self::{
     http::{classify, encode_path, Reply, VaultHttp},
 };
 use crate::{
-    backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
-    config::VaultBackendConfig,
+    backend::{
+        guard::{CallGuard, Limits},
+        Backend, BackendError, Fetched, Listed, VersionState, Written,
+    },
+    config::{self, VaultBackendConfig},
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
@@ -131,7 +133,7 @@ pub struct VaultBackend {
 struct Inner {
     http: VaultHttp,
     auth: Auth,
-    backoff: ExponentialBuilder,
+    guard: CallGuard,
     renewer: OnceLock<()>,
 }
 
@@ -148,11 +150,15 @@ impl VaultBackend {
             inner: Arc::new(Inner {
                 http,
                 auth: Auth::new(settings.login),
-                backoff: ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_max_times(settings.max_attempts.saturating_sub(1) as usize)
-                    .with_jitter(),
+                guard: CallGuard::new(
+                    "Vault",
+                    Limits {
+                        rate_limit: config::DEFAULT_VAULT_RATE_LIMIT,
+                        burst: config::DEFAULT_VAULT_RATE_LIMIT,
+                        max_wait: config::DEFAULT_AWS_MAX_WAIT,
+                        max_attempts: settings.max_attempts,
+                    },
+                ),
                 renewer: OnceLock::new(),
             }),
         })
@@ -206,10 +212,8 @@ impl Inner {
         path: &str,
         error: impl Fn(&Reply) -> BackendError,
     ) -> Result<Reply, BackendError> {
-        (|| self.attempt(Method::GET, path, None, &error))
-            .retry(self.backoff)
-            .when(BackendError::is_transient)
-            .notify(|e, delay| tracing::debug!(error = %e, ?delay, "retrying a Vault read"))
+        self.guard
+            .call(|| self.attempt(Method::GET, path, None, &error))
             .await
     }
 }
@@ -437,11 +441,12 @@ impl Backend for VaultBackend {
 
     /// KV v2 has no batch read: the secrets are read side by side, a few at a time.
     async fn fetch_many(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
-        let mut results = Vec::with_capacity(references.len());
-        for chunk in references.chunks(BATCH_CONCURRENCY) {
-            results.extend(futures::future::join_all(chunk.iter().map(|r| self.fetch(r))).await);
-        }
-        results
+        // At most BATCH_CONCURRENCY in flight, a new read starting as each one ends; in order.
+        let reads: Vec<_> = references.iter().map(|r| self.fetch(r)).collect();
+        futures::stream::iter(reads)
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await
     }
 
     async fn versions(&self, reference: &SecretRef) -> Result<VersionState, BackendError> {
@@ -511,13 +516,14 @@ impl Backend for VaultBackend {
         let error = |reply: &Reply| classify(reply.status, &reply.body, &what);
         // Retried only when Vault said it did not act (429): another attempt after a timeout
         // could add a second version.
-        let reply = (|| {
-            self.inner
-                .attempt(Method::POST, &api_path, Some(&body), &error)
-        })
-        .retry(self.inner.backoff)
-        .when(|e| matches!(e, BackendError::Throttled(_)))
-        .await?;
+        let reply = self
+            .inner
+            .guard
+            .call_write(|| {
+                self.inner
+                    .attempt(Method::POST, &api_path, Some(&body), &error)
+            })
+            .await?;
         let written: WriteBody = serde_json::from_slice(&reply.body).map_err(|e| {
             BackendError::Internal(format!(
                 "unexpected answer writing {what}: {}",

@@ -21,5 +21,7 @@ npx --no-install tsc -p tsconfig.json
 npx --no-install tsc -p tsconfig.test.json
 
 echo "== typescript: tests (node --test, live agent)"
+# The live tests fail, rather than skip, if with-agent does not hand them an agent.
+export PSST_REQUIRE_AGENT=1
 # One test file at a time: a watch conformance scenario restarts the shared agent.
 exec "$root/tests/conformance/with-agent" node --test --test-concurrency=1 build/test/*.test.js

@@ -22,6 +22,8 @@ import {
   type WatchEvent,
 } from '@psst/client';
 
+import { withoutAgent } from './helpers';
+
 type Expect = Record<string, unknown>;
 interface Scenario {
   name: string;
@@ -190,7 +192,7 @@ async function runWatch(s: WatchScenario): Promise<void> {
 
 const file = process.env.PSST_CONFORMANCE;
 if (!file) {
-  test('conformance scenarios', { skip: 'PSST_CONFORMANCE is not set: run under tests/conformance/with-agent (see test.sh)' }, () => {});
+  withoutAgent('conformance scenarios', 'PSST_CONFORMANCE');
 } else {
   const spec = JSON.parse(readFileSync(file, 'utf8')) as { scenarios: Scenario[] };
   describe('conformance', () => {
@@ -210,7 +212,7 @@ if (!file) {
 
 const watchFile = process.env.PSST_CONFORMANCE_WATCH;
 if (!watchFile) {
-  test('watch conformance scenarios', { skip: 'PSST_CONFORMANCE_WATCH is not set: run under tests/conformance/with-agent (see test.sh)' }, () => {});
+  withoutAgent('watch conformance scenarios', 'PSST_CONFORMANCE_WATCH');
 } else {
   const spec = JSON.parse(readFileSync(watchFile, 'utf8')) as { scenarios: WatchScenario[] };
   describe('watch conformance', () => {

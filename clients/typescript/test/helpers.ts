@@ -1,8 +1,10 @@
 // A fake agent for the unit tests: a grpc-js server on a temp Unix socket serving psst.v1.Secrets
 // and grpc.health.v1.Health with handlers the test chooses.
+import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { test } from 'node:test';
 
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -79,4 +81,15 @@ export async function startFakeAgent(handlers: Handlers, socket?: string): Promi
 
 export function fail(code: grpc.status, details: string): grpc.ServiceError {
   return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+}
+
+/** Stands in for a live suite when `variable` is missing: skipped, or failed when
+ * PSST_REQUIRE_AGENT is set (test.sh sets it), so the live suites are never skipped silently. */
+export function withoutAgent(name: string, variable: string): void {
+  const why = `${variable} is not set: run under tests/conformance/with-agent (see test.sh)`;
+  if (process.env.PSST_REQUIRE_AGENT) {
+    test(name, () => assert.fail(`${why} (PSST_REQUIRE_AGENT is set)`));
+  } else {
+    test(name, { skip: why }, () => {});
+  }
 }

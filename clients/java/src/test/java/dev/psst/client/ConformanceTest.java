@@ -25,7 +25,6 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
-import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 
 /**
  * The shared conformance scenarios (tests/conformance/scenarios.json, and the watch scenarios in
@@ -33,11 +32,23 @@ import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
  * tests/conformance/with-agent, which sets PSST_CONFORMANCE, PSST_CONFORMANCE_WATCH,
  * PSST_RESTART_AGENT and PSST_SOCKET. One dynamic test per scenario.
  */
-@EnabledIfEnvironmentVariable(named = "PSST_CONFORMANCE", matches = ".+", disabledReason = ConformanceTest.SKIP)
 class ConformanceTest {
   static final String SKIP = "PSST_CONFORMANCE is not set: run under tests/conformance/with-agent (see test.sh)";
   static final String SKIP_WATCH =
       "PSST_CONFORMANCE_WATCH is not set: run under tests/conformance/with-agent (see test.sh)";
+  /**
+   * Skips without a live agent (a plain `mvn test`); fails instead when PSST_REQUIRE_AGENT is set
+   * (test.sh sets it), so the scenarios can never be skipped silently.
+   */
+  static void requireAgent(String variable, String why) {
+    String value = System.getenv(variable);
+    boolean present = value != null && !value.isEmpty();
+    if (!present && System.getenv("PSST_REQUIRE_AGENT") != null) {
+      fail(why + " (PSST_REQUIRE_AGENT is set)");
+    }
+    Assumptions.assumeTrue(present, why);
+  }
+
   /** How long an expect_event (or expect_error) step waits. */
   private static final Duration WATCH_STEP = Duration.ofSeconds(10);
 
@@ -62,7 +73,7 @@ class ConformanceTest {
   @TestFactory
   Stream<DynamicTest> scenarios() throws IOException {
     String file = System.getenv("PSST_CONFORMANCE");
-    Assumptions.assumeTrue(file != null && !file.isEmpty(), SKIP);
+    requireAgent("PSST_CONFORMANCE", SKIP);
     JsonObject spec = JsonParser.parseString(Files.readString(Path.of(file))).getAsJsonObject();
     JsonArray scenarios = spec.getAsJsonArray("scenarios");
     assertNotNull(scenarios, "the scenario file has no scenarios array");
@@ -80,7 +91,7 @@ class ConformanceTest {
   @TestFactory
   Stream<DynamicTest> watchScenarios() throws IOException {
     String file = System.getenv("PSST_CONFORMANCE_WATCH");
-    Assumptions.assumeTrue(file != null && !file.isEmpty(), SKIP_WATCH);
+    requireAgent("PSST_CONFORMANCE_WATCH", SKIP_WATCH);
     JsonObject spec = JsonParser.parseString(Files.readString(Path.of(file))).getAsJsonObject();
     JsonArray scenarios = spec.getAsJsonArray("scenarios");
     assertNotNull(scenarios, "the watch scenario file has no scenarios array");

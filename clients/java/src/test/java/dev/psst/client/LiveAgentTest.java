@@ -13,11 +13,9 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
 
 /**
  * What the conformance scenarios do not cover, against the same live agent: health, whoAmI, put,
@@ -25,14 +23,12 @@ import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
  * the conformance policy lets the runner write but not read or list, so the scenarios are unaffected.
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
-@EnabledIfEnvironmentVariable(named = "PSST_CONFORMANCE", matches = ".+", disabledReason = ConformanceTest.SKIP)
 class LiveAgentTest {
   private static PsstClient client;
 
   @BeforeAll
   static void connect() {
-    String file = System.getenv("PSST_CONFORMANCE");
-    Assumptions.assumeTrue(file != null && !file.isEmpty(), ConformanceTest.SKIP);
+    ConformanceTest.requireAgent("PSST_CONFORMANCE", ConformanceTest.SKIP);
     client = PsstClient.create();
   }
 

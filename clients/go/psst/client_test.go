@@ -488,12 +488,26 @@ func TestRetryUntilTheAgentStarts(t *testing.T) {
 	f := &fakeAgent{errs: map[string]error{}}
 	sock := filepath.Join(t.TempDir(), "psst.sock")
 	c := newClient(t, psst.WithSocket(sock), psst.WithBackoff(10*time.Millisecond, 50*time.Millisecond))
+	// The agent starts late; t.Fatal and t.Cleanup belong to this goroutine, so the late one
+	// only listens and serves, and reports a failed Listen back.
+	srv := grpc.NewServer()
+	psstv1.RegisterSecretsServer(srv, f)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	t.Cleanup(srv.Stop)
+	listened := make(chan error, 1)
 	go func() {
 		time.Sleep(300 * time.Millisecond)
-		serve(t, sock, f, nil)
+		lis, err := net.Listen("unix", sock)
+		listened <- err
+		if err == nil {
+			_ = srv.Serve(lis)
+		}
 	}()
 	start := time.Now()
 	s, err := c.Get(ctx(t), "local:late")
+	if lerr := <-listened; lerr != nil {
+		t.Fatalf("the late agent could not listen: %v", lerr)
+	}
 	if err != nil {
 		t.Fatalf("Get while the agent starts = %v", err)
 	}

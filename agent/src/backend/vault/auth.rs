@@ -342,7 +342,7 @@ async fn describe(http: &VaultHttp, token: Arc<SecretValue>) -> Result<Session, 
 
 async fn renew_self(
     http: &VaultHttp,
-    token: &SecretValue,
+    token: &Arc<SecretValue>,
 ) -> Result<(Duration, bool), BackendError> {
     let reply = http
         .send(

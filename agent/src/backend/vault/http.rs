@@ -1,7 +1,7 @@
 //! Vault's HTTP API as the backend uses it: one request, its answer read into a zeroizing
 //! buffer, and HTTP statuses mapped onto `BackendError`.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -126,13 +126,14 @@ impl VaultHttp {
         &self,
         method: Method,
         path: &str,
-        token: Option<&SecretValue>,
+        token: Option<&Arc<SecretValue>>,
         body: Option<Zeroizing<Vec<u8>>>,
     ) -> Result<Reply, BackendError> {
         let uri = format!("{}/v1/{path}", self.address);
         let mut request = Request::builder().method(method).uri(&uri);
         if let Some(token) = token {
-            let mut value = HeaderValue::from_bytes(token.expose()).map_err(|_| {
+            // The header shares the token's own buffer (no copy left unwiped when it is dropped).
+            let mut value = HeaderValue::from_maybe_shared(token.share()).map_err(|_| {
                 BackendError::AgentDenied(
                     "the agent's Vault token holds characters a header cannot carry".into(),
                 )
@@ -164,23 +165,30 @@ impl VaultHttp {
             })?;
             let status = response.status();
             let mut body = response.into_body();
-            let mut buffer = Zeroizing::new(Vec::new());
+            // The frames are kept until the answer is whole, then copied once into a buffer of
+            // the exact size (a growing Vec would leave unwiped copies behind as it moved).
+            let mut frames = Vec::new();
+            let mut length = 0;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| {
                     BackendError::Unavailable(format!("Vault's answer broke off: {e}"))
                 })?;
                 if let Ok(data) = frame.into_data() {
-                    if buffer.len() + data.len() > MAX_BODY_BYTES {
+                    length += data.len();
+                    frames.push(data);
+                    if length > MAX_BODY_BYTES {
+                        wipe(frames);
                         return Err(BackendError::Internal(format!(
                             "Vault's answer is larger than {MAX_BODY_BYTES} bytes"
                         )));
                     }
-                    buffer.extend_from_slice(&data);
-                    if let Ok(mut data) = data.try_into_mut() {
-                        data.as_mut().zeroize();
-                    }
                 }
             }
+            let mut buffer = Zeroizing::new(Vec::with_capacity(length));
+            for data in &frames {
+                buffer.extend_from_slice(data);
+            }
+            wipe(frames);
             Ok(Reply {
                 status,
                 body: buffer,
@@ -197,6 +205,15 @@ impl VaultHttp {
 }
 
 struct Wiped(Zeroizing<Vec<u8>>);
+
+/// Zeroizes received frames this side holds alone.
+fn wipe(frames: Vec<Bytes>) {
+    for data in frames {
+        if let Ok(mut data) = data.try_into_mut() {
+            data.as_mut().zeroize();
+        }
+    }
+}
 
 impl AsRef<[u8]> for Wiped {
     fn as_ref(&self) -> &[u8] {

@@ -9,6 +9,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tonic::service::Routes;
 
 use crate::{
+    admission::{Admission, AdmissionLimits},
     agent::{Agent, Limits},
     api::{AdminApi, SecretsApi},
     backend::{
@@ -22,6 +23,7 @@ use crate::{
     identity::{IdentityResolver, ProcResolver},
     lifecycle, metrics,
     policy::PolicySource,
+    reference::MAX_REFERENCE_LEN,
     rotation::WatchSettings,
     server, transport,
 };
@@ -64,6 +66,46 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
     Ok(backends)
 }
 
+/// The admission bounds: the configured ones, with the connection total capped by the
+/// open-file limit (raised to its hard limit first), so the agent never runs out of
+/// descriptors for its own files because of callers.
+fn admission_limits(config: &Config) -> AdmissionLimits {
+    let fits = usize::try_from(lifecycle::raise_fd_limit()).unwrap_or(usize::MAX);
+    let max_connections = config.connections.max.min(fits);
+    if max_connections < config.connections.max {
+        tracing::warn!(
+            configured = config.connections.max,
+            max_connections,
+            "the open-file limit allows fewer connections than connections.max: raise LimitNOFILE"
+        );
+    }
+    AdmissionLimits {
+        max_connections,
+        max_connections_per_uid: config.connections.max_per_uid.min(max_connections),
+        connections_per_second_per_uid: config.connections.per_second_per_uid,
+        connection_burst_per_uid: config.connections.burst_per_uid,
+        requests_in_flight_per_uid: config.limits.requests_in_flight_per_uid,
+        requests_per_second_per_uid: config.limits.requests_per_second_per_uid,
+        request_burst_per_uid: config.limits.request_burst_per_uid,
+        body_bytes_in_flight: config.limits.body_bytes_in_flight,
+        body_bytes_in_flight_per_uid: config.limits.body_bytes_in_flight_per_uid,
+    }
+}
+
+fn connection_settings(config: &Config) -> server::ConnectionSettings {
+    let c = &config.connections;
+    server::ConnectionSettings {
+        max_streams: c.max_streams,
+        handshake_timeout: c.handshake_timeout,
+        idle_timeout: c.idle_timeout,
+        keepalive_interval: c.keepalive_interval,
+        keepalive_timeout: c.keepalive_timeout,
+        max_age: c.max_age,
+        max_age_grace: c.max_age_grace,
+        body_timeout: config.limits.body_timeout,
+    }
+}
+
 /// Runs the agent until `shutdown` resolves, then drains for at most the grace period.
 pub async fn run(
     config: Config,
@@ -104,6 +146,7 @@ pub async fn run(
         watch,
     ));
     let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::default());
+    let admission = Admission::new(admission_limits(&config));
 
     let max_message = config.server.max_message_bytes;
     let secrets = SecretsServer::new(SecretsApi::new(Arc::clone(&agent)))
@@ -135,17 +178,22 @@ pub async fn run(
     let shared = Arc::new(server::Shared {
         agent: Arc::clone(&agent),
         routes,
+        resolver,
+        admission,
+        settings: connection_settings(&config),
         max_message,
+        max_list_request: config.limits.max_batch * (MAX_REFERENCE_LEN + 8) + 64,
     });
-    let server = server::serve(
-        transport::incoming(bound.listener, resolver),
-        shared,
-        async {
-            stop_rx.await.ok();
-        },
-    );
-    let metrics_server = metrics_listener
-        .map(|listener| tokio::spawn(metrics::serve(listener, Arc::clone(agent.metrics()))));
+    let server = server::serve(transport::Acceptor::new(bound.listener), shared, async {
+        stop_rx.await.ok();
+    });
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::clone(agent.metrics()),
+            config.metrics.max_connections,
+        ))
+    });
     // SIGHUP's default action ends the process: take it over before the first connection.
     let hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
     let mut server = tokio::spawn(server);

@@ -53,10 +53,45 @@ pub const DEFAULT_VAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_VAULT_RATE_LIMIT: u32 = 100;
 /// Where Vault's AppRole auth method is mounted unless told otherwise.
 pub const DEFAULT_VAULT_APPROLE_MOUNT: &str = "approle";
+/// Connections open at once from every caller together (also capped by the open-file limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Connections open at once from one uid.
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
+/// New connections per second from one uid, and the burst above it: a process that connects
+/// and closes in a loop is refused before it costs the agent more than an accept.
+pub const DEFAULT_CONNECTIONS_PER_SECOND_PER_UID: u32 = 200;
+pub const DEFAULT_CONNECTION_BURST_PER_UID: u32 = 1_000;
+/// Streams open at once on one connection (watches included).
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// Time a new connection has to send the HTTP/2 preface.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection with no stream open for this long is closed (GOAWAY); clients reconnect.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// A connection quiet for this long is pinged; one that does not answer within the timeout
+/// is closed.
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// After this long a connection is asked to go away (GOAWAY) so the client reconnects and is
+/// identified again; streams still open then get `max_age_grace` to finish.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(60 * 60);
+pub const DEFAULT_MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(5 * 60);
+/// Requests (unary calls and streams) in flight at once from one uid.
+pub const DEFAULT_REQUESTS_IN_FLIGHT_PER_UID: usize = 512;
+/// Requests per second from one uid, and the burst allowed above it.
+pub const DEFAULT_REQUESTS_PER_SECOND_PER_UID: u32 = 5_000;
+pub const DEFAULT_REQUEST_BURST_PER_UID: u32 = 10_000;
+/// Request bytes the agent buffers at once, from every caller and from one uid.
+pub const DEFAULT_BODY_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+pub const DEFAULT_BODY_BYTES_IN_FLIGHT_PER_UID: usize = 8 * 1024 * 1024;
+/// Time a caller has to send a whole request body.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once to the metrics listener.
+pub const DEFAULT_METRICS_MAX_CONNECTIONS: usize = 16;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub server: ServerConfig,
+    pub connections: ConnectionsConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
     pub policy: PolicyConfig,
@@ -67,11 +102,68 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address of the Prometheus endpoint (`GET /metrics`), e.g. "127.0.0.1:9464". Unset: off.
     pub listen: Option<std::net::SocketAddr>,
+    /// A `listen` address other than loopback is refused unless this is set.
+    pub allow_remote: bool,
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            allow_remote: false,
+            max_connections: DEFAULT_METRICS_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// How many connections the socket takes, and how long each may live.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// From every caller together; also capped by the open-file limit.
+    pub max: usize,
+    pub max_per_uid: usize,
+    /// New connections per second per uid (0: no limit), and the burst above it.
+    pub per_second_per_uid: u32,
+    pub burst_per_uid: u32,
+    pub max_streams: u32,
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_age_grace: Duration,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            max: DEFAULT_MAX_CONNECTIONS,
+            max_per_uid: DEFAULT_MAX_CONNECTIONS_PER_UID,
+            per_second_per_uid: DEFAULT_CONNECTIONS_PER_SECOND_PER_UID,
+            burst_per_uid: DEFAULT_CONNECTION_BURST_PER_UID,
+            max_streams: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_age: DEFAULT_MAX_CONNECTION_AGE,
+            max_age_grace: DEFAULT_MAX_CONNECTION_AGE_GRACE,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -214,6 +306,14 @@ impl Default for CacheConfig {
 pub struct LimitsConfig {
     pub max_value_bytes: usize,
     pub max_batch: usize,
+    pub requests_in_flight_per_uid: usize,
+    /// 0: no rate limit.
+    pub requests_per_second_per_uid: u32,
+    pub request_burst_per_uid: u32,
+    pub body_bytes_in_flight: usize,
+    pub body_bytes_in_flight_per_uid: usize,
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -221,6 +321,12 @@ impl Default for LimitsConfig {
         Self {
             max_value_bytes: agent::DEFAULT_MAX_VALUE_BYTES,
             max_batch: agent::DEFAULT_MAX_BATCH,
+            requests_in_flight_per_uid: DEFAULT_REQUESTS_IN_FLIGHT_PER_UID,
+            requests_per_second_per_uid: DEFAULT_REQUESTS_PER_SECOND_PER_UID,
+            request_burst_per_uid: DEFAULT_REQUEST_BURST_PER_UID,
+            body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
+            body_bytes_in_flight_per_uid: DEFAULT_BODY_BYTES_IN_FLIGHT_PER_UID,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }
@@ -419,8 +525,17 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 9] = [
-    "server", "log", "audit", "policy", "cache", "limits", "watch", "metrics", "backend",
+const SECTIONS: [&str; 10] = [
+    "server",
+    "connections",
+    "log",
+    "audit",
+    "policy",
+    "cache",
+    "limits",
+    "watch",
+    "metrics",
+    "backend",
 ];
 
 impl Config {
@@ -449,6 +564,7 @@ impl Config {
             }
         }
         let server: ServerConfig = section(&table, "server", &mut problems);
+        let connections: ConnectionsConfig = section(&table, "connections", &mut problems);
         let log: LogConfig = section(&table, "log", &mut problems);
         let audit: AuditConfig = section(&table, "audit", &mut problems);
         let policy: PolicyConfig = section(&table, "policy", &mut problems);
@@ -474,6 +590,7 @@ impl Config {
 
         let config = Config {
             server,
+            connections,
             log,
             audit,
             policy,
@@ -517,6 +634,68 @@ impl Config {
         }
         if self.limits.max_batch == 0 {
             problems.push("limits.max_batch must be at least 1".into());
+        }
+        for (key, value) in [
+            ("connections.max", self.connections.max),
+            ("connections.max_per_uid", self.connections.max_per_uid),
+            (
+                "connections.max_streams",
+                self.connections.max_streams as usize,
+            ),
+            (
+                "limits.requests_in_flight_per_uid",
+                self.limits.requests_in_flight_per_uid,
+            ),
+            (
+                "limits.body_bytes_in_flight",
+                self.limits.body_bytes_in_flight,
+            ),
+            (
+                "limits.body_bytes_in_flight_per_uid",
+                self.limits.body_bytes_in_flight_per_uid,
+            ),
+            ("metrics.max_connections", self.metrics.max_connections),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key} must be at least 1"));
+            }
+        }
+        // A request the agent accepts must fit in what one uid may buffer.
+        if self.limits.body_bytes_in_flight_per_uid < self.server.max_message_bytes + 5 {
+            problems.push(
+                "limits.body_bytes_in_flight_per_uid must hold one whole message (server.max_message_bytes)"
+                    .into(),
+            );
+        }
+        if self.limits.body_bytes_in_flight < self.limits.body_bytes_in_flight_per_uid {
+            problems.push(
+                "limits.body_bytes_in_flight must be at least limits.body_bytes_in_flight_per_uid"
+                    .into(),
+            );
+        }
+        for (key, value) in [
+            (
+                "connections.handshake_timeout",
+                self.connections.handshake_timeout,
+            ),
+            ("connections.idle_timeout", self.connections.idle_timeout),
+            (
+                "connections.keepalive_timeout",
+                self.connections.keepalive_timeout,
+            ),
+            ("connections.max_age", self.connections.max_age),
+            ("limits.body_timeout", self.limits.body_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("{key} must be more than 0"));
+            }
+        }
+        if let Some(address) = self.metrics.listen {
+            if !address.ip().is_loopback() && !self.metrics.allow_remote {
+                problems.push(format!(
+                    "metrics.listen {address} is not a loopback address: set metrics.allow_remote = true to serve metrics to other hosts"
+                ));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             problems.push(format!(
@@ -608,6 +787,7 @@ impl Config {
                 grace_period: Duration::from_secs(2),
                 ..ServerConfig::default()
             },
+            connections: ConnectionsConfig::default(),
             log: LogConfig::default(),
             audit: AuditConfig::default(),
             policy: PolicyConfig {

@@ -4,7 +4,8 @@
 //!
 //! A request travels down this list:
 //!
-//! - [`transport`]: the Unix socket (or systemd's), connections tagged with their caller.
+//! - [`transport`]: the Unix socket (or systemd's) and its accept loop.
+//! - [`admission`]: what each uid, and everyone together, may make the agent hold.
 //! - [`identity`]: peer credentials enriched from `/proc` into a [`identity::Caller`].
 //! - [`api`]: gRPC handlers; they translate and call the core.
 //! - [`agent`]: the core: reference → policy → cache → backend, independent of gRPC.
@@ -17,6 +18,7 @@
 //! root. [`secret::SecretValue`] is the one type that holds plaintext.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod agent;
 pub mod api;
 pub mod app;

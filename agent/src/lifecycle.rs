@@ -9,6 +9,26 @@ pub fn harden() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// File descriptors kept free for everything that is not a caller's connection: the store,
+/// the audit file, backend connections, the metrics listener, the accept loop's reserve.
+pub const RESERVED_FDS: u64 = 64;
+
+/// Raises the open-file limit to its hard limit (systemd's default soft limit, 1,024, is what
+/// a local user would otherwise exhaust with idle connections) and returns the number of
+/// connections that fit beside [`RESERVED_FDS`].
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024 - RESERVED_FDS;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    limit.saturating_sub(RESERVED_FDS).max(1)
+}
+
 /// Takes over SIGTERM and SIGINT now (their default action ends the process at once) and
 /// returns a future that resolves on the first of them. Call it before serving anything.
 pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {

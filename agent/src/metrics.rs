@@ -210,14 +210,30 @@ impl Collector for Snapshot {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-) -> std::io::Result<()> {
+    max_connections: usize,
+) {
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "metrics listening");
     }
+    // The listener is isolated from the socket: a few connections at most, each bounded in
+    // time, and accept errors never end it (out of descriptors: wait, then go on).
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Over the cap: close at once rather than hold a descriptor for a scraper.
+            continue;
+        };
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request: Request<Incoming>| {
                 let response = if request.uri().path() == "/metrics" {
                     Response::builder()
@@ -230,12 +246,19 @@ pub async fn serve(
                 };
                 async move { Ok::<_, Infallible>(response.expect("a valid response")) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(METRICS_HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let served = tokio::time::timeout(METRICS_CONNECTION_LIFETIME, connection).await;
+            if let Ok(Err(e)) = served {
                 tracing::debug!(error = %e, "metrics connection");
             }
         });
     }
 }
+
+/// Time a metrics client has to send its request head.
+const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a metrics connection stays open, scrapes included (keep-alive scrapers reconnect).
+const METRICS_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);

@@ -15,63 +15,124 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
-use futures::{stream::FuturesUnordered, Stream, StreamExt};
+use futures::{stream::FuturesUnordered, StreamExt};
 use h2::{
     server::{self, SendResponse},
-    RecvStream, SendStream,
+    Ping, PingPong, RecvStream, SendStream,
 };
 use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame};
 use prost::Message;
-use tokio::{sync::watch, task::JoinSet};
+use tokio::{
+    net::UnixStream,
+    sync::watch,
+    task::JoinSet,
+    time::{Instant, Sleep},
+};
 use tonic::{service::Routes, Status};
 use tower::Service;
 
 use crate::{
+    admission::{Admission, BodyBudget, ConnectionPermit, RequestPermit},
     agent::Agent,
     api,
-    transport::{CallerStream, ConnectedCaller},
+    identity::{IdentityError, IdentityResolver, PeerCred},
+    transport::{Acceptor, ConnectedCaller},
 };
 
 const GET_SECRET: &str = "/psst.v1.Secrets/GetSecret";
+const BATCH_GET: &str = "/psst.v1.Secrets/BatchGetSecrets";
+const WATCH: &str = "/psst.v1.Secrets/WatchSecrets";
+const PUT: &str = "/psst.v1.Secrets/PutSecret";
 /// Per-stream and per-connection receive windows, as hyper sets them for servers.
 const WINDOW: u32 = 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
-/// Streams one connection may have open at once (watches included); a client past it waits for
-/// one to end. h2 itself bounds streams reset early (the rapid-reset attack).
-const MAX_STREAMS: u32 = 1024;
+/// The largest body of a request that names secrets and carries no value: one reference (at
+/// most `MAX_REFERENCE_LEN`) and its framing. A `GetSecret` larger than this is refused as it
+/// arrives, before it is buffered.
+const MAX_SMALL_REQUEST: usize = 4 * 1024;
+/// The largest body of the methods that take neither a value nor a list of references.
+const MAX_OTHER_REQUEST: usize = 64 * 1024;
+
+/// How long connections may live and how idle they may be (`[connections]`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionSettings {
+    pub max_streams: u32,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Zero: no keepalive pings.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_age: Duration,
+    pub max_age_grace: Duration,
+    pub body_timeout: Duration,
+}
 
 /// What every connection shares.
 pub struct Shared {
     pub agent: Arc<Agent>,
     pub routes: Routes,
+    pub resolver: Arc<dyn IdentityResolver>,
+    pub admission: Arc<Admission>,
+    pub settings: ConnectionSettings,
     /// The largest gRPC message decoded or encoded (server.max_message_bytes).
     pub max_message: usize,
+    /// The largest `BatchGetSecrets` or `WatchSecrets` body: `limits.max_batch` references.
+    pub max_list_request: usize,
+}
+
+impl Shared {
+    /// The largest body a method's request may have, framing included: sized to what the
+    /// method takes, so a stream cannot make the agent buffer more than its request needs.
+    fn max_body(&self, path: &str) -> usize {
+        match path {
+            GET_SECRET => MAX_SMALL_REQUEST,
+            BATCH_GET | WATCH => self.max_list_request,
+            PUT => self.max_message + 5,
+            _ => MAX_OTHER_REQUEST.min(self.max_message + 5),
+        }
+    }
 }
 
 /// Accepts connections until `shutdown` resolves, then asks each to finish (HTTP/2 GOAWAY: the
 /// streams open go on, no new ones start) and waits for them. The caller bounds that wait.
+///
+/// The loop itself only accepts and admits (a uid's connection count): identifying the caller
+/// reads `/proc` and may ask NSS, so it happens in the connection's own task, where a slow
+/// caller delays nobody else.
 pub async fn serve(
-    incoming: impl Stream<Item = std::io::Result<CallerStream>>,
+    mut acceptor: Acceptor,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
-    let mut incoming = std::pin::pin!(incoming);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = incoming.next() => match accepted {
-                Some(Ok(stream)) => {
-                    connections.spawn(connection(stream, Arc::clone(&shared), stop_rx.clone()));
+            (stream, peer) = acceptor.accept() => {
+                let Some(peer) = peer else {
+                    acceptor.refuse(&"no peer credentials");
+                    continue;
+                };
+                match shared.admission.connect(peer.uid) {
+                    Ok(permit) => {
+                        connections.spawn(connection(
+                            stream,
+                            peer,
+                            permit,
+                            Arc::clone(&shared),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    // Dropping the stream closes it: the client sees the connection end.
+                    Err(refusal) => acceptor.refuse(&refusal),
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "accepting a connection failed"),
-                None => break,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -80,21 +141,52 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(stream: CallerStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let caller = stream.caller();
+/// Identifies the caller behind a new connection, off the accept loop and bounded in time.
+async fn identify(shared: &Shared, peer: PeerCred) -> ConnectedCaller {
+    let resolver = Arc::clone(&shared.resolver);
+    let resolved = tokio::time::timeout(
+        shared.settings.handshake_timeout,
+        tokio::task::spawn_blocking(move || resolver.resolve(peer)),
+    )
+    .await;
+    let caller = match resolved {
+        Ok(Ok(caller)) => caller,
+        Ok(Err(_)) | Err(_) => Err(IdentityError::TimedOut),
+    };
+    if let Err(e) = &caller {
+        tracing::warn!(error = %e, uid = peer.uid, "connection from an unidentified caller");
+    }
+    Arc::new(caller)
+}
+
+async fn connection(
+    stream: UnixStream,
+    peer: PeerCred,
+    permit: ConnectionPermit,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let settings = shared.settings;
     let handshake = server::Builder::new()
         .initial_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
         .max_header_list_size(MAX_HEADER_LIST)
-        .max_concurrent_streams(MAX_STREAMS)
+        .max_concurrent_streams(settings.max_streams)
         .handshake::<_, Bytes>(stream);
-    let mut conn = match handshake.await {
-        Ok(conn) => conn,
-        Err(e) => {
+    let mut conn = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "HTTP/2 handshake failed");
             return;
         }
+        Err(_) => {
+            tracing::debug!(uid = peer.uid, "HTTP/2 handshake timed out");
+            return;
+        }
     };
+    // Only a connection that speaks HTTP/2 costs a look at /proc: a connect/close flood does not.
+    let caller = identify(&shared, peer).await;
+    let mut life = Lifetime::new(&settings, conn.ping_pong());
     let mut inline = FuturesUnordered::new();
     let mut stopping = false;
     loop {
@@ -102,16 +194,32 @@ async fn connection(stream: CallerStream, shared: Arc<Shared>, mut stop: watch::
             stopping = true;
             conn.graceful_shutdown();
         }
+        let has_streams = conn.has_streams();
         tokio::select! {
             biased;
             Some(()) = inline.next(), if !inline.is_empty() => {}
             accepted = conn.accept() => match accepted {
-                Some(Ok((request, respond))) => {
+                Some(Ok((request, mut respond))) => {
+                    life.streams_seen += 1;
+                    let request_permit = match admit(&caller, &permit) {
+                        Ok(request_permit) => request_permit,
+                        Err(status) => {
+                            send_status(&mut respond, status);
+                            continue;
+                        }
+                    };
                     if is_plain_get_secret(&request) {
-                        inline.push(get_secret(&shared, &caller, request, respond));
+                        inline.push(get_secret(&shared, &caller, request, respond, request_permit));
                     } else {
-                        let routes = shared.routes.clone();
-                        tokio::spawn(route(routes, Arc::clone(&caller), request, respond));
+                        let limit = shared.max_body(request.uri().path());
+                        tokio::spawn(route(
+                            shared.routes.clone(),
+                            Arc::clone(&caller),
+                            request,
+                            respond,
+                            request_permit,
+                            BodyLimit { max: limit, timeout: settings.body_timeout },
+                        ));
                     }
                 }
                 Some(Err(e)) => {
@@ -120,7 +228,145 @@ async fn connection(stream: CallerStream, shared: Arc<Shared>, mut stop: watch::
                 }
                 None => break,
             },
+            event = life.next(has_streams) => match event {
+                LifeEvent::Continue => {}
+                LifeEvent::GoAway => conn.graceful_shutdown(),
+                LifeEvent::Close => {
+                    tracing::debug!(uid = peer.uid, "closing a connection that stopped answering or outlived its grace");
+                    break;
+                }
+            },
             _ = stop.changed(), if !stopping => {}
+        }
+    }
+}
+
+/// Admits one request of a connection: an unidentified caller gets nothing (not even its body
+/// read), and an identified one only within its uid's share.
+fn admit(caller: &ConnectedCaller, permit: &ConnectionPermit) -> Result<RequestPermit, Status> {
+    api::connected(caller)?;
+    permit
+        .request()
+        .map_err(|refusal| Status::resource_exhausted(refusal.to_string()))
+}
+
+/// The timers of one connection: idle, keepalive, maximum age. They are re-armed only when they
+/// fire (comparing a stream counter), so a busy connection pays nothing per request for them.
+struct Lifetime {
+    settings: ConnectionSettings,
+    /// Streams accepted so far on the connection.
+    streams_seen: u64,
+    idle: Pin<Box<Sleep>>,
+    idle_mark: u64,
+    keepalive: Option<Keepalive>,
+    age: Pin<Box<Sleep>>,
+    going_away: bool,
+}
+
+struct Keepalive {
+    ping_pong: PingPong,
+    timer: Pin<Box<Sleep>>,
+    mark: u64,
+    awaiting_pong: bool,
+}
+
+enum LifeEvent {
+    Continue,
+    /// Ask the client to reconnect (GOAWAY); open streams go on.
+    GoAway,
+    /// Close the connection now.
+    Close,
+}
+
+impl Lifetime {
+    fn new(settings: &ConnectionSettings, ping_pong: Option<PingPong>) -> Self {
+        let now = Instant::now();
+        // ±10% so connections opened together (a fleet restart) do not all go away together.
+        let age = settings.max_age.mul_f64(rand::random_range(0.9..1.1));
+        Self {
+            settings: *settings,
+            streams_seen: 0,
+            idle: Box::pin(tokio::time::sleep_until(now + settings.idle_timeout)),
+            idle_mark: 0,
+            keepalive: ping_pong
+                .filter(|_| !settings.keepalive_interval.is_zero())
+                .map(|ping_pong| Keepalive {
+                    ping_pong,
+                    timer: Box::pin(tokio::time::sleep_until(now + settings.keepalive_interval)),
+                    mark: 0,
+                    awaiting_pong: false,
+                }),
+            age: Box::pin(tokio::time::sleep_until(now + age)),
+            going_away: false,
+        }
+    }
+
+    async fn next(&mut self, has_streams: bool) -> LifeEvent {
+        let Self {
+            settings,
+            streams_seen: seen,
+            idle,
+            idle_mark,
+            keepalive,
+            age,
+            going_away,
+        } = self;
+        let seen = *seen;
+        let keepalive = async {
+            match keepalive.as_mut() {
+                Some(k) if k.awaiting_pong => {
+                    tokio::select! {
+                        pong = poll_fn(|cx| k.ping_pong.poll_pong(cx)) => {
+                            k.awaiting_pong = false;
+                            if pong.is_err() {
+                                return LifeEvent::Close;
+                            }
+                            k.timer.as_mut().reset(Instant::now() + settings.keepalive_interval);
+                            LifeEvent::Continue
+                        }
+                        () = k.timer.as_mut() => LifeEvent::Close,
+                    }
+                }
+                Some(k) => {
+                    k.timer.as_mut().await;
+                    let now = Instant::now();
+                    if k.mark != seen {
+                        // Streams arrived since the last look: the peer is alive.
+                        k.mark = seen;
+                        k.timer.as_mut().reset(now + settings.keepalive_interval);
+                    } else if k.ping_pong.send_ping(Ping::opaque()).is_ok() {
+                        k.awaiting_pong = true;
+                        k.timer.as_mut().reset(now + settings.keepalive_timeout);
+                    } else {
+                        return LifeEvent::Close;
+                    }
+                    LifeEvent::Continue
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = idle.as_mut(), if !*going_away => {
+                if has_streams || *idle_mark != seen {
+                    *idle_mark = seen;
+                    idle.as_mut().reset(Instant::now() + settings.idle_timeout);
+                    LifeEvent::Continue
+                } else {
+                    *going_away = true;
+                    LifeEvent::GoAway
+                }
+            }
+            () = age.as_mut() => {
+                if *going_away {
+                    return LifeEvent::Close;
+                }
+                // Reconnecting identifies the caller again; streams still open (watches) get
+                // the grace period, then the connection closes and their clients resume.
+                *going_away = true;
+                age.as_mut().reset(Instant::now() + settings.max_age_grace);
+                LifeEvent::GoAway
+            }
+            event = keepalive => event,
         }
     }
 }
@@ -140,8 +386,10 @@ async fn get_secret(
     caller: &ConnectedCaller,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
+    permit: RequestPermit,
 ) {
-    match answer_get_secret(shared, caller, request.into_body()).await {
+    let answer = answer_get_secret(shared, caller, request.into_body(), &permit).await;
+    match answer {
         Ok(reply) => {
             let response = Response::builder()
                 .header(header::CONTENT_TYPE, "application/grpc")
@@ -165,10 +413,22 @@ async fn answer_get_secret(
     shared: &Shared,
     caller: &ConnectedCaller,
     mut body: RecvStream,
+    permit: &RequestPermit,
 ) -> Result<Bytes, Status> {
-    let framed = read_message(&mut body, shared.max_message).await?;
+    let mut budget = permit.body();
+    let framed = {
+        let mut read = std::pin::pin!(read_message(&mut body, MAX_SMALL_REQUEST - 5, &mut budget));
+        match futures::poll!(read.as_mut()) {
+            // The usual case: the whole request came with its headers. No timer is armed.
+            Poll::Ready(framed) => framed,
+            Poll::Pending => tokio::time::timeout(shared.settings.body_timeout, read)
+                .await
+                .map_err(|_| body_timed_out())?,
+        }
+    }?;
     let request = psst_proto::v1::GetSecretRequest::decode(&framed[5..])
         .map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))?;
+    drop(budget);
     let caller = api::connected(caller)?;
     let secret = api::get_secret(&shared.agent, caller, request.reference).await?;
     let length = secret.encoded_len();
@@ -187,13 +447,25 @@ async fn answer_get_secret(
     Ok(out.freeze())
 }
 
+fn body_timed_out() -> Status {
+    Status::deadline_exceeded("the request body did not arrive in time")
+}
+
 /// The request body: exactly one uncompressed gRPC message, prefix included. One DATA frame (the
-/// usual case) is taken as it is; a message split across frames is joined.
-async fn read_message(body: &mut RecvStream, max_message: usize) -> Result<Bytes, Status> {
+/// usual case) is taken as it is; a message split across frames is joined. Every byte is
+/// accounted to the caller's budget before it is kept.
+async fn read_message(
+    body: &mut RecvStream,
+    max_message: usize,
+    budget: &mut BodyBudget,
+) -> Result<Bytes, Status> {
     let mut framed = Bytes::new();
     let mut joined: Option<BytesMut> = None;
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|e| Status::cancelled(format!("reading the request: {e}")))?;
+        budget
+            .buffer(chunk.len())
+            .map_err(|refusal| Status::resource_exhausted(refusal.to_string()))?;
         let _ = body.flow_control().release_capacity(chunk.len());
         match joined.as_mut() {
             Some(joined) => joined.extend_from_slice(&chunk),
@@ -250,12 +522,21 @@ fn send_status(respond: &mut SendResponse<Bytes>, status: Status) {
     let _ = respond.send_response(Response::from_parts(parts, ()), true);
 }
 
-/// Runs a request through tonic's services and streams the response back.
+/// How much of a request body a routed method may receive, and for how long.
+struct BodyLimit {
+    max: usize,
+    timeout: Duration,
+}
+
+/// Runs a request through tonic's services and streams the response back. The permit keeps the
+/// request counted against its uid until the response (a watch: the stream) ends.
 async fn route(
     mut routes: Routes,
     caller: ConnectedCaller,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
+    permit: RequestPermit,
+    limit: BodyLimit,
 ) {
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(caller);
@@ -264,6 +545,10 @@ async fn route(
         H2Body {
             recv: body,
             data_done: false,
+            budget: permit.body(),
+            received: 0,
+            max: limit.max,
+            deadline: Box::pin(tokio::time::sleep(limit.timeout)),
         },
     );
     let response = match routes.call(request).await {
@@ -331,34 +616,60 @@ async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), h
     Ok(())
 }
 
-/// An h2 request body as an `http_body::Body`, releasing flow-control capacity as it is read.
+/// An h2 request body as an `http_body::Body`, releasing flow-control capacity as it is read,
+/// within the method's size, the caller's byte budget and the body timeout. Its errors are
+/// `Status`es, which tonic passes on to the caller as they are.
 struct H2Body {
     recv: RecvStream,
     data_done: bool,
+    budget: BodyBudget,
+    received: usize,
+    max: usize,
+    deadline: Pin<Box<Sleep>>,
 }
 
 impl Body for H2Body {
     type Data = Bytes;
-    type Error = h2::Error;
+    type Error = Status;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let reading = |e: h2::Error| Status::cancelled(format!("reading the request: {e}"));
         if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
+            let this = &mut *self;
+            match this.recv.poll_data(cx) {
+                Poll::Pending => {
+                    return match this.deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Some(Err(body_timed_out()))),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+                Poll::Ready(Some(Ok(data))) => {
+                    this.received += data.len();
+                    if this.received > this.max {
+                        return Poll::Ready(Some(Err(Status::out_of_range(format!(
+                            "the request body is larger than this method takes ({} bytes)",
+                            this.max
+                        )))));
+                    }
+                    if let Err(refusal) = this.budget.buffer(data.len()) {
+                        return Poll::Ready(Some(Err(Status::resource_exhausted(
+                            refusal.to_string(),
+                        ))));
+                    }
+                    let _ = this.recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => self.data_done = true,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(reading(e)))),
+                Poll::Ready(None) => self.data_done = true,
             }
         }
         match ready!(self.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e))),
+            Err(e) => Poll::Ready(Some(Err(reading(e)))),
         }
     }
 

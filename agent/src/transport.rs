@@ -1,27 +1,26 @@
-//! The transport: a Unix socket, created here or handed over by systemd (`LISTEN_FDS`), and a
-//! stream of accepted connections, each tagged with the caller the kernel says is on the other
-//! end. gRPC handlers find that caller in the request's extensions (`ConnectedCaller`).
+//! The transport: a Unix socket, created here or handed over by systemd (`LISTEN_FDS`), in a
+//! directory no other user can write to, and the accept loop's side of it ([`Acceptor`]), which
+//! hands out connections with the kernel's peer credentials. gRPC handlers find the caller in
+//! the request's extensions (`ConnectedCaller`).
 
 use std::{
     fs, io,
-    os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt},
     path::{Path, PathBuf},
-    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
-use futures::{Stream, StreamExt};
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{UnixListener, UnixStream},
+use futures::FutureExt;
+use nix::{
+    fcntl::{AtFlags, AT_FDCWD},
+    sys::stat::Mode,
 };
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::Connected;
+use tokio::net::{UnixListener, UnixStream};
 
 use crate::{
     config::ServerConfig,
-    identity::{Caller, IdentityError, IdentityResolver, PeerCred},
+    identity::{Caller, IdentityError, PeerCred},
 };
 
 /// The caller behind a connection, or why it could not be identified. Shared by every request
@@ -44,6 +43,57 @@ pub enum TransportError {
     NoSuchGroup(String),
     #[error("systemd passed a socket that is not a Unix stream listener: {0}")]
     Activation(io::Error),
+    #[error(
+        "{dir} is writable by other users, who could replace the socket with their own: make it 0755 (or 0750) and owned by the agent's user or root"
+    )]
+    UnsafeDirectory { dir: PathBuf },
+    #[error(
+        "{dir} is owned by uid {owner}, who could replace the socket: it must be owned by the agent's user or root"
+    )]
+    ForeignDirectory { dir: PathBuf, owner: u32 },
+    #[error(
+        "{path} exists in a directory every user may write to; refusing to replace what may be another user's file"
+    )]
+    SharedDirectory { path: PathBuf },
+}
+
+/// What kind of directory the socket is created in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Directory {
+    /// Only the agent's user (or root) can add or remove entries.
+    Private,
+    /// Sticky, owned by root, writable by all (like /tmp): others cannot remove our socket, but
+    /// what is already there may be theirs.
+    Shared,
+}
+
+/// Refuses a directory where another user could replace the socket with their own (and
+/// collect what clients send to it).
+fn check_directory(dir: &Path) -> Result<Directory, TransportError> {
+    let meta = fs::metadata(dir).map_err(|source| TransportError::Io {
+        action: "inspect",
+        path: dir.to_owned(),
+        source,
+    })?;
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = meta.uid();
+    let mode = meta.mode();
+    let sticky = mode & 0o1000 != 0;
+    if owner != me && owner != 0 {
+        return Err(TransportError::ForeignDirectory {
+            dir: dir.to_owned(),
+            owner,
+        });
+    }
+    if mode & 0o022 == 0 {
+        return Ok(Directory::Private);
+    }
+    if sticky && owner == 0 {
+        return Ok(Directory::Shared);
+    }
+    Err(TransportError::UnsafeDirectory {
+        dir: dir.to_owned(),
+    })
 }
 
 /// A bound listener, and the socket path to remove at exit (None when systemd owns it).
@@ -79,25 +129,46 @@ pub fn bind(config: &ServerConfig) -> Result<Bound, TransportError> {
         path: path.clone(),
         source,
     };
-    if let Some(parent) = path.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(parent)
-            .map_err(|e| io_err("create the directory of", e))?;
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .map_err(|e| io_err("create the directory of", e))?;
+    let directory = check_directory(parent)?;
+    if directory == Directory::Shared && fs::symlink_metadata(path).is_ok() {
+        // In a sticky directory anyone may write (like /tmp), whatever is at the path may be
+        // another user's: never remove it.
+        return Err(TransportError::SharedDirectory {
+            path: path.to_owned(),
+        });
     }
     remove_stale_socket(path)?;
-    let listener = UnixListener::bind(path).map_err(|e| io_err("bind", e))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(config.socket_mode))
-        .map_err(|e| io_err("chmod", e))?;
+    // The socket file gets its mode as bind creates it (umask), not by a chmod afterwards that
+    // would follow a symlink swapped in between. The umask is process-wide: this runs at
+    // start, before anything else creates files.
+    let umask = Mode::from_bits_truncate(!config.socket_mode & 0o777);
+    let previous = nix::sys::stat::umask(umask);
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(previous);
+    let listener = listener.map_err(|e| io_err("bind", e))?;
     if let Some(group) = &config.socket_group {
         let gid = nix::unistd::Group::from_name(group)
             .ok()
             .flatten()
             .ok_or_else(|| TransportError::NoSuchGroup(group.clone()))?
             .gid;
-        nix::unistd::chown(path.as_path(), None, Some(gid))
-            .map_err(|e| io_err("chown", e.into()))?;
+        nix::unistd::fchownat(
+            AT_FDCWD,
+            path.as_path(),
+            None,
+            Some(gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io_err("chown", e.into()))?;
     }
     Ok(Bound {
         listener,
@@ -137,94 +208,106 @@ fn remove_stale_socket(path: &Path) -> Result<(), TransportError> {
     })
 }
 
-/// Accepted connections, each identified by `resolver` as it is accepted.
-pub fn incoming(
+/// The accept loop's side of the socket: hands out connections and absorbs accept failures,
+/// so that running out of file descriptors neither spins nor ends the agent.
+pub struct Acceptor {
     listener: UnixListener,
-    resolver: Arc<dyn IdentityResolver>,
-) -> impl Stream<Item = io::Result<CallerStream>> {
-    UnixListenerStream::new(listener).map(move |accepted| {
-        let io = accepted?;
-        let caller = match io.peer_cred() {
-            Ok(cred) => resolver.resolve(PeerCred {
-                uid: cred.uid(),
-                gid: cred.gid(),
-                pid: cred.pid(),
-            }),
-            Err(_) => Err(IdentityError::NoCredentials),
-        };
-        if let Err(e) = &caller {
-            tracing::warn!(error = %e, "connection from an unidentified caller");
+    /// An open file kept for one purpose: when the process is out of descriptors, closing it
+    /// frees one to accept the waiting connection and close it at once, so the caller gets a
+    /// clean refusal instead of hanging in the backlog (and the loop does not spin on EMFILE).
+    reserve: Option<fs::File>,
+    refused: u64,
+    backoff: Duration,
+    last_report: Option<Instant>,
+}
+
+/// At most one log line per this long about refused connections.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Acceptor {
+    pub fn new(listener: UnixListener) -> Self {
+        Self {
+            listener,
+            reserve: open_reserve(),
+            refused: 0,
+            backoff: Duration::ZERO,
+            last_report: None,
         }
-        Ok(CallerStream {
-            io,
-            caller: Arc::new(caller),
-        })
-    })
-}
+    }
 
-/// An accepted connection and who is on the other end.
-pub struct CallerStream {
-    io: UnixStream,
-    caller: ConnectedCaller,
-}
+    /// The next connection and its peer's credentials. Failures are handled here, never
+    /// returned: out of descriptors, the connection is refused and the loop backs off.
+    pub async fn accept(&mut self) -> (UnixStream, Option<PeerCred>) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => {
+                    self.backoff = Duration::ZERO;
+                    let peer = stream.peer_cred().ok().map(|cred| PeerCred {
+                        uid: cred.uid(),
+                        gid: cred.gid(),
+                        pid: cred.pid(),
+                    });
+                    return (stream, peer);
+                }
+                Err(e) if is_out_of_descriptors(&e) => {
+                    self.shed(&e);
+                    self.backoff = (self.backoff * 2).clamp(Duration::from_millis(5), MAX_BACKOFF);
+                    tokio::time::sleep(self.backoff).await;
+                }
+                // The peer gave up before we accepted (ECONNABORTED) and the like: nothing to do.
+                Err(e) => tracing::debug!(error = %e, "accept failed"),
+            }
+        }
+    }
 
-impl CallerStream {
-    /// Who is on the other end, as resolved when the connection was accepted.
-    pub fn caller(&self) -> ConnectedCaller {
-        Arc::clone(&self.caller)
+    /// Out of descriptors: refuse the connections waiting in the backlog, one at a time on the
+    /// descriptor the reserve frees, so callers get a clean end instead of a hang and the
+    /// backlog does not fill up behind the refused ones.
+    fn shed(&mut self, error: &io::Error) {
+        if self.reserve.take().is_some() {
+            while let Some(Ok((stream, _))) = self.listener.accept().now_or_never() {
+                drop(stream);
+                self.refuse(error);
+            }
+            self.reserve = open_reserve();
+        } else {
+            self.refuse(error);
+        }
+    }
+
+    /// Counts a refused connection and logs why, at most once per [`REPORT_EVERY`] however
+    /// many are refused: a flood of connections cannot become a flood of log lines.
+    pub fn refuse(&mut self, why: &dyn std::fmt::Display) {
+        self.refused += 1;
+        let now = Instant::now();
+        if self.last_report.is_none_or(|at| now - at >= REPORT_EVERY) {
+            tracing::warn!(
+                refused = self.refused,
+                latest = %why,
+                "refusing connections"
+            );
+            self.refused = 0;
+            self.last_report = Some(now);
+        }
     }
 }
 
-impl Connected for CallerStream {
-    type ConnectInfo = ConnectedCaller;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        Arc::clone(&self.caller)
-    }
+fn open_reserve() -> Option<fs::File> {
+    fs::File::open("/dev/null").ok()
 }
 
-impl AsyncRead for CallerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for CallerStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == nix::libc::EMFILE || code == nix::libc::ENFILE
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn config(path: &Path) -> ServerConfig {
@@ -264,5 +347,41 @@ mod tests {
             Err(TransportError::NotASocket { .. })
         ));
         assert_eq!(fs::read(&file).unwrap(), b"keep me");
+    }
+
+    #[tokio::test]
+    async fn a_directory_others_can_write_is_refused() {
+        for mode in [0o777, 0o775, 0o1777] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(mode)).unwrap();
+            let path = dir.path().join("psst.sock");
+            // A sticky directory owned by root is the one exception: see the next test.
+            if mode == 0o1777 && nix::unistd::geteuid().is_root() {
+                continue;
+            }
+            let err = bind(&config(&path)).err().expect("refused");
+            assert!(
+                matches!(err, TransportError::UnsafeDirectory { .. }),
+                "{mode:o}: {err}"
+            );
+            assert!(!path.exists());
+        }
+    }
+
+    #[tokio::test]
+    async fn in_a_shared_sticky_directory_nothing_is_replaced() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // needs a root-owned sticky directory, as /tmp is
+        }
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+        let path = dir.path().join("psst.sock");
+        let bound = bind(&config(&path)).expect("a new socket may be made there");
+        drop(bound);
+        // Now a (stale) socket is there, and might be another user's.
+        assert!(matches!(
+            bind(&config(&path)),
+            Err(TransportError::SharedDirectory { .. })
+        ));
     }
 }

@@ -364,6 +364,48 @@ pub fn ensure_user(name: &str) {
     );
 }
 
+/// A user that exists while any `TempUser` of its name is alive in this test process, then is
+/// removed (`userdel`), so the suites leave no users behind.
+pub struct TempUser {
+    name: String,
+}
+
+static TEMP_USERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+impl TempUser {
+    pub fn new(name: &str) -> Self {
+        ensure_user(name);
+        TEMP_USERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.to_owned());
+        Self {
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn uid(&self) -> u32 {
+        uid_of(&self.name)
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        let mut users = TEMP_USERS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = users.iter().position(|u| *u == self.name) {
+            users.swap_remove(i);
+        }
+        if !users.contains(&self.name) {
+            // Its processes are gone (each test waits for them); -f is not needed.
+            let _ = Command::new("userdel").arg(&self.name).status();
+        }
+    }
+}
+
 pub fn uid_of(name: &str) -> u32 {
     ensure_user(name);
     nix::unistd::User::from_name(name)

@@ -99,6 +99,8 @@ pub enum IdentityError {
     Gone(i32),
     #[error("calling process {0} was replaced while being identified (pid reuse)")]
     PidReused(i32),
+    #[error("the caller could not be identified in time")]
+    TimedOut,
 }
 
 /// Turns a connection's peer credentials into a `Caller`. The composition root picks the

@@ -19,7 +19,7 @@ use crate::{
     },
     cache::{CacheSettings, SecretCache},
     config::{self, BackendConfig, Config},
-    identity::{IdentityResolver, ProcResolver},
+    identity::{Attestors, IdentityResolver, ProcResolver},
     lifecycle, metrics,
     policy::PolicySource,
     rotation::WatchSettings,
@@ -103,7 +103,11 @@ pub async fn run(
         limits,
         watch,
     ));
-    let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::default());
+    let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::new(
+        "/proc",
+        config.identity.nss_timeout,
+        Attestors::from_config(&config.identity).map_err(anyhow::Error::msg)?,
+    ));
 
     let max_message = config.server.max_message_bytes;
     let secrets = SecretsServer::new(SecretsApi::new(Arc::clone(&agent)))
@@ -136,9 +140,11 @@ pub async fn run(
         agent: Arc::clone(&agent),
         routes,
         max_message,
+        identity: resolver,
+        identity_timeout: config.identity.timeout,
     });
     let server = server::serve(
-        transport::incoming(bound.listener, resolver),
+        transport::incoming(bound.listener),
         shared,
         async {
             stop_rx.await.ok();

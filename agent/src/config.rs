@@ -11,7 +11,7 @@ use std::{
 
 use serde::{de::DeserializeOwned, Deserialize};
 
-use crate::{agent, reference::BackendKind};
+use crate::{agent, identity::config::IdentityConfig, reference::BackendKind};
 
 pub const DEFAULT_SOCKET_PATH: &str = "/run/psst/psst.sock";
 /// Any local process may connect; the policy decides what it may read.
@@ -64,6 +64,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub watch: WatchConfig,
     pub metrics: MetricsConfig,
+    /// Caller identification and the workload attestors (`identity/config.rs`).
+    pub identity: IdentityConfig,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -419,8 +421,9 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 9] = [
-    "server", "log", "audit", "policy", "cache", "limits", "watch", "metrics", "backend",
+const SECTIONS: [&str; 10] = [
+    "server", "log", "audit", "policy", "cache", "limits", "watch", "metrics", "identity",
+    "backend",
 ];
 
 impl Config {
@@ -456,6 +459,7 @@ impl Config {
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
         let watch: WatchConfig = section(&table, "watch", &mut problems);
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
+        let identity: IdentityConfig = section(&table, "identity", &mut problems);
         let mut backends = Vec::new();
         match table.get("backend") {
             None => {}
@@ -481,6 +485,7 @@ impl Config {
             limits,
             watch,
             metrics,
+            identity,
             backends,
         };
         problems.extend(config.validate());
@@ -539,6 +544,7 @@ impl Config {
                 self.watch.jitter
             ));
         }
+        problems.extend(self.identity.problems());
         if self.cache.max_bytes == 0 {
             problems.push("cache.max_bytes must be more than 0".into());
         }
@@ -621,6 +627,7 @@ impl Config {
                 ..WatchConfig::default()
             },
             metrics: MetricsConfig::default(),
+            identity: IdentityConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,
             // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
             backends: vec![

@@ -15,6 +15,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
+    time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
@@ -33,7 +34,8 @@ use tower::Service;
 use crate::{
     agent::Agent,
     api,
-    transport::{CallerStream, ConnectedCaller},
+    identity::{IdentityError, IdentityResolver},
+    transport::{ConnectedCaller, PeerStream},
 };
 
 const GET_SECRET: &str = "/psst.v1.Secrets/GetSecret";
@@ -50,12 +52,15 @@ pub struct Shared {
     pub routes: Routes,
     /// The largest gRPC message decoded or encoded (server.max_message_bytes).
     pub max_message: usize,
+    pub identity: Arc<dyn IdentityResolver>,
+    /// How long identifying one caller may take (identity.timeout).
+    pub identity_timeout: Duration,
 }
 
 /// Accepts connections until `shutdown` resolves, then asks each to finish (HTTP/2 GOAWAY: the
 /// streams open go on, no new ones start) and waits for them. The caller bounds that wait.
 pub async fn serve(
-    incoming: impl Stream<Item = std::io::Result<CallerStream>>,
+    incoming: impl Stream<Item = std::io::Result<PeerStream>>,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -80,8 +85,8 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(stream: CallerStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let caller = stream.caller();
+async fn connection(stream: PeerStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let caller = identify(&shared, &stream).await;
     let handshake = server::Builder::new()
         .initial_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
@@ -123,6 +128,20 @@ async fn connection(stream: CallerStream, shared: Arc<Shared>, mut stop: watch::
             _ = stop.changed(), if !stopping => {}
         }
     }
+}
+
+/// Who is on the other end, worked out in this connection's task and bounded in time.
+async fn identify(shared: &Shared, stream: &PeerStream) -> ConnectedCaller {
+    let caller = match stream.peer() {
+        Ok(peer) => tokio::time::timeout(shared.identity_timeout, shared.identity.resolve(peer))
+            .await
+            .unwrap_or(Err(IdentityError::TimedOut(shared.identity_timeout))),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &caller {
+        tracing::warn!(error = %e, "connection from an unidentified caller");
+    }
+    Arc::new(caller)
 }
 
 /// A `GetSecret` the inline path can answer: uncompressed gRPC with protobuf.

@@ -1,6 +1,9 @@
 //! The transport: a Unix socket, created here or handed over by systemd (`LISTEN_FDS`), and a
-//! stream of accepted connections, each tagged with the caller the kernel says is on the other
-//! end. gRPC handlers find that caller in the request's extensions (`ConnectedCaller`).
+//! stream of accepted connections, each tagged with the peer credentials the kernel gives at
+//! accept (uid, gid, pid and a pidfd). Who the caller is gets worked out later, in the
+//! connection's own task (`server.rs`), so a slow `/proc`, NSS or platform lookup holds up no
+//! other connection. gRPC handlers find the caller in the request's extensions
+//! (`ConnectedCaller`).
 
 use std::{
     fs, io,
@@ -17,11 +20,10 @@ use tokio::{
     net::{UnixListener, UnixStream},
 };
 use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::server::Connected;
 
 use crate::{
     config::ServerConfig,
-    identity::{Caller, IdentityError, IdentityResolver, PeerCred},
+    identity::{Caller, IdentityError, PeerCred},
 };
 
 /// The caller behind a connection, or why it could not be identified. Shared by every request
@@ -137,53 +139,29 @@ fn remove_stale_socket(path: &Path) -> Result<(), TransportError> {
     })
 }
 
-/// Accepted connections, each identified by `resolver` as it is accepted.
-pub fn incoming(
-    listener: UnixListener,
-    resolver: Arc<dyn IdentityResolver>,
-) -> impl Stream<Item = io::Result<CallerStream>> {
-    UnixListenerStream::new(listener).map(move |accepted| {
+/// Accepted connections, each with its peer's credentials, taken as it is accepted (the pidfd
+/// then names the process that connected, whatever happens to its pid later).
+pub fn incoming(listener: UnixListener) -> impl Stream<Item = io::Result<PeerStream>> {
+    UnixListenerStream::new(listener).map(|accepted| {
         let io = accepted?;
-        let caller = match io.peer_cred() {
-            Ok(cred) => resolver.resolve(PeerCred {
-                uid: cred.uid(),
-                gid: cred.gid(),
-                pid: cred.pid(),
-            }),
-            Err(_) => Err(IdentityError::NoCredentials),
-        };
-        if let Err(e) = &caller {
-            tracing::warn!(error = %e, "connection from an unidentified caller");
-        }
-        Ok(CallerStream {
-            io,
-            caller: Arc::new(caller),
-        })
+        let peer = PeerCred::of(&io).map_err(|_| IdentityError::NoCredentials);
+        Ok(PeerStream { io, peer })
     })
 }
 
-/// An accepted connection and who is on the other end.
-pub struct CallerStream {
+/// An accepted connection and the kernel's word on who is on the other end.
+pub struct PeerStream {
     io: UnixStream,
-    caller: ConnectedCaller,
+    peer: Result<PeerCred, IdentityError>,
 }
 
-impl CallerStream {
-    /// Who is on the other end, as resolved when the connection was accepted.
-    pub fn caller(&self) -> ConnectedCaller {
-        Arc::clone(&self.caller)
+impl PeerStream {
+    pub fn peer(&self) -> Result<PeerCred, IdentityError> {
+        self.peer.clone()
     }
 }
 
-impl Connected for CallerStream {
-    type ConnectInfo = ConnectedCaller;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        Arc::clone(&self.caller)
-    }
-}
-
-impl AsyncRead for CallerStream {
+impl AsyncRead for PeerStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -193,7 +171,7 @@ impl AsyncRead for CallerStream {
     }
 }
 
-impl AsyncWrite for CallerStream {
+impl AsyncWrite for PeerStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -16,6 +16,7 @@ fn caller(uid: u32) -> Caller {
         pod_uid: Some("8a3d2c1b-4e5f-6789-abcd-ef0123456789".into()),
         systemd_unit: Some("billing.service".into()),
         source: IdentitySource::Process,
+        workload: Default::default(),
     }
 }
 

@@ -4,9 +4,17 @@
 //! that does not answer leaves the caller without its attributes (rules that need them do not
 //! match) and a reason in `Workload::failures` for the audit record.
 
+mod docker;
+mod ecs;
+mod http;
+mod kubernetes;
+
 use std::collections::BTreeMap;
 
 use super::{config::IdentityConfig, process::ProcessFacts};
+use docker::DockerAttestor;
+use ecs::EcsAttestor;
+use kubernetes::KubernetesAttestor;
 
 /// What the attestors found out about a caller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,17 +60,78 @@ pub struct ContainerWorkload {
 
 /// The configured attestors.
 #[derive(Default)]
-pub struct Attestors {}
+pub struct Attestors {
+    kubernetes: Option<KubernetesAttestor>,
+    ecs: Option<EcsAttestor>,
+    docker: Option<DockerAttestor>,
+}
 
 impl Attestors {
     /// The attestors `config` turns on. No network call: files are read, nothing is connected.
     pub fn from_config(config: &IdentityConfig) -> Result<Self, String> {
-        let _ = config;
-        Ok(Self {})
+        Ok(Self {
+            kubernetes: config
+                .kubernetes
+                .as_ref()
+                .map(KubernetesAttestor::new)
+                .transpose()?,
+            ecs: config.ecs.as_ref().map(EcsAttestor::new).transpose()?,
+            docker: config.docker.as_ref().map(DockerAttestor::new),
+        })
     }
 
+    /// Asks each configured attestor whose ids the caller's cgroup carries, all at once.
     pub async fn attest(&self, facts: &ProcessFacts) -> Workload {
-        let _ = facts;
-        Workload::default()
+        let container_id = facts.container_id.as_deref();
+        let kubernetes = async {
+            match (&self.kubernetes, &facts.pod_uid) {
+                (Some(k8s), Some(pod_uid)) => Some(
+                    k8s.attest(pod_uid, container_id)
+                        .await
+                        .map_err(|e| format!("kubernetes: {e}")),
+                ),
+                _ => None,
+            }
+        };
+        let ecs = async {
+            match (&self.ecs, container_id) {
+                (Some(ecs), Some(id)) => {
+                    Some(ecs.attest(id).await.map_err(|e| format!("ecs: {e}")))
+                }
+                _ => None,
+            }
+        };
+        let docker = async {
+            match (&self.docker, container_id) {
+                (Some(docker), Some(id)) => {
+                    Some(docker.attest(id).await.map_err(|e| format!("docker: {e}")))
+                }
+                _ => None,
+            }
+        };
+        let (kubernetes, ecs, docker) = tokio::join!(kubernetes, ecs, docker);
+        let mut failures = Vec::new();
+        let workload = Workload {
+            kubernetes: keep(kubernetes, &mut failures),
+            ecs: keep(ecs, &mut failures),
+            container: keep(docker, &mut failures),
+            failures: Vec::new(),
+        };
+        Workload {
+            failures,
+            ..workload
+        }
     }
 }
+
+/// An attestor's answer, its failure noted for the audit record.
+fn keep<T>(answer: Option<Result<T, String>>, failures: &mut Vec<String>) -> Option<T> {
+    match answer? {
+        Ok(found) => Some(found),
+        Err(why) => {
+            failures.push(why);
+            None
+        }
+    }
+}
+

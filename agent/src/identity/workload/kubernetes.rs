@@ -58,7 +58,10 @@ impl KubernetesAttestor {
         let (what, pods_url) = match config.source {
             PodSource::Kubelet => (
                 "the kubelet",
-                format!("{}/pods", config.kubelet_url.trim_end_matches('/')),
+                format!(
+                    "{}/pods",
+                    expand_env(&config.kubelet_url)?.trim_end_matches('/')
+                ),
             ),
             PodSource::Apiserver => {
                 let node = match &config.node_name {
@@ -156,6 +159,27 @@ impl KubernetesAttestor {
         self.refreshes.fetch_add(1, Ordering::Release);
         Ok(())
     }
+}
+
+/// `url` with each `${NAME}` replaced by that environment variable: a DaemonSet knows its node's
+/// address only from the downward API (`status.hostIP`), not when the config is written.
+fn expand_env(url: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("identity.kubernetes.kubelet_url: unclosed ${{ in {url}"))?;
+        let name = &rest[start + 2..start + end];
+        let value = std::env::var(name).map_err(|_| {
+            format!("identity.kubernetes.kubelet_url names ${{{name}}}, which is not set")
+        })?;
+        out.push_str(&rest[..start]);
+        out.push_str(&value);
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 // === The PodList document (core/v1), as much of it as the selectors read ===
@@ -277,6 +301,16 @@ mod tests {
         }
       }]
     }"#;
+
+    #[test]
+    fn expands_the_environment_in_the_kubelet_url() {
+        // PATH is set in every test environment; nothing here sets variables.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(expand_env("https://${PATH}:10250").unwrap(), format!("https://{path}:10250"));
+        assert_eq!(expand_env("https://127.0.0.1:10250").unwrap(), "https://127.0.0.1:10250");
+        assert!(expand_env("https://${PSST_TEST_UNSET_VARIABLE}:10250").is_err());
+        assert!(expand_env("https://${PATH").is_err());
+    }
 
     #[test]
     fn reads_a_pod_list() {

@@ -143,13 +143,9 @@ pub async fn run(
         identity: resolver,
         identity_timeout: config.identity.timeout,
     });
-    let server = server::serve(
-        transport::incoming(bound.listener),
-        shared,
-        async {
-            stop_rx.await.ok();
-        },
-    );
+    let server = server::serve(transport::incoming(bound.listener), shared, async {
+        stop_rx.await.ok();
+    });
     let metrics_server = metrics_listener
         .map(|listener| tokio::spawn(metrics::serve(listener, Arc::clone(agent.metrics()))));
     // SIGHUP's default action ends the process: take it over before the first connection.

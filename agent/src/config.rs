@@ -922,4 +922,36 @@ max_attempts = 0
         assert!(vault.role_id.is_some() && vault.secret_id_file.is_some());
         assert!(vault.address.is_some() && vault.ca_file.is_some());
     }
+
+    #[test]
+    fn the_reference_configs_commented_identity_sections_parse_uncommented() {
+        use crate::identity::config::{DockerConfig, EcsConfig, KubernetesConfig};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text
+            .find("#[identity.kubernetes]")
+            .expect("a kubernetes section");
+        let end = text.find("# One [[backend]]").expect("the backends");
+        let section: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let section = format!("{section}[[backend]]\ntype = \"local\"\ndir = \"/x\"\n");
+        let config = Config::from_toml(&section, "identity sections")
+            .unwrap_or_else(|e| panic!("{e}\n{section}"));
+        // The documented values are the defaults, except the example node name and TLS name.
+        let kubernetes = config.identity.kubernetes.expect("[identity.kubernetes]");
+        assert_eq!(
+            kubernetes,
+            KubernetesConfig {
+                node_name: Some("node-1".into()),
+                tls_server_name: Some("node-1".into()),
+                ..KubernetesConfig::default()
+            }
+        );
+        assert_eq!(config.identity.ecs, Some(EcsConfig::default()));
+        assert_eq!(config.identity.docker, Some(DockerConfig::default()));
+    }
 }

@@ -146,19 +146,58 @@ impl Pki {
         };
         for ca in ["ca", "other-ca"] {
             run(&[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.crt"), "-days", "2",
-                "-subj", &format!("/CN=psst test {ca}"),
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=psst test {ca}"),
             ]);
         }
         run(&[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-            "kubelet.key", "-out", "kubelet.csr", "-subj", "/CN=node-1",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "kubelet.key",
+            "-out",
+            "kubelet.csr",
+            "-subj",
+            "/CN=node-1",
         ]);
-        fs::write(dir.path().join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:node-1\n").unwrap();
+        fs::write(
+            dir.path().join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:node-1\n",
+        )
+        .unwrap();
         run(&[
-            "x509", "-req", "-in", "kubelet.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "kubelet.crt", "-days", "2", "-extfile", "san.ext",
+            "x509",
+            "-req",
+            "-in",
+            "kubelet.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "kubelet.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
         ]);
         fs::write(dir.path().join("token"), "test-service-account-token\n").unwrap();
         Self { dir }
@@ -218,7 +257,13 @@ impl Drop for StandIn {
 
 /// One pod as the kubelet lists it (core/v1 Pod, the fields a kubelet fills in, trimmed of
 /// volumes and conditions).
-fn pod_json(uid: &str, name: &str, service_account: &str, labels: &str, container_id: &str) -> String {
+fn pod_json(
+    uid: &str,
+    name: &str,
+    service_account: &str,
+    labels: &str,
+    container_id: &str,
+) -> String {
     format!(
         r#"{{
       "metadata": {{
@@ -318,7 +363,12 @@ fn service_accounts_decide_between_two_pods_of_one_uid() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(stdout(&out).trim(), "orders-password");
     let out = psst_in(&agent, &orders, "psst-pods", &["get", "local:backend/key"]);
-    assert_eq!(stdout(&out).trim(), "backend-key", "the label selector: {}", describe(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "backend-key",
+        "the label selector: {}",
+        describe(&out)
+    );
     let who = psst_in(&agent, &orders, "psst-pods", &["whoami", "--json"]);
     let who: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
     let k8s = &who["caller"]["kubernetes"];
@@ -334,15 +384,34 @@ fn service_accounts_decide_between_two_pods_of_one_uid() {
     write_pods(
         &pki,
         &[
-            pod_json(POD_ORDERS, "orders-7d4b9c-x2x9k", "orders", r#"{"app": "orders", "tier": "backend"}"#, CONTAINER_ORDERS),
-            pod_json(POD_WEB, "web-5f6d7-abcde", "web", r#"{"app": "orders", "tier": "frontend"}"#, CONTAINER_WEB),
+            pod_json(
+                POD_ORDERS,
+                "orders-7d4b9c-x2x9k",
+                "orders",
+                r#"{"app": "orders", "tier": "backend"}"#,
+                CONTAINER_ORDERS,
+            ),
+            pod_json(
+                POD_WEB,
+                "web-5f6d7-abcde",
+                "web",
+                r#"{"app": "orders", "tier": "frontend"}"#,
+                CONTAINER_WEB,
+            ),
         ],
     );
     let web = pod_cgroup(POD_WEB, CONTAINER_WEB);
     let who = psst_in(&agent, &web, "psst-pods", &["whoami", "--json"]);
     let who: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
-    assert_eq!(who["caller"]["kubernetes"]["service_account"], "web", "{who}");
-    assert_eq!(kubelet_requests(&pki), before + 1, "one refresh for the new pod");
+    assert_eq!(
+        who["caller"]["kubernetes"]["service_account"], "web",
+        "{who}"
+    );
+    assert_eq!(
+        kubelet_requests(&pki),
+        before + 1,
+        "one refresh for the new pod"
+    );
 
     // Same uid, another service account: denied, and a missing secret looks the same.
     let denied = psst_in(&agent, &web, "psst-pods", &["get", "local:orders/db"]);
@@ -356,7 +425,11 @@ fn service_accounts_decide_between_two_pods_of_one_uid() {
     );
     assert_eq!(denied.status.code(), missing.status.code());
     let label_denied = psst_in(&agent, &web, "psst-pods", &["get", "local:backend/key"]);
-    assert!(!label_denied.status.success(), "tier=frontend: {}", describe(&label_denied));
+    assert!(
+        !label_denied.status.success(),
+        "tier=frontend: {}",
+        describe(&label_denied)
+    );
 
     // Known pods cost no lookups: many connections, no more requests to the kubelet.
     let before = kubelet_requests(&pki);
@@ -371,16 +444,25 @@ fn service_accounts_decide_between_two_pods_of_one_uid() {
 fn an_unreachable_kubelet_denies_with_a_reason_and_spares_other_callers() {
     let pki = Pki::new();
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let agent = Agent::with_policy(K8S_POLICY, &kubernetes_config(&pki, closed, "ca.crt"));
     put(&agent, "local:orders/db", "orders-password");
     let orders = pod_cgroup(POD_ORDERS, CONTAINER_ORDERS);
     let started = Instant::now();
     let out = psst_in(&agent, &orders, "psst-pods", &["get", "local:orders/db"]);
     assert!(!out.status.success(), "{}", describe(&out));
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the timeout");
     assert!(
-        eventually(Duration::from_secs(5), || agent.logs().contains("kubernetes: cannot reach the kubelet")),
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the timeout"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || agent
+            .logs()
+            .contains("kubernetes: cannot reach the kubelet")),
         "the audit record says why: {}",
         agent.logs()
     );
@@ -396,10 +478,19 @@ fn a_kubelet_certificate_from_another_ca_is_refused() {
     let pki = Pki::new();
     write_pods(
         &pki,
-        &[pod_json(POD_ORDERS, "orders-7d4b9c-x2x9k", "orders", "{}", CONTAINER_ORDERS)],
+        &[pod_json(
+            POD_ORDERS,
+            "orders-7d4b9c-x2x9k",
+            "orders",
+            "{}",
+            CONTAINER_ORDERS,
+        )],
     );
     let kubelet = StandIn::start(KUBELET, pki.dir.path());
-    let agent = Agent::with_policy(K8S_POLICY, &kubernetes_config(&pki, kubelet.port, "other-ca.crt"));
+    let agent = Agent::with_policy(
+        K8S_POLICY,
+        &kubernetes_config(&pki, kubelet.port, "other-ca.crt"),
+    );
     put(&agent, "local:orders/db", "orders-password");
     let orders = pod_cgroup(POD_ORDERS, CONTAINER_ORDERS);
     let out = psst_in(&agent, &orders, "psst-pods", &["get", "local:orders/db"]);
@@ -408,7 +499,10 @@ fn a_kubelet_certificate_from_another_ca_is_refused() {
     let who: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
     assert!(who["caller"]["kubernetes"].is_null());
     let failures = who["caller"]["attestation_failures"].to_string();
-    assert!(failures.contains("certificate") || failures.contains("UnknownIssuer"), "{failures}");
+    assert!(
+        failures.contains("certificate") || failures.contains("UnknownIssuer"),
+        "{failures}"
+    );
 }
 
 #[test]
@@ -419,10 +513,18 @@ fn check_config_rejects_selectors_without_their_attestor() {
     let config = dir.path().join("psstd.toml");
     fs::write(
         &config,
-        format!("[policy]\nfile = \"{}\"\n[[backend]]\ntype = \"local\"\ndir = \"{}\"\n", policy.display(), dir.path().join("store").display()),
+        format!(
+            "[policy]\nfile = \"{}\"\n[[backend]]\ntype = \"local\"\ndir = \"{}\"\n",
+            policy.display(),
+            dir.path().join("store").display()
+        ),
     )
     .unwrap();
-    let out = Command::new(psst_tests::psstd_bin()).arg("check-config").arg(&config).output().unwrap();
+    let out = Command::new(psst_tests::psstd_bin())
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("rule 'orders in shop' selects on caller.k8s_namespace, caller.k8s_service_account but [identity.kubernetes] is not configured"), "{err}");
@@ -432,7 +534,11 @@ fn check_config_rejects_selectors_without_their_attestor() {
         format!("[policy]\nfile = \"{}\"\n[identity.kubernetes]\n[[backend]]\ntype = \"local\"\ndir = \"{}\"\n", policy.display(), dir.path().join("store").display()),
     )
     .unwrap();
-    let out = Command::new(psst_tests::psstd_bin()).arg("check-config").arg(&config).output().unwrap();
+    let out = Command::new(psst_tests::psstd_bin())
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
 }
 
@@ -493,16 +599,27 @@ name = "billing container"
 caller = { container_name = ["billing-worker-1"], container_label = ["team=payments"], container_image = ["registry.example/billing:*"] }
 allow = { read = ["local:billing/*"] }
 "#;
-    let config = format!("[identity.docker]\nsocket = \"{}\"\n", dir.path().join("docker.sock").display());
+    let config = format!(
+        "[identity.docker]\nsocket = \"{}\"\n",
+        dir.path().join("docker.sock").display()
+    );
     let agent = Agent::with_policy(policy, &config);
     put(&agent, "local:billing/db", "billing-password");
 
     let billing = Cgroup::create(&format!("/system.slice/docker-{id}.scope"));
     let out = psst_in(&agent, &billing, "psst-pods", &["get", "local:billing/db"]);
-    assert_eq!(stdout(&out).trim(), "billing-password", "{}", describe(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "billing-password",
+        "{}",
+        describe(&out)
+    );
     let who = psst_in(&agent, &billing, "psst-pods", &["whoami", "--json"]);
     let who: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
-    assert_eq!(who["caller"]["container"]["name"], "billing-worker-1", "{who}");
+    assert_eq!(
+        who["caller"]["container"]["name"], "billing-worker-1",
+        "{who}"
+    );
 
     // Another container the engine does not know: no attributes, denied, and the reason.
     let other = Cgroup::create(&format!("/system.slice/docker-{CONTAINER_WEB}.scope"));
@@ -510,7 +627,12 @@ allow = { read = ["local:billing/*"] }
     assert!(!out.status.success());
     let who = psst_in(&agent, &other, "psst-pods", &["whoami", "--json"]);
     let who: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
-    assert!(who["caller"]["attestation_failures"].to_string().contains("404"), "{who}");
+    assert!(
+        who["caller"]["attestation_failures"]
+            .to_string()
+            .contains("404"),
+        "{who}"
+    );
 }
 
 /// The ECS agent's introspection API: `/v1/metadata` and `/v1/tasks?dockerid=` for the one
@@ -562,7 +684,10 @@ name = "orders revision 6 only"
 caller = { ecs_task_family = ["orders:6"] }
 allow = { read = ["local:next/*"] }
 "#;
-    let config = format!("[identity.ecs]\nagent_url = \"http://127.0.0.1:{}\"\n", ecs.port);
+    let config = format!(
+        "[identity.ecs]\nagent_url = \"http://127.0.0.1:{}\"\n",
+        ecs.port
+    );
     let agent = Agent::with_policy(policy, &config);
     put(&agent, "local:orders/db", "orders-password");
     put(&agent, "local:next/db", "next-password");
@@ -571,7 +696,11 @@ allow = { read = ["local:next/*"] }
     let out = psst_in(&agent, &task, "psst-pods", &["get", "local:orders/db"]);
     assert_eq!(stdout(&out).trim(), "orders-password", "{}", describe(&out));
     let out = psst_in(&agent, &task, "psst-pods", &["get", "local:next/db"]);
-    assert!(!out.status.success(), "another revision: {}", describe(&out));
+    assert!(
+        !out.status.success(),
+        "another revision: {}",
+        describe(&out)
+    );
     let who = psst_in(&agent, &task, "psst-pods", &["whoami", "--json"]);
     let who: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
     assert_eq!(who["caller"]["ecs"]["task_family"], "orders", "{who}");
@@ -708,7 +837,12 @@ fn a_binary_bind_mounted_over_an_allowed_path_is_not_that_binary() {
         .env("PSST_SOCKET", &agent.socket)
         .output()
         .unwrap();
-    assert_eq!(stdout(&honest).trim(), "app-password", "{}", describe(&honest));
+    assert_eq!(
+        stdout(&honest).trim(),
+        "app-password",
+        "{}",
+        describe(&honest)
+    );
 
     let script = format!(
         "mount --bind {theirs} {allowed} && exec {allowed} get local:app/db",
@@ -720,8 +854,17 @@ fn a_binary_bind_mounted_over_an_allowed_path_is_not_that_binary() {
         .env("PSST_SOCKET", &agent.socket)
         .output()
         .unwrap();
-    assert!(!stdout(&attack).contains("app-password"), "{}", describe(&attack));
-    assert_eq!(attack.status.code(), Some(5), "the attack ran and was denied: {}", describe(&attack));
+    assert!(
+        !stdout(&attack).contains("app-password"),
+        "{}",
+        describe(&attack)
+    );
+    assert_eq!(
+        attack.status.code(),
+        Some(5),
+        "the attack ran and was denied: {}",
+        describe(&attack)
+    );
 }
 
 /// With the agent stopped (its accept stalled), a process connects and exits, and another
@@ -745,7 +888,10 @@ print(os.getpid(), flush=True)
         .arg(&agent.socket)
         .output()
         .unwrap();
-    let freed: i32 = stdout(&out).trim().parse().unwrap_or_else(|_| panic!("{}", describe(&out)));
+    let freed: i32 = stdout(&out)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{}", describe(&out)));
     // Take the freed pid: ask the kernel for it as the next one, retrying while other
     // processes on the machine race for it.
     let mut taker = None;

@@ -217,7 +217,10 @@ mod tests {
         let other = "0".repeat(64);
         let nested = format!("/system.slice/docker-{ID}.scope/docker/{other}");
         assert_eq!(container_id(&nested).as_deref(), Some(ID));
-        let pod_in_pod = format!("/kubepods/besteffort/pod{POD}/{ID}/kubepods/pod{}", "1".repeat(8) + "-1111-1111-1111-111111111111");
+        let pod_in_pod = format!(
+            "/kubepods/besteffort/pod{POD}/{ID}/kubepods/pod{}",
+            "1".repeat(8) + "-1111-1111-1111-111111111111"
+        );
         assert_eq!(pod_uid(&pod_in_pod).as_deref(), Some(POD));
         assert_eq!(
             pod_uid(&format!("/system.slice/x.service/kubepods/pod{POD}")),

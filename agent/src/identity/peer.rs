@@ -129,7 +129,10 @@ mod tests {
         assert_eq!(peer.uid, nix::unistd::getuid().as_raw());
         assert!(peer.accepted_at.is_some());
         let Binding::Pidfd(fd) = &peer.binding else {
-            panic!("this kernel supports SO_PEERPIDFD (6.5+): {:?}", peer.binding);
+            panic!(
+                "this kernel supports SO_PEERPIDFD (6.5+): {:?}",
+                peer.binding
+            );
         };
         assert_eq!(
             pidfd_pid(Path::new("/proc"), fd),

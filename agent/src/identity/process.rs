@@ -235,7 +235,11 @@ mod tests {
         // agent runs.
         let name = "psst-test-binary-only-in-the-fake-proc";
         let proc_root = fake_proc(Path::new(name));
-        fs::write(proc_root.path().join("42").join(name), b"the running binary").unwrap();
+        fs::write(
+            proc_root.path().join("42").join(name),
+            b"the running binary",
+        )
+        .unwrap();
         assert!(!Path::new(name).exists());
         let facts = read_42(proc_root.path(), None);
         assert_eq!(facts.unwrap().executable, None);
@@ -245,7 +249,10 @@ mod tests {
         fs::write(&binary, b"x").unwrap();
         let proc_root = fake_proc(&binary);
         assert_eq!(
-            read_42(proc_root.path(), None).unwrap().executable.as_deref(),
+            read_42(proc_root.path(), None)
+                .unwrap()
+                .executable
+                .as_deref(),
             binary.to_str()
         );
     }

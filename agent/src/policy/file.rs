@@ -167,7 +167,10 @@ impl Policy {
                     k8s_service_accounts: c.k8s_service_account.clone(),
                     k8s_pod_names: compile_set("k8s_pod_name", &c.k8s_pod_name),
                     k8s_container_names: c.k8s_container_name.clone(),
-                    k8s_container_images: compile_set("k8s_container_image", &c.k8s_container_image),
+                    k8s_container_images: compile_set(
+                        "k8s_container_image",
+                        &c.k8s_container_image,
+                    ),
                     ecs_clusters: c.ecs_cluster.clone(),
                     ecs_container_names: c.ecs_container_name.clone(),
                     container_names: c.container_name.clone(),
@@ -179,8 +182,16 @@ impl Policy {
             };
             let mut selector = selector;
             for (what, items, into) in [
-                ("k8s_pod_label", &c.k8s_pod_label, &mut selector.workload.k8s_pod_labels),
-                ("container_label", &c.container_label, &mut selector.workload.container_labels),
+                (
+                    "k8s_pod_label",
+                    &c.k8s_pod_label,
+                    &mut selector.workload.k8s_pod_labels,
+                ),
+                (
+                    "container_label",
+                    &c.container_label,
+                    &mut selector.workload.container_labels,
+                ),
             ] {
                 match labels(items) {
                     Ok(pairs) => *into = pairs,

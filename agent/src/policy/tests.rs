@@ -321,8 +321,14 @@ fn workload_selectors_match_what_the_attestors_found() {
         .is_allowed()
     };
     for (selector, expected) in [
-        (r#"k8s_namespace = ["shop"], k8s_service_account = ["orders"]"#, true),
-        (r#"k8s_namespace = ["shop"], k8s_service_account = ["web"]"#, false),
+        (
+            r#"k8s_namespace = ["shop"], k8s_service_account = ["orders"]"#,
+            true,
+        ),
+        (
+            r#"k8s_namespace = ["shop"], k8s_service_account = ["web"]"#,
+            false,
+        ),
         (r#"k8s_service_account = ["web", "orders"]"#, true),
         (r#"k8s_pod_name = ["orders-*"]"#, true),
         (r#"k8s_pod_name = ["web-*"]"#, false),
@@ -330,14 +336,29 @@ fn workload_selectors_match_what_the_attestors_found() {
         (r#"k8s_pod_label = ["app=orders", "tier=frontend"]"#, false),
         (r#"k8s_pod_label = ["app="]"#, false),
         (r#"k8s_container_name = ["app"]"#, true),
-        (r#"k8s_container_image = ["registry.example/orders:*"]"#, true),
-        (r#"k8s_container_image = ["registry.example/orders@sha256:abc"]"#, true),
-        (r#"k8s_container_image = ["registry.example/other:*"]"#, false),
-        (r#"ecs_cluster = ["prod"], ecs_task_family = ["orders"]"#, true),
+        (
+            r#"k8s_container_image = ["registry.example/orders:*"]"#,
+            true,
+        ),
+        (
+            r#"k8s_container_image = ["registry.example/orders@sha256:abc"]"#,
+            true,
+        ),
+        (
+            r#"k8s_container_image = ["registry.example/other:*"]"#,
+            false,
+        ),
+        (
+            r#"ecs_cluster = ["prod"], ecs_task_family = ["orders"]"#,
+            true,
+        ),
         (r#"ecs_task_family = ["orders:5"]"#, true),
         (r#"ecs_task_family = ["orders:6"]"#, false),
         (r#"ecs_container_name = ["api"]"#, true),
-        (r#"container_name = ["billing-worker-1"], container_label = ["team=payments"]"#, true),
+        (
+            r#"container_name = ["billing-worker-1"], container_label = ["team=payments"]"#,
+            true,
+        ),
         (r#"container_label = ["team=payments", "env=prod"]"#, false),
         (r#"container_image = ["registry.example/billing:*"]"#, true),
         (r#"uid = [1000], k8s_namespace = ["other"]"#, false),
@@ -349,7 +370,10 @@ fn workload_selectors_match_what_the_attestors_found() {
     unattested.workload = Default::default();
     assert!(!decide(r#"k8s_namespace = ["shop"]"#, &unattested));
     assert!(!decide(r#"ecs_cluster = ["prod"]"#, &unattested));
-    assert!(!decide(r#"container_name = ["billing-worker-1"]"#, &unattested));
+    assert!(!decide(
+        r#"container_name = ["billing-worker-1"]"#,
+        &unattested
+    ));
     // And a uid-only caller never carries them.
     let mut blind = c;
     blind.source = IdentitySource::Uid;

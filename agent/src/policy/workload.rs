@@ -27,7 +27,11 @@ impl WorkloadSelector {
     /// The platforms whose attestor this selector needs, with the keys that need it.
     pub fn platforms(&self) -> Vec<(Platform, Vec<&'static str>)> {
         let keys = |pairs: &[(&'static str, bool)]| -> Vec<&'static str> {
-            pairs.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect()
+            pairs
+                .iter()
+                .filter(|(_, set)| *set)
+                .map(|(k, _)| *k)
+                .collect()
         };
         [
             (
@@ -68,7 +72,9 @@ impl WorkloadSelector {
     }
 
     pub fn selects(&self, workload: &Workload) -> bool {
-        self.selects_kubernetes(workload) && self.selects_ecs(workload) && self.selects_docker(workload)
+        self.selects_kubernetes(workload)
+            && self.selects_ecs(workload)
+            && self.selects_docker(workload)
     }
 
     fn selects_kubernetes(&self, workload: &Workload) -> bool {
@@ -94,7 +100,10 @@ impl WorkloadSelector {
             && one_of(&self.k8s_container_names, pod.container_name.as_ref())
             && glob(
                 &self.k8s_container_images,
-                [pod.container_image.as_ref(), pod.container_image_id.as_ref()],
+                [
+                    pod.container_image.as_ref(),
+                    pod.container_image_id.as_ref(),
+                ],
             )
     }
 
@@ -169,7 +178,9 @@ pub(super) fn task_family(item: &str) -> Result<(String, Option<String>), String
     match item.split_once(':') {
         None if !item.is_empty() => Ok((item.to_owned(), None)),
         Some((family, revision))
-            if !family.is_empty() && !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit()) =>
+            if !family.is_empty()
+                && !revision.is_empty()
+                && revision.bytes().all(|b| b.is_ascii_digit()) =>
         {
             Ok((family.to_owned(), Some(revision.to_owned())))
         }

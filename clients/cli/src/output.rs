@@ -180,7 +180,10 @@ pub fn whoami_text(who: &proto::WhoAmIResponse) -> String {
             } else {
                 &k.container_image_id
             };
-            lines.push(format!("k8s       container={} image={image}", k.container_name));
+            lines.push(format!(
+                "k8s       container={} image={image}",
+                k.container_name
+            ));
         }
     }
     if let Some(e) = &c.ecs {

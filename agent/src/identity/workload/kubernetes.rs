@@ -306,8 +306,14 @@ mod tests {
     fn expands_the_environment_in_the_kubelet_url() {
         // PATH is set in every test environment; nothing here sets variables.
         let path = std::env::var("PATH").unwrap();
-        assert_eq!(expand_env("https://${PATH}:10250").unwrap(), format!("https://{path}:10250"));
-        assert_eq!(expand_env("https://127.0.0.1:10250").unwrap(), "https://127.0.0.1:10250");
+        assert_eq!(
+            expand_env("https://${PATH}:10250").unwrap(),
+            format!("https://{path}:10250")
+        );
+        assert_eq!(
+            expand_env("https://127.0.0.1:10250").unwrap(),
+            "https://127.0.0.1:10250"
+        );
         assert!(expand_env("https://${PSST_TEST_UNSET_VARIABLE}:10250").is_err());
         assert!(expand_env("https://${PATH").is_err());
     }
@@ -321,7 +327,10 @@ mod tests {
         assert_eq!(workload.namespace, "shop");
         assert_eq!(workload.service_account, "orders");
         assert_eq!(workload.pod_name, "orders-7d4b9c-x2x9k");
-        assert_eq!(workload.labels.get("app").map(String::as_str), Some("orders"));
+        assert_eq!(
+            workload.labels.get("app").map(String::as_str),
+            Some("orders")
+        );
         assert_eq!(workload.container_name.as_deref(), Some("orders"));
         assert!(workload
             .container_image_id

@@ -134,4 +134,3 @@ fn keep<T>(answer: Option<Result<T, String>>, failures: &mut Vec<String>) -> Opt
         }
     }
 }
-

@@ -917,3 +917,51 @@ print(os.getpid(), flush=True)
     let _ = taker.wait();
     assert!(refused, "{}", agent.logs());
 }
+
+/// BENCHMARKS.md's figure: how long a new pod's first connection takes to be attested (one
+/// refresh of the stand-in kubelet's list over HTTPS), against a pod the cache knows and against
+/// the same agent's callers outside any pod. Run it by hand:
+/// `cargo test -p psst-tests --test identity -- --ignored --nocapture new_pod_first_connection`.
+#[test]
+#[ignore = "a measurement, not a check: run by hand for BENCHMARKS.md"]
+fn new_pod_first_connection_attestation_time() {
+    const ROUNDS: usize = 25;
+    let pki = Pki::new();
+    write_pods(&pki, &[]);
+    let kubelet = StandIn::start(KUBELET, pki.dir.path());
+    let agent = Agent::with_policy(K8S_POLICY, &kubernetes_config(&pki, kubelet.port, "ca.crt"));
+    let time = |cgroup: &Cgroup| {
+        let started = Instant::now();
+        let out = psst_in(&agent, cgroup, "psst-pods", &["whoami", "--json"]);
+        let elapsed = started.elapsed();
+        let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (elapsed, who)
+    };
+    let plain = Cgroup::create("/system.slice/psst-bench.service");
+    let (mut new_pod, mut known_pod, mut no_pod) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pods = Vec::new();
+    for round in 0..ROUNDS {
+        let uid = format!("00000000-0000-4000-8000-{round:012}");
+        let container = format!("{round:064x}");
+        pods.push(pod_json(&uid, &format!("bench-{round}"), "orders", "{}", &container));
+        write_pods(&pki, &pods);
+        let cgroup = pod_cgroup(&uid, &container);
+        let (first, who) = time(&cgroup);
+        assert_eq!(who["caller"]["kubernetes"]["pod_name"], format!("bench-{round}"));
+        new_pod.push(first);
+        known_pod.push(time(&cgroup).0);
+        no_pod.push(time(&plain).0);
+        drop(cgroup);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    assert_eq!(kubelet_requests(&pki), ROUNDS, "one refresh per new pod, none for known ones");
+    println!(
+        "psst whoami, median of {ROUNDS}: new pod {:?}, known pod {:?}, outside any pod {:?}",
+        median(&mut new_pod),
+        median(&mut known_pod),
+        median(&mut no_pod)
+    );
+}

@@ -474,6 +474,107 @@ fn an_unreachable_kubelet_denies_with_a_reason_and_spares_other_callers() {
 }
 
 #[test]
+fn concurrent_first_connections_of_a_new_pod_share_one_refresh() {
+    let pki = Pki::new();
+    write_pods(&pki, &[]);
+    let kubelet = StandIn::start(KUBELET, pki.dir.path());
+    let agent = Agent::with_policy(K8S_POLICY, &kubernetes_config(&pki, kubelet.port, "ca.crt"));
+    put(&agent, "local:orders/db", "orders-password");
+    // The agent has fetched the (empty) list once, for a pod it did not find.
+    let orders = pod_cgroup(POD_ORDERS, CONTAINER_ORDERS);
+    let out = psst_in(&agent, &orders, "psst-pods", &["get", "local:orders/db"]);
+    assert_eq!(out.status.code(), Some(5), "{}", describe(&out));
+    let before = kubelet_requests(&pki);
+    write_pods(
+        &pki,
+        &[pod_json(POD_ORDERS, "orders-7d4b9c-x2x9k", "orders", "{}", CONTAINER_ORDERS)],
+    );
+    ensure_user("psst-pods");
+    let script = format!(
+        "echo $$ > {procs} && exec runuser -u psst-pods -- \"$@\"",
+        procs = orders.dir().join("cgroup.procs").display()
+    );
+    let callers: Vec<Child> = (0..8)
+        .map(|_| {
+            Command::new("sh")
+                .args(["-c", &script, "sh"])
+                .arg(psst_bin())
+                .args(["get", "local:orders/db"])
+                .env("PSST_SOCKET", &agent.socket)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for caller in callers {
+        let out = caller.wait_with_output().unwrap();
+        assert_eq!(stdout(&out).trim(), "orders-password", "{}", describe(&out));
+    }
+    let refreshes = kubelet_requests(&pki) - before;
+    // Connections that arrive while a refresh runs wait for it; one that arrives after it finds
+    // the pod cached. At most one more refresh can start if a connection read the cache just
+    // before the list changed.
+    assert!((1..=2).contains(&refreshes), "{refreshes} refreshes for 8 connections");
+}
+
+#[test]
+fn a_kubelet_that_never_answers_delays_only_its_own_callers() {
+    let pki = Pki::new();
+    // Accepts connections and says nothing: not even the TLS handshake completes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let config = kubernetes_config(&pki, port, "ca.crt");
+    let agent = Agent::with_policy(K8S_POLICY, &config);
+    put(&agent, "local:orders/db", "orders-password");
+    let orders = pod_cgroup(POD_ORDERS, CONTAINER_ORDERS);
+    let socket = agent.socket.clone();
+    let orders_dir = orders.dir();
+    let pod_caller = std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!("echo $$ > {}/cgroup.procs && exec \"$@\"", orders_dir.display()),
+                "sh",
+            ])
+            .arg(psst_bin())
+            .args(["get", "local:orders/db"])
+            .env("PSST_SOCKET", &socket)
+            .output()
+            .unwrap();
+        (started.elapsed(), out)
+    });
+    // While the pod's caller waits on the kubelet, root (outside any pod) is served at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let out = agent.psst(&["get", "local:orders/db"], None);
+    let root_took = started.elapsed();
+    assert_eq!(stdout(&out).trim(), "orders-password", "{}", describe(&out));
+    let (pod_took, pod_out) = pod_caller.join().unwrap();
+    assert!(
+        root_took < Duration::from_millis(1500),
+        "root waited {root_took:?} behind a silent kubelet"
+    );
+    // Root in the pod's cgroup: the root rule grants read, so the connection was served after
+    // the kubelet timed out, with the reason in the audit record.
+    assert!(pod_out.status.success(), "{}", describe(&pod_out));
+    assert!(
+        pod_took >= Duration::from_secs(2) && pod_took < Duration::from_secs(5),
+        "the pod's caller waited for the kubelet's timeout: {pod_took:?}"
+    );
+    assert!(agent.logs().contains("the kubelet did not answer within 2s"), "{}", agent.logs());
+    drop(held);
+}
+
+#[test]
 fn a_kubelet_certificate_from_another_ca_is_refused() {
     let pki = Pki::new();
     write_pods(

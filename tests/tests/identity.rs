@@ -487,7 +487,13 @@ fn concurrent_first_connections_of_a_new_pod_share_one_refresh() {
     let before = kubelet_requests(&pki);
     write_pods(
         &pki,
-        &[pod_json(POD_ORDERS, "orders-7d4b9c-x2x9k", "orders", "{}", CONTAINER_ORDERS)],
+        &[pod_json(
+            POD_ORDERS,
+            "orders-7d4b9c-x2x9k",
+            "orders",
+            "{}",
+            CONTAINER_ORDERS,
+        )],
     );
     ensure_user("psst-pods");
     let script = format!(
@@ -515,7 +521,10 @@ fn concurrent_first_connections_of_a_new_pod_share_one_refresh() {
     // Connections that arrive while a refresh runs wait for it; one that arrives after it finds
     // the pod cached. At most one more refresh can start if a connection read the cache just
     // before the list changed.
-    assert!((1..=2).contains(&refreshes), "{refreshes} refreshes for 8 connections");
+    assert!(
+        (1..=2).contains(&refreshes),
+        "{refreshes} refreshes for 8 connections"
+    );
 }
 
 #[test]
@@ -542,7 +551,10 @@ fn a_kubelet_that_never_answers_delays_only_its_own_callers() {
         let out = Command::new("sh")
             .args([
                 "-c",
-                &format!("echo $$ > {}/cgroup.procs && exec \"$@\"", orders_dir.display()),
+                &format!(
+                    "echo $$ > {}/cgroup.procs && exec \"$@\"",
+                    orders_dir.display()
+                ),
                 "sh",
             ])
             .arg(psst_bin())
@@ -570,7 +582,13 @@ fn a_kubelet_that_never_answers_delays_only_its_own_callers() {
         pod_took >= Duration::from_secs(2) && pod_took < Duration::from_secs(5),
         "the pod's caller waited for the kubelet's timeout: {pod_took:?}"
     );
-    assert!(agent.logs().contains("the kubelet did not answer within 2s"), "{}", agent.logs());
+    assert!(
+        agent
+            .logs()
+            .contains("the kubelet did not answer within 2s"),
+        "{}",
+        agent.logs()
+    );
     drop(held);
 }
 
@@ -1044,11 +1062,20 @@ fn new_pod_first_connection_attestation_time() {
     for round in 0..ROUNDS {
         let uid = format!("00000000-0000-4000-8000-{round:012}");
         let container = format!("{round:064x}");
-        pods.push(pod_json(&uid, &format!("bench-{round}"), "orders", "{}", &container));
+        pods.push(pod_json(
+            &uid,
+            &format!("bench-{round}"),
+            "orders",
+            "{}",
+            &container,
+        ));
         write_pods(&pki, &pods);
         let cgroup = pod_cgroup(&uid, &container);
         let (first, who) = time(&cgroup);
-        assert_eq!(who["caller"]["kubernetes"]["pod_name"], format!("bench-{round}"));
+        assert_eq!(
+            who["caller"]["kubernetes"]["pod_name"],
+            format!("bench-{round}")
+        );
         new_pod.push(first);
         known_pod.push(time(&cgroup).0);
         no_pod.push(time(&plain).0);
@@ -1058,7 +1085,11 @@ fn new_pod_first_connection_attestation_time() {
         v.sort();
         v[v.len() / 2]
     };
-    assert_eq!(kubelet_requests(&pki), ROUNDS, "one refresh per new pod, none for known ones");
+    assert_eq!(
+        kubelet_requests(&pki),
+        ROUNDS,
+        "one refresh per new pod, none for known ones"
+    );
     println!(
         "psst whoami, median of {ROUNDS}: new pod {:?}, known pod {:?}, outside any pod {:?}",
         median(&mut new_pod),

@@ -20,7 +20,7 @@ use crate::{
     },
     cache::{CacheSettings, SecretCache},
     config::{self, BackendConfig, Config},
-    identity::{IdentityResolver, ProcResolver},
+    identity::{Attestors, IdentityResolver, ProcResolver},
     lifecycle, metrics,
     policy::PolicySource,
     reference::MAX_REFERENCE_LEN,
@@ -70,7 +70,8 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
 /// open-file limit (raised to its hard limit first), so the agent never runs out of
 /// descriptors for its own files because of callers.
 fn admission_limits(config: &Config) -> AdmissionLimits {
-    let fits = usize::try_from(lifecycle::raise_fd_limit()).unwrap_or(usize::MAX);
+    // Two descriptors a connection until its caller is identified: the socket and its pidfd.
+    let fits = usize::try_from(lifecycle::raise_fd_limit() / 2).unwrap_or(usize::MAX);
     let max_connections = config.connections.max.min(fits);
     if max_connections < config.connections.max {
         tracing::warn!(
@@ -145,7 +146,11 @@ pub async fn run(
         limits,
         watch,
     ));
-    let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::default());
+    let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::new(
+        "/proc",
+        config.identity.nss_timeout,
+        Attestors::from_config(&config.identity).map_err(anyhow::Error::msg)?,
+    ));
     let admission = Admission::new(admission_limits(&config));
 
     let max_message = config.server.max_message_bytes;
@@ -183,6 +188,7 @@ pub async fn run(
         settings: connection_settings(&config),
         max_message,
         max_list_request: config.limits.max_batch * (MAX_REFERENCE_LEN + 8) + 64,
+        identity_timeout: config.identity.timeout,
     });
     let server = server::serve(transport::Acceptor::new(bound.listener), shared, async {
         stop_rx.await.ok();

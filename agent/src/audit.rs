@@ -45,6 +45,9 @@ pub fn record(
     outcome: Outcome,
 ) {
     metrics.decision(op, rule.is_some());
+    let k8s = caller.workload.kubernetes.as_ref();
+    // Why a platform attribute is missing, so a deny it caused says so.
+    let attestation = caller.workload.failures.join("; ");
     tracing::info!(
         target: TARGET,
         decision = if rule.is_some() { "allow" } else { "deny" },
@@ -61,6 +64,12 @@ pub fn record(
         pod_uid = caller.pod_uid.as_deref().unwrap_or(""),
         systemd_unit = caller.systemd_unit.as_deref().unwrap_or(""),
         identity = caller.source.as_str(),
+        k8s_namespace = k8s.map_or("", |k| k.namespace.as_str()),
+        k8s_service_account = k8s.map_or("", |k| k.service_account.as_str()),
+        k8s_pod = k8s.map_or("", |k| k.pod_name.as_str()),
+        ecs_task = caller.workload.ecs.as_ref().map_or("", |e| e.task_arn.as_str()),
+        container_name = caller.workload.container.as_ref().map_or("", |c| c.name.as_str()),
+        attestation = attestation.as_str(),
         "audit"
     );
 }

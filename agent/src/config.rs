@@ -11,7 +11,7 @@ use std::{
 
 use serde::{de::DeserializeOwned, Deserialize};
 
-use crate::{agent, reference::BackendKind};
+use crate::{agent, identity::config::IdentityConfig, reference::BackendKind};
 
 pub const DEFAULT_SOCKET_PATH: &str = "/run/psst/psst.sock";
 /// Any local process may connect; the policy decides what it may read.
@@ -99,6 +99,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub watch: WatchConfig,
     pub metrics: MetricsConfig,
+    /// Caller identification and the workload attestors (`identity/config.rs`).
+    pub identity: IdentityConfig,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -525,7 +527,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "server",
     "connections",
     "log",
@@ -535,6 +537,7 @@ const SECTIONS: [&str; 10] = [
     "limits",
     "watch",
     "metrics",
+    "identity",
     "backend",
 ];
 
@@ -572,6 +575,7 @@ impl Config {
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
         let watch: WatchConfig = section(&table, "watch", &mut problems);
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
+        let identity: IdentityConfig = section(&table, "identity", &mut problems);
         let mut backends = Vec::new();
         match table.get("backend") {
             None => {}
@@ -598,6 +602,7 @@ impl Config {
             limits,
             watch,
             metrics,
+            identity,
             backends,
         };
         problems.extend(config.validate());
@@ -718,6 +723,7 @@ impl Config {
                 self.watch.jitter
             ));
         }
+        problems.extend(self.identity.problems());
         if self.cache.max_bytes == 0 {
             problems.push("cache.max_bytes must be more than 0".into());
         }
@@ -801,6 +807,7 @@ impl Config {
                 ..WatchConfig::default()
             },
             metrics: MetricsConfig::default(),
+            identity: IdentityConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,
             // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
             backends: vec![
@@ -1094,5 +1101,37 @@ max_attempts = 0
         assert_eq!(vault.approle_mount, DEFAULT_VAULT_APPROLE_MOUNT);
         assert!(vault.role_id.is_some() && vault.secret_id_file.is_some());
         assert!(vault.address.is_some() && vault.ca_file.is_some());
+    }
+
+    #[test]
+    fn the_reference_configs_commented_identity_sections_parse_uncommented() {
+        use crate::identity::config::{DockerConfig, EcsConfig, KubernetesConfig};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text
+            .find("#[identity.kubernetes]")
+            .expect("a kubernetes section");
+        let end = text.find("# One [[backend]]").expect("the backends");
+        let section: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let section = format!("{section}[[backend]]\ntype = \"local\"\ndir = \"/x\"\n");
+        let config = Config::from_toml(&section, "identity sections")
+            .unwrap_or_else(|e| panic!("{e}\n{section}"));
+        // The documented values are the defaults, except the example node name and TLS name.
+        let kubernetes = config.identity.kubernetes.expect("[identity.kubernetes]");
+        assert_eq!(
+            kubernetes,
+            KubernetesConfig {
+                node_name: Some("node-1".into()),
+                tls_server_name: Some("node-1".into()),
+                ..KubernetesConfig::default()
+            }
+        );
+        assert_eq!(config.identity.ecs, Some(EcsConfig::default()));
+        assert_eq!(config.identity.docker, Some(DockerConfig::default()));
     }
 }

@@ -112,6 +112,16 @@ fn check_config(file: &Path) -> ExitCode {
     };
     match Policy::from_file(&config.policy.file) {
         Ok(policy) => {
+            let unattested = policy.unattested(&config.identity.platforms());
+            if !unattested.is_empty() {
+                eprintln!(
+                    "policy {} has {} problem(s):\n  - {}",
+                    config.policy.file.display(),
+                    unattested.len(),
+                    unattested.join("\n  - ")
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
             println!(
                 "{}: ok ({} backend(s), policy {} with {} rule(s))",
                 file.display(),

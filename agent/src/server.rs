@@ -79,6 +79,8 @@ pub struct Shared {
     pub resolver: Arc<dyn IdentityResolver>,
     pub admission: Arc<Admission>,
     pub settings: ConnectionSettings,
+    /// How long identifying one caller may take (identity.timeout).
+    pub identity_timeout: Duration,
     /// The largest gRPC message decoded or encoded (server.max_message_bytes).
     pub max_message: usize,
     /// The largest `BatchGetSecrets` or `WatchSecrets` body: `limits.max_batch` references.
@@ -141,20 +143,15 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-/// Identifies the caller behind a new connection, off the accept loop and bounded in time.
+/// Identifies the caller behind a new connection, in its own task and bounded in time
+/// (`identity.timeout`): a slow `/proc`, NSS or platform lookup delays only this connection.
 async fn identify(shared: &Shared, peer: PeerCred) -> ConnectedCaller {
-    let resolver = Arc::clone(&shared.resolver);
-    let resolved = tokio::time::timeout(
-        shared.settings.handshake_timeout,
-        tokio::task::spawn_blocking(move || resolver.resolve(peer)),
-    )
-    .await;
-    let caller = match resolved {
-        Ok(Ok(caller)) => caller,
-        Ok(Err(_)) | Err(_) => Err(IdentityError::TimedOut),
-    };
+    let uid = peer.uid;
+    let caller = tokio::time::timeout(shared.identity_timeout, shared.resolver.resolve(peer))
+        .await
+        .unwrap_or(Err(IdentityError::TimedOut(shared.identity_timeout)));
     if let Err(e) = &caller {
-        tracing::warn!(error = %e, uid = peer.uid, "connection from an unidentified caller");
+        tracing::warn!(error = %e, uid, "connection from an unidentified caller");
     }
     Arc::new(caller)
 }
@@ -167,6 +164,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let settings = shared.settings;
+    let uid = peer.uid;
     let handshake = server::Builder::new()
         .initial_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
@@ -180,7 +178,7 @@ async fn connection(
             return;
         }
         Err(_) => {
-            tracing::debug!(uid = peer.uid, "HTTP/2 handshake timed out");
+            tracing::debug!(uid, "HTTP/2 handshake timed out");
             return;
         }
     };
@@ -232,7 +230,7 @@ async fn connection(
                 LifeEvent::Continue => {}
                 LifeEvent::GoAway => conn.graceful_shutdown(),
                 LifeEvent::Close => {
-                    tracing::debug!(uid = peer.uid, "closing a connection that stopped answering or outlived its grace");
+                    tracing::debug!(uid, "closing a connection that stopped answering or outlived its grace");
                     break;
                 }
             },

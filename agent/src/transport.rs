@@ -243,11 +243,9 @@ impl Acceptor {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
                     self.backoff = Duration::ZERO;
-                    let peer = stream.peer_cred().ok().map(|cred| PeerCred {
-                        uid: cred.uid(),
-                        gid: cred.gid(),
-                        pid: cred.pid(),
-                    });
+                    // Taken now: the pidfd names the process that connected, whatever
+                    // happens to its pid before the connection is identified.
+                    let peer = PeerCred::of(&stream).ok();
                     return (stream, peer);
                 }
                 Err(e) if is_out_of_descriptors(&e) => {

@@ -248,5 +248,36 @@ fn caller_to_proto(caller: &Caller) -> pb::Caller {
         pod_uid: caller.pod_uid.clone().unwrap_or_default(),
         systemd_unit: caller.systemd_unit.clone().unwrap_or_default(),
         identity_source: caller.source.as_str().to_owned(),
+        kubernetes: caller
+            .workload
+            .kubernetes
+            .as_ref()
+            .map(|k| pb::KubernetesWorkload {
+                namespace: k.namespace.clone(),
+                service_account: k.service_account.clone(),
+                pod_name: k.pod_name.clone(),
+                pod_uid: k.pod_uid.clone(),
+                labels: k.labels.clone().into_iter().collect(),
+                container_name: k.container_name.clone().unwrap_or_default(),
+                container_image: k.container_image.clone().unwrap_or_default(),
+                container_image_id: k.container_image_id.clone().unwrap_or_default(),
+            }),
+        ecs: caller.workload.ecs.as_ref().map(|e| pb::EcsWorkload {
+            cluster: e.cluster.clone(),
+            task_arn: e.task_arn.clone(),
+            task_family: e.task_family.clone(),
+            task_revision: e.task_revision.clone(),
+            container_name: e.container_name.clone(),
+        }),
+        container: caller
+            .workload
+            .container
+            .as_ref()
+            .map(|c| pb::ContainerWorkload {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                labels: c.labels.clone().into_iter().collect(),
+            }),
+        attestation_failures: caller.workload.failures.clone(),
     }
 }

@@ -48,32 +48,63 @@ pub fn cgroup_path(contents: &str) -> Option<String> {
         .map(|(_, path)| (*path).to_owned())
 }
 
+/// The components of `path` the system controls, outermost first: those above the first
+/// `user@UID.service`. Everything below that unit is delegated to the user, who can create
+/// cgroups there named like anything (`billing.service`, `docker-<id>.scope`, `pod<uid>`), so
+/// nothing below it says more than the uid already does. Leading `..` (a path seen from another
+/// cgroup namespace) is skipped.
+fn system_components(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/')
+        .filter(|c| !c.is_empty())
+        .skip_while(|c| *c == "..")
+        .take_while(|c| !is_user_manager(c))
+}
+
+fn is_user_manager(component: &str) -> bool {
+    component.starts_with("user@") && component.ends_with(".service")
+}
+
+/// The container the runtime placed the process in: the outermost component naming one. A
+/// container that creates cgroups of its own (systemd or docker inside it) cannot make its
+/// processes look like another container.
 pub fn container_id(path: &str) -> Option<String> {
-    path.rsplit('/')
+    system_components(path)
         .filter(|component| !component.contains("conmon"))
         .find_map(|component| CONTAINER_ID.captures(component))
         .map(|c| c[1].to_owned())
 }
 
+/// The Kubernetes pod: only under a top-level `kubepods` cgroup (the kubelet's), from the
+/// outermost pod component.
 pub fn pod_uid(path: &str) -> Option<String> {
-    if !path.contains("kubepods") {
+    let mut components = system_components(path);
+    if !components.next()?.starts_with("kubepods") {
         return None;
     }
-    path.split('/')
+    components
         .find_map(|component| POD_UID.captures(component))
         .map(|c| c[1].replace('_', "-"))
 }
 
-/// The innermost `.service` of the path, else the innermost `.scope`.
+/// The unit the system manager started the process in: the first component below the slices,
+/// if it is a `.service` or `.scope`. Whatever a unit creates below itself (a `Delegate=yes`
+/// service, a container runtime) is its own and does not name another unit. A user's manager
+/// (`user@UID.service`) counts only for the manager itself, never for what runs under it.
 pub fn systemd_unit(path: &str) -> Option<String> {
-    let components: Vec<&str> = path.split('/').collect();
-    [".service", ".scope"].iter().find_map(|suffix| {
-        components
-            .iter()
-            .rev()
-            .find(|c| c.ends_with(suffix))
-            .map(|c| (*c).to_owned())
-    })
+    let components: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .skip_while(|c| *c == "..")
+        .collect();
+    let position = components.iter().position(|c| !c.ends_with(".slice"))?;
+    let unit = components[position];
+    if !(unit.ends_with(".service") || unit.ends_with(".scope")) {
+        return None;
+    }
+    if is_user_manager(unit) && position + 1 != components.len() {
+        return None;
+    }
+    Some(unit.to_owned())
 }
 
 #[cfg(test)]
@@ -148,10 +179,55 @@ mod tests {
             Some("session-2.scope")
         );
         assert_eq!(
-            systemd_unit("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope")
-                .as_deref(),
+            systemd_unit("/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope"),
+            None,
+            "units under a user's manager are the user's to name"
+        );
+        assert_eq!(
+            systemd_unit("/user.slice/user-1000.slice/user@1000.service").as_deref(),
             Some("user@1000.service")
         );
+        assert_eq!(
+            systemd_unit("/system.slice/app.service/billing.service").as_deref(),
+            Some("app.service"),
+            "a delegated service cannot name another unit"
+        );
+        assert_eq!(systemd_unit("/system.slice/cron"), None);
         assert_eq!(systemd_unit("/"), None);
+    }
+
+    #[test]
+    fn nothing_below_a_user_manager_counts() {
+        let user = "/user.slice/user-1000.slice/user@1000.service/app.slice";
+        let pod = POD.replace('-', "_");
+        for spoof in [
+            format!("{user}/billing.service"),
+            format!("{user}/docker-{ID}.scope"),
+            format!("{user}/kubepods/besteffort/pod{POD}/{ID}"),
+            format!("{user}/kubepods.slice/kubepods-pod{pod}.slice/cri-containerd-{ID}.scope"),
+        ] {
+            assert_eq!(container_id(&spoof), None, "{spoof}");
+            assert_eq!(pod_uid(&spoof), None, "{spoof}");
+            assert_eq!(systemd_unit(&spoof), None, "{spoof}");
+        }
+    }
+
+    #[test]
+    fn the_outermost_runtime_component_wins() {
+        let other = "0".repeat(64);
+        let nested = format!("/system.slice/docker-{ID}.scope/docker/{other}");
+        assert_eq!(container_id(&nested).as_deref(), Some(ID));
+        let pod_in_pod = format!(
+            "/kubepods/besteffort/pod{POD}/{ID}/kubepods/pod{}",
+            "1".repeat(8) + "-1111-1111-1111-111111111111"
+        );
+        assert_eq!(pod_uid(&pod_in_pod).as_deref(), Some(POD));
+        assert_eq!(
+            pod_uid(&format!("/system.slice/x.service/kubepods/pod{POD}")),
+            None,
+            "kubepods must be the top-level cgroup"
+        );
+        let from_another_namespace = format!("/../../kubepods/besteffort/pod{POD}/{ID}");
+        assert_eq!(pod_uid(&from_another_namespace).as_deref(), Some(POD));
     }
 }

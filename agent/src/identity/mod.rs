@@ -1,26 +1,24 @@
-//! Who is calling: the kernel's peer credentials of the connection (uid, gid, pid), enriched
-//! from `/proc/<pid>`: executable, user and group names, supplementary groups, cgroup, and what
-//! the cgroup says (container id, Kubernetes pod UID, systemd unit).
+//! Who is calling: the kernel's peer credentials of the connection (uid, gid, pid and a pidfd),
+//! enriched from `/proc/<pid>` (executable, user and group names, supplementary groups, cgroup,
+//! and what the cgroup says: container id, Kubernetes pod UID, systemd unit), then by the
+//! configured workload attestors (Kubernetes, ECS, Docker), which look the pod or container up by
+//! the ids the caller's own cgroup names.
 //!
-//! A caller is identified once per connection, at accept. To defend against PID reuse (the
-//! caller exits and another process takes its pid while we read `/proc`), the process start time
-//! is read before and after enrichment and must match.
+//! A caller is identified once per connection, in the connection's own task (never in the accept
+//! loop), bounded by `identity.timeout`. `peer.rs` says how the identity stays bound to the
+//! process that connected; `process.rs` reads `/proc` on the blocking pool; user and group names
+//! come from NSS, which may ask the network, so they are bounded by `identity.nss_timeout`.
 
 pub mod cgroup;
+pub mod config;
+mod peer;
+mod process;
+pub mod workload;
 
-use std::{
-    fmt, fs,
-    path::{Path, PathBuf},
-};
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
-/// What the kernel says about the peer of a Unix socket (`SO_PEERCRED`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerCred {
-    pub uid: u32,
-    pub gid: u32,
-    /// None or 0 when the peer's process is not visible in our PID namespace.
-    pub pid: Option<i32>,
-}
+pub use peer::{Binding, PeerCred};
+pub use workload::{Attestors, Workload};
 
 /// How much of the caller the agent could see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,23 +50,26 @@ pub struct Caller {
     pub supplementary_gids: Vec<u32>,
     /// Supplementary group names, where they resolve.
     pub groups: Vec<String>,
+    /// The executable's path, only when that path names the same file for the agent.
     pub executable: Option<String>,
     pub cgroup: Option<String>,
     pub container_id: Option<String>,
     pub pod_uid: Option<String>,
     pub systemd_unit: Option<String>,
     pub source: IdentitySource,
+    /// What the platform attestors said (or why they could not).
+    pub workload: Workload,
 }
 
 impl Caller {
-    /// A caller known only by uid and gid.
+    /// A caller known only by uid and gid, without names.
     pub fn uid_only(uid: u32, gid: u32) -> Self {
         Self {
             uid,
             gid,
             pid: 0,
-            user: user_name(uid),
-            group: group_name(gid),
+            user: None,
+            group: None,
             supplementary_gids: Vec::new(),
             groups: Vec::new(),
             executable: None,
@@ -77,6 +78,7 @@ impl Caller {
             pod_uid: None,
             systemd_unit: None,
             source: IdentitySource::Uid,
+            workload: Workload::default(),
         }
     }
 }
@@ -99,113 +101,111 @@ pub enum IdentityError {
     Gone(i32),
     #[error("calling process {0} was replaced while being identified (pid reuse)")]
     PidReused(i32),
-    #[error("the caller could not be identified in time")]
-    TimedOut,
+    #[error("process {0} started after the connection was made: it is not the caller")]
+    StartedAfterConnect(i32),
+    #[error("identifying the caller took longer than {0:?}")]
+    TimedOut(Duration),
 }
 
 /// Turns a connection's peer credentials into a `Caller`. The composition root picks the
 /// implementation; tests use a fake `/proc`.
+#[async_trait::async_trait]
 pub trait IdentityResolver: Send + Sync + 'static {
-    fn resolve(&self, peer: PeerCred) -> Result<Caller, IdentityError>;
+    async fn resolve(&self, peer: PeerCred) -> Result<Caller, IdentityError>;
 }
 
-/// Resolves callers from a procfs mount (normally `/proc`).
-#[derive(Clone, Debug)]
+/// How long an NSS lookup (user and group names) may take before the names are left out.
+pub const DEFAULT_NSS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Resolves callers from a procfs mount (normally `/proc`), then asks the attestors.
 pub struct ProcResolver {
     proc_root: PathBuf,
+    nss_timeout: Duration,
+    attestors: Arc<Attestors>,
 }
 
 impl ProcResolver {
-    pub fn new(proc_root: impl Into<PathBuf>) -> Self {
+    pub fn new(proc_root: impl Into<PathBuf>, nss_timeout: Duration, attestors: Attestors) -> Self {
         Self {
             proc_root: proc_root.into(),
+            nss_timeout,
+            attestors: Arc::new(attestors),
+        }
+    }
+
+    /// Names for the uid, gid and supplementary gids, as far as NSS answers in time. A name that
+    /// does not come is left out, so rules naming it do not match (fail closed).
+    async fn names(&self, uid: u32, gid: u32, gids: Vec<u32>) -> Names {
+        let lookup = tokio::task::spawn_blocking(move || Names {
+            user: user_name(uid),
+            group: group_name(gid),
+            groups: gids.iter().filter_map(|g| group_name(*g)).collect(),
+        });
+        match tokio::time::timeout(self.nss_timeout, lookup).await {
+            Ok(Ok(names)) => names,
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!(uid, gid, timeout = ?self.nss_timeout, "user and group names did not resolve in time");
+                Names::default()
+            }
         }
     }
 }
 
 impl Default for ProcResolver {
     fn default() -> Self {
-        Self::new("/proc")
+        Self::new("/proc", DEFAULT_NSS_TIMEOUT, Attestors::default())
     }
 }
 
+#[derive(Default)]
+struct Names {
+    user: Option<String>,
+    group: Option<String>,
+    groups: Vec<String>,
+}
+
+#[async_trait::async_trait]
 impl IdentityResolver for ProcResolver {
-    fn resolve(&self, peer: PeerCred) -> Result<Caller, IdentityError> {
+    async fn resolve(&self, peer: PeerCred) -> Result<Caller, IdentityError> {
         let pid = match peer.pid {
             Some(pid) if pid > 0 => pid,
-            _ => return Ok(Caller::uid_only(peer.uid, peer.gid)),
+            _ => {
+                let names = self.names(peer.uid, peer.gid, Vec::new()).await;
+                return Ok(Caller {
+                    user: names.user,
+                    group: names.group,
+                    ..Caller::uid_only(peer.uid, peer.gid)
+                });
+            }
         };
-        let dir = self.proc_root.join(pid.to_string());
-        let started = start_time(&dir).ok_or(IdentityError::Gone(pid))?;
-
-        let supplementary_gids = fs::read_to_string(dir.join("status"))
-            .map(|s| supplementary_gids(&s))
-            .unwrap_or_default();
-        let executable = fs::read_link(dir.join("exe"))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned());
-        let cgroup = fs::read_to_string(dir.join("cgroup"))
-            .ok()
-            .and_then(|c| cgroup::cgroup_path(&c));
-        let (container_id, pod_uid, systemd_unit) = match &cgroup {
-            Some(path) => (
-                cgroup::container_id(path),
-                cgroup::pod_uid(path),
-                cgroup::systemd_unit(path),
-            ),
-            None => (None, None, None),
-        };
-
-        match start_time(&dir) {
-            Some(again) if again == started => {}
-            Some(_) => return Err(IdentityError::PidReused(pid)),
-            None => return Err(IdentityError::Gone(pid)),
-        }
+        let proc_root = self.proc_root.clone();
+        let binding = peer.binding.clone();
+        let facts = tokio::task::spawn_blocking(move || {
+            process::read(&proc_root, pid, &binding, peer.accepted_at)
+        })
+        .await
+        .map_err(|_| IdentityError::Gone(pid))??;
+        let names = self
+            .names(peer.uid, peer.gid, facts.supplementary_gids.clone())
+            .await;
+        let workload = self.attestors.attest(&facts).await;
         Ok(Caller {
             uid: peer.uid,
             gid: peer.gid,
             pid,
-            user: user_name(peer.uid),
-            group: group_name(peer.gid),
-            groups: supplementary_gids
-                .iter()
-                .filter_map(|g| group_name(*g))
-                .collect(),
-            supplementary_gids,
-            executable,
-            cgroup,
-            container_id,
-            pod_uid,
-            systemd_unit,
+            user: names.user,
+            group: names.group,
+            groups: names.groups,
+            supplementary_gids: facts.supplementary_gids,
+            executable: facts.executable,
+            cgroup: facts.cgroup,
+            container_id: facts.container_id,
+            pod_uid: facts.pod_uid,
+            systemd_unit: facts.systemd_unit,
             source: IdentitySource::Process,
+            workload,
         })
     }
-}
-
-/// Field 22 of `/proc/<pid>/stat`: the process start time in clock ticks since boot.
-fn start_time(dir: &Path) -> Option<u64> {
-    let stat = fs::read_to_string(dir.join("stat")).ok()?;
-    parse_start_time(&stat)
-}
-
-fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may itself contain ") ", so count fields
-    // from the last ')'. Field 3 is the first after it; starttime is field 22.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-fn supplementary_gids(status: &str) -> Vec<u32> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Groups:"))
-        .map(|groups| {
-            groups
-                .split_whitespace()
-                .filter_map(|g| g.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn user_name(uid: u32) -> Option<String> {
@@ -228,127 +228,80 @@ mod tests {
 
     const CONTAINER: &str = "3f1e2d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e";
 
-    fn stat_line(comm: &str, start: u64) -> String {
-        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
-        // stime cutime cstime priority nice threads itrealvalue starttime ...
-        format!("42 ({comm}) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} 12345 67")
-    }
-
-    fn fake_proc(pid: i32, comm: &str) -> tempfile::TempDir {
+    fn fake_proc() -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join(pid.to_string());
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("stat"), stat_line(comm, 777)).unwrap();
-        fs::write(dir.join("status"), "Name:\tapp\nGroups:\t4 24 27 \n").unwrap();
-        fs::write(
+        let dir = root.path().join("42");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("stat"),
+            "42 (app) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 777 12345 67",
+        )
+        .unwrap();
+        std::fs::write(dir.join("status"), "Name:\tapp\nGroups:\t0 \n").unwrap();
+        std::fs::write(
             dir.join("cgroup"),
             format!("0::/system.slice/docker-{CONTAINER}.scope\n"),
         )
         .unwrap();
-        std::os::unix::fs::symlink("/usr/bin/app", dir.join("exe")).unwrap();
+        std::os::unix::fs::symlink("/bin/sh", dir.join("exe")).unwrap();
         root
     }
 
-    #[test]
-    fn start_time_survives_hostile_command_names() {
-        assert_eq!(parse_start_time(&stat_line("app", 99)), Some(99));
-        assert_eq!(parse_start_time(&stat_line("a) S 1 2 3 (b", 99)), Some(99));
-        assert_eq!(parse_start_time("garbage"), None);
+    fn resolver(root: &std::path::Path) -> ProcResolver {
+        ProcResolver::new(root, DEFAULT_NSS_TIMEOUT, Attestors::default())
     }
 
-    #[test]
-    fn enriches_from_proc() {
-        let proc_root = fake_proc(42, "app");
-        let caller = ProcResolver::new(proc_root.path())
-            .resolve(PeerCred {
-                uid: 0,
-                gid: 0,
-                pid: Some(42),
-            })
+    #[tokio::test]
+    async fn enriches_from_proc() {
+        let proc_root = fake_proc();
+        let caller = resolver(proc_root.path())
+            .resolve(PeerCred::unbound(0, 0, Some(42)))
+            .await
             .unwrap();
         assert_eq!(caller.pid, 42);
         assert_eq!(caller.source, IdentitySource::Process);
         assert_eq!(caller.user.as_deref(), Some("root"));
-        assert_eq!(caller.supplementary_gids, vec![4, 24, 27]);
-        assert_eq!(caller.executable.as_deref(), Some("/usr/bin/app"));
+        assert_eq!(caller.groups, vec!["root".to_owned()]);
+        assert_eq!(caller.executable.as_deref(), Some("/bin/sh"));
         assert_eq!(caller.container_id.as_deref(), Some(CONTAINER));
         assert_eq!(
             caller.systemd_unit.as_deref(),
             Some(format!("docker-{CONTAINER}.scope").as_str())
         );
+        assert_eq!(caller.workload, Workload::default());
     }
 
-    #[test]
-    fn an_invisible_pid_falls_back_to_uid() {
-        let resolver = ProcResolver::new("/nonexistent");
+    #[tokio::test]
+    async fn an_invisible_pid_falls_back_to_uid() {
+        let resolver = resolver(std::path::Path::new("/nonexistent"));
         for pid in [None, Some(0)] {
             let caller = resolver
-                .resolve(PeerCred {
-                    uid: 0,
-                    gid: 0,
-                    pid,
-                })
+                .resolve(PeerCred::unbound(0, 0, pid))
+                .await
                 .unwrap();
             assert_eq!(caller.source, IdentitySource::Uid);
+            assert_eq!(caller.user.as_deref(), Some("root"));
             assert_eq!(caller.executable, None);
         }
     }
 
-    #[test]
-    fn a_pid_reused_during_enrichment_is_refused() {
-        let proc_root = fake_proc(42, "app");
-        let dir = proc_root.path().join("42");
-        // Make `status` a FIFO: the resolver blocks reading it after its first look at `stat`,
-        // and this thread swaps in another process's start time before letting it go on.
-        fs::remove_file(dir.join("status")).unwrap();
-        nix::unistd::mkfifo(&dir.join("status"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let swapper = {
-            let dir = dir.clone();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                // Opening a FIFO for writing waits for the reader: the resolver has read `stat`.
-                let mut status = fs::OpenOptions::new()
-                    .write(true)
-                    .open(dir.join("status"))
-                    .unwrap();
-                fs::write(dir.join("stat"), stat_line("other", 778)).unwrap();
-                status.write_all(b"Groups:\n").unwrap();
-            })
-        };
-        let err = ProcResolver::new(proc_root.path())
-            .resolve(PeerCred {
-                uid: 0,
-                gid: 0,
-                pid: Some(42),
-            })
-            .unwrap_err();
-        swapper.join().unwrap();
-        assert_eq!(err, IdentityError::PidReused(42));
-    }
-
-    #[test]
-    fn a_vanished_process_is_not_identified() {
-        let err = ProcResolver::new("/nonexistent")
-            .resolve(PeerCred {
-                uid: 0,
-                gid: 0,
-                pid: Some(42),
-            })
+    #[tokio::test]
+    async fn a_vanished_process_is_not_identified() {
+        let err = resolver(std::path::Path::new("/nonexistent"))
+            .resolve(PeerCred::unbound(0, 0, Some(42)))
+            .await
             .unwrap_err();
         assert_eq!(err, IdentityError::Gone(42));
     }
 
-    #[test]
-    fn resolves_the_live_test_process() {
-        let me = std::process::id() as i32;
-        let caller = ProcResolver::default()
-            .resolve(PeerCred {
-                uid: nix::unistd::getuid().as_raw(),
-                gid: nix::unistd::getgid().as_raw(),
-                pid: Some(me),
-            })
-            .unwrap();
+    #[tokio::test]
+    async fn resolves_a_real_connection() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let peer = PeerCred::of(&a).unwrap();
+        assert!(matches!(peer.binding, Binding::Pidfd(_)));
+        let caller = ProcResolver::default().resolve(peer).await.unwrap();
         let exe = std::env::current_exe().unwrap();
+        assert_eq!(caller.pid, std::process::id() as i32);
         assert_eq!(caller.executable.as_deref(), exe.to_str());
         assert!(caller.cgroup.is_some());
     }

@@ -9,7 +9,11 @@
 
 use serde::Deserialize;
 
-use super::{glob_set, CallerSelector, Grant, Operation, Policy, Rule};
+use super::{
+    glob_set,
+    workload::{labels, task_family, WorkloadSelector},
+    CallerSelector, Grant, Operation, Policy, Rule,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +56,36 @@ struct CallerFile {
     pod_uid: Vec<String>,
     #[serde(default)]
     systemd_unit: Vec<String>,
+    #[serde(default)]
+    k8s_namespace: Vec<String>,
+    #[serde(default)]
+    k8s_service_account: Vec<String>,
+    /// Globs.
+    #[serde(default)]
+    k8s_pod_name: Vec<String>,
+    /// `key=value`; every one must hold.
+    #[serde(default)]
+    k8s_pod_label: Vec<String>,
+    #[serde(default)]
+    k8s_container_name: Vec<String>,
+    /// Globs, matched against the image and the image with its digest.
+    #[serde(default)]
+    k8s_container_image: Vec<String>,
+    #[serde(default)]
+    ecs_cluster: Vec<String>,
+    /// `family` or `family:revision`.
+    #[serde(default)]
+    ecs_task_family: Vec<String>,
+    #[serde(default)]
+    ecs_container_name: Vec<String>,
+    #[serde(default)]
+    container_name: Vec<String>,
+    /// Globs.
+    #[serde(default)]
+    container_image: Vec<String>,
+    /// `key=value`; every one must hold.
+    #[serde(default)]
+    container_label: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,7 +162,51 @@ impl Policy {
                 gids: c.gid.clone(),
                 groups: c.group.clone(),
                 pod_uids: c.pod_uid.clone(),
+                workload: WorkloadSelector {
+                    k8s_namespaces: c.k8s_namespace.clone(),
+                    k8s_service_accounts: c.k8s_service_account.clone(),
+                    k8s_pod_names: compile_set("k8s_pod_name", &c.k8s_pod_name),
+                    k8s_container_names: c.k8s_container_name.clone(),
+                    k8s_container_images: compile_set(
+                        "k8s_container_image",
+                        &c.k8s_container_image,
+                    ),
+                    ecs_clusters: c.ecs_cluster.clone(),
+                    ecs_container_names: c.ecs_container_name.clone(),
+                    container_names: c.container_name.clone(),
+                    container_images: compile_set("container_image", &c.container_image),
+                    k8s_pod_labels: Vec::new(),
+                    ecs_task_families: Vec::new(),
+                    container_labels: Vec::new(),
+                },
             };
+            let mut selector = selector;
+            for (what, items, into) in [
+                (
+                    "k8s_pod_label",
+                    &c.k8s_pod_label,
+                    &mut selector.workload.k8s_pod_labels,
+                ),
+                (
+                    "container_label",
+                    &c.container_label,
+                    &mut selector.workload.container_labels,
+                ),
+            ] {
+                match labels(items) {
+                    Ok(pairs) => *into = pairs,
+                    Err(bad) => problems.push(format!(
+                        "{label}: caller.{what} must be KEY=VALUE, got {}",
+                        bad.join(", ")
+                    )),
+                }
+            }
+            for item in &c.ecs_task_family {
+                match task_family(item) {
+                    Ok(family) => selector.workload.ecs_task_families.push(family),
+                    Err(e) => problems.push(format!("{label}: caller.ecs_task_family {e}")),
+                }
+            }
             if selector.is_empty() {
                 problems.push(format!(
                     "{label} selects no caller: set caller.uid, user, executable, ... or `any = true` to grant every local process"
@@ -194,4 +272,16 @@ fn selector_is_only_any(c: &CallerFile) -> bool {
         && c.container_id.is_empty()
         && c.pod_uid.is_empty()
         && c.systemd_unit.is_empty()
+        && c.k8s_namespace.is_empty()
+        && c.k8s_service_account.is_empty()
+        && c.k8s_pod_name.is_empty()
+        && c.k8s_pod_label.is_empty()
+        && c.k8s_container_name.is_empty()
+        && c.k8s_container_image.is_empty()
+        && c.ecs_cluster.is_empty()
+        && c.ecs_task_family.is_empty()
+        && c.ecs_container_name.is_empty()
+        && c.container_name.is_empty()
+        && c.container_image.is_empty()
+        && c.container_label.is_empty()
 }

@@ -10,6 +10,7 @@
 
 mod file;
 mod source;
+mod workload;
 
 use std::fmt;
 
@@ -19,7 +20,7 @@ pub use file::PolicyError;
 pub use source::PolicySource;
 
 use crate::{
-    identity::{Caller, IdentitySource},
+    identity::{config::Platform, Caller, IdentitySource},
     reference::BackendKind,
 };
 
@@ -117,6 +118,7 @@ struct CallerSelector {
     container_ids: Option<GlobSet>,
     pod_uids: Vec<String>,
     systemd_units: Option<GlobSet>,
+    workload: workload::WorkloadSelector,
 }
 
 /// The patterns one operation is granted on, compiled per backend.
@@ -143,6 +145,25 @@ impl Policy {
 
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// What is wrong with using this policy when only `configured` platforms have an attestor:
+    /// one line per rule that selects on a platform nobody attests (such a rule never matches).
+    pub fn unattested(&self, configured: &[Platform]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for rule in &self.rules {
+            for (platform, keys) in rule.selector.workload.platforms() {
+                if !configured.contains(&platform) {
+                    problems.push(format!(
+                        "rule '{}' selects on caller.{} but {} is not configured",
+                        rule.name,
+                        keys.join(", caller."),
+                        platform.section()
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     pub fn decide(
@@ -214,6 +235,7 @@ impl CallerSelector {
             && self.container_ids.is_none()
             && self.pod_uids.is_empty()
             && self.systemd_units.is_none()
+            && self.workload.is_empty()
     }
 
     fn needs_process(&self) -> bool {
@@ -222,6 +244,7 @@ impl CallerSelector {
             || self.container_ids.is_some()
             || !self.pod_uids.is_empty()
             || self.systemd_units.is_some()
+            || !self.workload.is_empty()
     }
 
     fn selects(&self, caller: &Caller) -> bool {
@@ -260,6 +283,7 @@ impl CallerSelector {
                     .as_ref()
                     .is_some_and(|p| self.pod_uids.contains(p)))
             && glob(&self.systemd_units, &caller.systemd_unit)
+            && self.workload.selects(&caller.workload)
     }
 }
 

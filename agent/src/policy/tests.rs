@@ -16,6 +16,7 @@ fn caller(uid: u32) -> Caller {
         pod_uid: Some("8a3d2c1b-4e5f-6789-abcd-ef0123456789".into()),
         systemd_unit: Some("billing.service".into()),
         source: IdentitySource::Process,
+        workload: Default::default(),
     }
 }
 
@@ -274,4 +275,150 @@ fn dev_policy_grants_one_uid_everything() {
             assert!(!p.decide(&caller(1001), op, kind, "/any/name").is_allowed());
         }
     }
+}
+
+fn workload_caller() -> Caller {
+    use crate::identity::workload::{ContainerWorkload, EcsWorkload, KubernetesWorkload, Workload};
+    let mut c = caller(1000);
+    c.workload = Workload {
+        kubernetes: Some(KubernetesWorkload {
+            namespace: "shop".into(),
+            service_account: "orders".into(),
+            pod_name: "orders-7d4b9c-x2x9k".into(),
+            pod_uid: "8a3d2c1b-4e5f-6789-abcd-ef0123456789".into(),
+            labels: [("app", "orders"), ("tier", "backend")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+            container_name: Some("app".into()),
+            container_image: Some("registry.example/orders:1.4".into()),
+            container_image_id: Some("registry.example/orders@sha256:abc".into()),
+        }),
+        ecs: Some(EcsWorkload {
+            cluster: "prod".into(),
+            task_arn: "arn:aws:ecs:us-west-2:1:task/prod/x".into(),
+            task_family: "orders".into(),
+            task_revision: "5".into(),
+            container_name: "api".into(),
+        }),
+        container: Some(ContainerWorkload {
+            name: "billing-worker-1".into(),
+            image: "registry.example/billing:2.1".into(),
+            labels: [("team".to_owned(), "payments".to_owned())].into(),
+        }),
+        failures: Vec::new(),
+    };
+    c
+}
+
+#[test]
+fn workload_selectors_match_what_the_attestors_found() {
+    let c = workload_caller();
+    let decide = |selector: &str, who: &Caller| {
+        policy(&format!(
+            "[[rule]]\nname = \"r\"\ncaller = {{ {selector} }}\nallow = {{ read = [\"local:*\"] }}\n"
+        ))
+        .decide(who, Operation::Read, BackendKind::Local, "x")
+        .is_allowed()
+    };
+    for (selector, expected) in [
+        (
+            r#"k8s_namespace = ["shop"], k8s_service_account = ["orders"]"#,
+            true,
+        ),
+        (
+            r#"k8s_namespace = ["shop"], k8s_service_account = ["web"]"#,
+            false,
+        ),
+        (r#"k8s_service_account = ["web", "orders"]"#, true),
+        (r#"k8s_pod_name = ["orders-*"]"#, true),
+        (r#"k8s_pod_name = ["web-*"]"#, false),
+        (r#"k8s_pod_label = ["app=orders", "tier=backend"]"#, true),
+        (r#"k8s_pod_label = ["app=orders", "tier=frontend"]"#, false),
+        (r#"k8s_pod_label = ["app="]"#, false),
+        (r#"k8s_container_name = ["app"]"#, true),
+        (
+            r#"k8s_container_image = ["registry.example/orders:*"]"#,
+            true,
+        ),
+        (
+            r#"k8s_container_image = ["registry.example/orders@sha256:abc"]"#,
+            true,
+        ),
+        (
+            r#"k8s_container_image = ["registry.example/other:*"]"#,
+            false,
+        ),
+        (
+            r#"ecs_cluster = ["prod"], ecs_task_family = ["orders"]"#,
+            true,
+        ),
+        (r#"ecs_task_family = ["orders:5"]"#, true),
+        (r#"ecs_task_family = ["orders:6"]"#, false),
+        (r#"ecs_container_name = ["api"]"#, true),
+        (
+            r#"container_name = ["billing-worker-1"], container_label = ["team=payments"]"#,
+            true,
+        ),
+        (r#"container_label = ["team=payments", "env=prod"]"#, false),
+        (r#"container_image = ["registry.example/billing:*"]"#, true),
+        (r#"uid = [1000], k8s_namespace = ["other"]"#, false),
+    ] {
+        assert_eq!(decide(selector, &c), expected, "{selector}");
+    }
+    // No attributes (attestor off, or the platform did not answer): nothing matches.
+    let mut unattested = c.clone();
+    unattested.workload = Default::default();
+    assert!(!decide(r#"k8s_namespace = ["shop"]"#, &unattested));
+    assert!(!decide(r#"ecs_cluster = ["prod"]"#, &unattested));
+    assert!(!decide(
+        r#"container_name = ["billing-worker-1"]"#,
+        &unattested
+    ));
+    // And a uid-only caller never carries them.
+    let mut blind = c;
+    blind.source = IdentitySource::Uid;
+    assert!(!decide(r#"k8s_namespace = ["shop"]"#, &blind));
+}
+
+#[test]
+fn bad_workload_selectors_are_reported() {
+    let err = Policy::from_toml(
+        r#"
+[[rule]]
+name = "r"
+caller = { k8s_pod_label = ["novalue"], container_label = ["=x"], ecs_task_family = ["orders:latest"], k8s_pod_name = ["[bad"] }
+allow = { read = ["local:*"] }
+"#,
+        "test",
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "caller.k8s_pod_label must be KEY=VALUE, got novalue",
+        "caller.container_label must be KEY=VALUE, got =x",
+        "caller.ecs_task_family 'orders:latest' is not FAMILY or FAMILY:REVISION",
+        "caller.k8s_pod_name has a bad glob",
+    ] {
+        assert!(err.contains(expected), "{expected} in {err}");
+    }
+}
+
+#[test]
+fn rules_needing_an_unconfigured_attestor_are_named() {
+    use crate::identity::config::Platform;
+    let p = policy(
+        r#"
+[[rule]]
+name = "orders"
+caller = { k8s_namespace = ["shop"], container_name = ["x"] }
+allow = { read = ["local:*"] }
+"#,
+    );
+    assert_eq!(
+        p.unattested(&[Platform::Kubernetes]),
+        vec!["rule 'orders' selects on caller.container_name but [identity.docker] is not configured"]
+    );
+    assert!(p
+        .unattested(&[Platform::Kubernetes, Platform::Docker])
+        .is_empty());
 }

@@ -102,6 +102,29 @@ pub fn whoami(who: &proto::WhoAmIResponse) -> Value {
             "pod_uid": c.pod_uid,
             "systemd_unit": c.systemd_unit,
             "identity_source": c.identity_source,
+            "kubernetes": c.kubernetes.as_ref().map(|k| json!({
+                "namespace": k.namespace,
+                "service_account": k.service_account,
+                "pod_name": k.pod_name,
+                "pod_uid": k.pod_uid,
+                "labels": k.labels,
+                "container_name": k.container_name,
+                "container_image": k.container_image,
+                "container_image_id": k.container_image_id,
+            })),
+            "ecs": c.ecs.as_ref().map(|e| json!({
+                "cluster": e.cluster,
+                "task_arn": e.task_arn,
+                "task_family": e.task_family,
+                "task_revision": e.task_revision,
+                "container_name": e.container_name,
+            })),
+            "container": c.container.as_ref().map(|d| json!({
+                "name": d.name,
+                "image": d.image,
+                "labels": d.labels,
+            })),
+            "attestation_failures": c.attestation_failures,
         },
         "grants": who.grants.iter().map(|g| json!({
             "operation": g.operation,
@@ -137,6 +160,46 @@ pub fn whoami_text(who: &proto::WhoAmIResponse) -> String {
         if !value.is_empty() {
             lines.push(format!("{label:<9} {value}"));
         }
+    }
+    let labels = |labels: &std::collections::HashMap<String, String>| {
+        let mut pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        pairs.join(",")
+    };
+    if let Some(k) = &c.kubernetes {
+        lines.push(format!(
+            "k8s       namespace={} service_account={} pod={}",
+            k.namespace, k.service_account, k.pod_name
+        ));
+        if !k.labels.is_empty() {
+            lines.push(format!("k8s       labels {}", labels(&k.labels)));
+        }
+        if !k.container_name.is_empty() {
+            let image = if k.container_image_id.is_empty() {
+                &k.container_image
+            } else {
+                &k.container_image_id
+            };
+            lines.push(format!(
+                "k8s       container={} image={image}",
+                k.container_name
+            ));
+        }
+    }
+    if let Some(e) = &c.ecs {
+        lines.push(format!(
+            "ecs       cluster={} task={}:{} container={}",
+            e.cluster, e.task_family, e.task_revision, e.container_name
+        ));
+    }
+    if let Some(d) = &c.container {
+        lines.push(format!("docker    name={} image={}", d.name, d.image));
+        if !d.labels.is_empty() {
+            lines.push(format!("docker    labels {}", labels(&d.labels)));
+        }
+    }
+    for failure in &c.attestation_failures {
+        lines.push(format!("attest    {failure}"));
     }
     lines.push(format!(
         "rules     {}",

@@ -82,7 +82,7 @@ func (x WatchEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Kind.Descriptor instead.
 func (WatchEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{16, 0}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type GetSecretRequest struct {
@@ -901,8 +901,16 @@ type Caller struct {
 	SystemdUnit       string   `protobuf:"bytes,11,opt,name=systemd_unit,json=systemdUnit,proto3" json:"systemd_unit,omitempty"`
 	// "process" when identified from /proc, "uid" when only uid and gid are known.
 	IdentitySource string `protobuf:"bytes,12,opt,name=identity_source,json=identitySource,proto3" json:"identity_source,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The caller's pod, when [identity.kubernetes] is configured and found it.
+	Kubernetes *KubernetesWorkload `protobuf:"bytes,13,opt,name=kubernetes,proto3" json:"kubernetes,omitempty"`
+	// The caller's ECS task, when [identity.ecs] is configured and found it.
+	Ecs *EcsWorkload `protobuf:"bytes,14,opt,name=ecs,proto3" json:"ecs,omitempty"`
+	// The caller's Docker container, when [identity.docker] is configured and found it.
+	Container *ContainerWorkload `protobuf:"bytes,15,opt,name=container,proto3" json:"container,omitempty"`
+	// Why a configured attestor could not say who the caller is (rules needing it do not match).
+	AttestationFailures []string `protobuf:"bytes,16,rep,name=attestation_failures,json=attestationFailures,proto3" json:"attestation_failures,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Caller) Reset() {
@@ -1019,6 +1027,273 @@ func (x *Caller) GetIdentitySource() string {
 	return ""
 }
 
+func (x *Caller) GetKubernetes() *KubernetesWorkload {
+	if x != nil {
+		return x.Kubernetes
+	}
+	return nil
+}
+
+func (x *Caller) GetEcs() *EcsWorkload {
+	if x != nil {
+		return x.Ecs
+	}
+	return nil
+}
+
+func (x *Caller) GetContainer() *ContainerWorkload {
+	if x != nil {
+		return x.Container
+	}
+	return nil
+}
+
+func (x *Caller) GetAttestationFailures() []string {
+	if x != nil {
+		return x.AttestationFailures
+	}
+	return nil
+}
+
+type KubernetesWorkload struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Namespace      string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	ServiceAccount string                 `protobuf:"bytes,2,opt,name=service_account,json=serviceAccount,proto3" json:"service_account,omitempty"`
+	PodName        string                 `protobuf:"bytes,3,opt,name=pod_name,json=podName,proto3" json:"pod_name,omitempty"`
+	PodUid         string                 `protobuf:"bytes,4,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	Labels         map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Empty when the caller's container id is not in the pod's status.
+	ContainerName  string `protobuf:"bytes,6,opt,name=container_name,json=containerName,proto3" json:"container_name,omitempty"`
+	ContainerImage string `protobuf:"bytes,7,opt,name=container_image,json=containerImage,proto3" json:"container_image,omitempty"`
+	// The image with its digest, where the pod status has it.
+	ContainerImageId string `protobuf:"bytes,8,opt,name=container_image_id,json=containerImageId,proto3" json:"container_image_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *KubernetesWorkload) Reset() {
+	*x = KubernetesWorkload{}
+	mi := &file_psst_v1_psst_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KubernetesWorkload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KubernetesWorkload) ProtoMessage() {}
+
+func (x *KubernetesWorkload) ProtoReflect() protoreflect.Message {
+	mi := &file_psst_v1_psst_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KubernetesWorkload.ProtoReflect.Descriptor instead.
+func (*KubernetesWorkload) Descriptor() ([]byte, []int) {
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KubernetesWorkload) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *KubernetesWorkload) GetServiceAccount() string {
+	if x != nil {
+		return x.ServiceAccount
+	}
+	return ""
+}
+
+func (x *KubernetesWorkload) GetPodName() string {
+	if x != nil {
+		return x.PodName
+	}
+	return ""
+}
+
+func (x *KubernetesWorkload) GetPodUid() string {
+	if x != nil {
+		return x.PodUid
+	}
+	return ""
+}
+
+func (x *KubernetesWorkload) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *KubernetesWorkload) GetContainerName() string {
+	if x != nil {
+		return x.ContainerName
+	}
+	return ""
+}
+
+func (x *KubernetesWorkload) GetContainerImage() string {
+	if x != nil {
+		return x.ContainerImage
+	}
+	return ""
+}
+
+func (x *KubernetesWorkload) GetContainerImageId() string {
+	if x != nil {
+		return x.ContainerImageId
+	}
+	return ""
+}
+
+type EcsWorkload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cluster       string                 `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	TaskArn       string                 `protobuf:"bytes,2,opt,name=task_arn,json=taskArn,proto3" json:"task_arn,omitempty"`
+	TaskFamily    string                 `protobuf:"bytes,3,opt,name=task_family,json=taskFamily,proto3" json:"task_family,omitempty"`
+	TaskRevision  string                 `protobuf:"bytes,4,opt,name=task_revision,json=taskRevision,proto3" json:"task_revision,omitempty"`
+	ContainerName string                 `protobuf:"bytes,5,opt,name=container_name,json=containerName,proto3" json:"container_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EcsWorkload) Reset() {
+	*x = EcsWorkload{}
+	mi := &file_psst_v1_psst_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EcsWorkload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EcsWorkload) ProtoMessage() {}
+
+func (x *EcsWorkload) ProtoReflect() protoreflect.Message {
+	mi := &file_psst_v1_psst_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EcsWorkload.ProtoReflect.Descriptor instead.
+func (*EcsWorkload) Descriptor() ([]byte, []int) {
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EcsWorkload) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *EcsWorkload) GetTaskArn() string {
+	if x != nil {
+		return x.TaskArn
+	}
+	return ""
+}
+
+func (x *EcsWorkload) GetTaskFamily() string {
+	if x != nil {
+		return x.TaskFamily
+	}
+	return ""
+}
+
+func (x *EcsWorkload) GetTaskRevision() string {
+	if x != nil {
+		return x.TaskRevision
+	}
+	return ""
+}
+
+func (x *EcsWorkload) GetContainerName() string {
+	if x != nil {
+		return x.ContainerName
+	}
+	return ""
+}
+
+type ContainerWorkload struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Without Docker's leading '/'.
+	Name          string            `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Image         string            `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerWorkload) Reset() {
+	*x = ContainerWorkload{}
+	mi := &file_psst_v1_psst_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerWorkload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerWorkload) ProtoMessage() {}
+
+func (x *ContainerWorkload) ProtoReflect() protoreflect.Message {
+	mi := &file_psst_v1_psst_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerWorkload.ProtoReflect.Descriptor instead.
+func (*ContainerWorkload) Descriptor() ([]byte, []int) {
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ContainerWorkload) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ContainerWorkload) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ContainerWorkload) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 type WatchSecretsRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	References []string               `protobuf:"bytes,1,rep,name=references,proto3" json:"references,omitempty"`
@@ -1031,7 +1306,7 @@ type WatchSecretsRequest struct {
 
 func (x *WatchSecretsRequest) Reset() {
 	*x = WatchSecretsRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[15]
+	mi := &file_psst_v1_psst_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1318,7 @@ func (x *WatchSecretsRequest) String() string {
 func (*WatchSecretsRequest) ProtoMessage() {}
 
 func (x *WatchSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[15]
+	mi := &file_psst_v1_psst_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1331,7 @@ func (x *WatchSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSecretsRequest.ProtoReflect.Descriptor instead.
 func (*WatchSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{15}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchSecretsRequest) GetReferences() []string {
@@ -1087,7 +1362,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_psst_v1_psst_proto_msgTypes[16]
+	mi := &file_psst_v1_psst_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1374,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[16]
+	mi := &file_psst_v1_psst_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1387,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{16}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchEvent) GetReference() string {
@@ -1176,7 +1451,7 @@ type GeneratorOptions struct {
 
 func (x *GeneratorOptions) Reset() {
 	*x = GeneratorOptions{}
-	mi := &file_psst_v1_psst_proto_msgTypes[17]
+	mi := &file_psst_v1_psst_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1463,7 @@ func (x *GeneratorOptions) String() string {
 func (*GeneratorOptions) ProtoMessage() {}
 
 func (x *GeneratorOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[17]
+	mi := &file_psst_v1_psst_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1476,7 @@ func (x *GeneratorOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratorOptions.ProtoReflect.Descriptor instead.
 func (*GeneratorOptions) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{17}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GeneratorOptions) GetLength() uint32 {
@@ -1273,7 +1548,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[18]
+	mi := &file_psst_v1_psst_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1560,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[18]
+	mi := &file_psst_v1_psst_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1573,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{18}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RotateSecretRequest) GetReference() string {
@@ -1337,7 +1612,7 @@ type RotateSecretResponse struct {
 
 func (x *RotateSecretResponse) Reset() {
 	*x = RotateSecretResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[19]
+	mi := &file_psst_v1_psst_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1624,7 @@ func (x *RotateSecretResponse) String() string {
 func (*RotateSecretResponse) ProtoMessage() {}
 
 func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[19]
+	mi := &file_psst_v1_psst_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1637,7 @@ func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{19}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RotateSecretResponse) GetReference() string {
@@ -1402,7 +1677,7 @@ type GeneratePasswordRequest struct {
 
 func (x *GeneratePasswordRequest) Reset() {
 	*x = GeneratePasswordRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[20]
+	mi := &file_psst_v1_psst_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1689,7 @@ func (x *GeneratePasswordRequest) String() string {
 func (*GeneratePasswordRequest) ProtoMessage() {}
 
 func (x *GeneratePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[20]
+	mi := &file_psst_v1_psst_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1702,7 @@ func (x *GeneratePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratePasswordRequest.ProtoReflect.Descriptor instead.
 func (*GeneratePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{20}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GeneratePasswordRequest) GetOptions() *GeneratorOptions {
@@ -1446,7 +1721,7 @@ type GeneratePasswordResponse struct {
 
 func (x *GeneratePasswordResponse) Reset() {
 	*x = GeneratePasswordResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[21]
+	mi := &file_psst_v1_psst_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1733,7 @@ func (x *GeneratePasswordResponse) String() string {
 func (*GeneratePasswordResponse) ProtoMessage() {}
 
 func (x *GeneratePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[21]
+	mi := &file_psst_v1_psst_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1746,7 @@ func (x *GeneratePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratePasswordResponse.ProtoReflect.Descriptor instead.
 func (*GeneratePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{21}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GeneratePasswordResponse) GetValue() []byte {
@@ -1492,7 +1767,7 @@ type InvalidateCacheRequest struct {
 
 func (x *InvalidateCacheRequest) Reset() {
 	*x = InvalidateCacheRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[22]
+	mi := &file_psst_v1_psst_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1779,7 @@ func (x *InvalidateCacheRequest) String() string {
 func (*InvalidateCacheRequest) ProtoMessage() {}
 
 func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[22]
+	mi := &file_psst_v1_psst_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1792,7 @@ func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheRequest.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{22}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InvalidateCacheRequest) GetReference() string {
@@ -1543,7 +1818,7 @@ type InvalidateCacheResponse struct {
 
 func (x *InvalidateCacheResponse) Reset() {
 	*x = InvalidateCacheResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[23]
+	mi := &file_psst_v1_psst_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1830,7 @@ func (x *InvalidateCacheResponse) String() string {
 func (*InvalidateCacheResponse) ProtoMessage() {}
 
 func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[23]
+	mi := &file_psst_v1_psst_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1843,7 @@ func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheResponse.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{23}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InvalidateCacheResponse) GetInvalidated() uint64 {
@@ -1586,7 +1861,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[24]
+	mi := &file_psst_v1_psst_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1873,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[24]
+	mi := &file_psst_v1_psst_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1886,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{24}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{27}
 }
 
 type StatsResponse struct {
@@ -1631,7 +1906,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[25]
+	mi := &file_psst_v1_psst_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1918,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[25]
+	mi := &file_psst_v1_psst_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1931,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{25}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StatsResponse) GetCacheEntries() uint64 {
@@ -1733,7 +2008,7 @@ type BackendStats struct {
 
 func (x *BackendStats) Reset() {
 	*x = BackendStats{}
-	mi := &file_psst_v1_psst_proto_msgTypes[26]
+	mi := &file_psst_v1_psst_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2020,7 @@ func (x *BackendStats) String() string {
 func (*BackendStats) ProtoMessage() {}
 
 func (x *BackendStats) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[26]
+	mi := &file_psst_v1_psst_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2033,7 @@ func (x *BackendStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendStats.ProtoReflect.Descriptor instead.
 func (*BackendStats) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{26}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BackendStats) GetBackend() string {
@@ -1790,7 +2065,7 @@ type ReloadPolicyRequest struct {
 
 func (x *ReloadPolicyRequest) Reset() {
 	*x = ReloadPolicyRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[27]
+	mi := &file_psst_v1_psst_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +2077,7 @@ func (x *ReloadPolicyRequest) String() string {
 func (*ReloadPolicyRequest) ProtoMessage() {}
 
 func (x *ReloadPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[27]
+	mi := &file_psst_v1_psst_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +2090,7 @@ func (x *ReloadPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPolicyRequest.ProtoReflect.Descriptor instead.
 func (*ReloadPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{27}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{30}
 }
 
 type ReloadPolicyResponse struct {
@@ -1827,7 +2102,7 @@ type ReloadPolicyResponse struct {
 
 func (x *ReloadPolicyResponse) Reset() {
 	*x = ReloadPolicyResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[28]
+	mi := &file_psst_v1_psst_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2114,7 @@ func (x *ReloadPolicyResponse) String() string {
 func (*ReloadPolicyResponse) ProtoMessage() {}
 
 func (x *ReloadPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[28]
+	mi := &file_psst_v1_psst_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2127,7 @@ func (x *ReloadPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPolicyResponse.ProtoReflect.Descriptor instead.
 func (*ReloadPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{28}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReloadPolicyResponse) GetRules() uint32 {
@@ -1874,7 +2149,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_psst_v1_psst_proto_msgTypes[29]
+	mi := &file_psst_v1_psst_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2161,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[29]
+	mi := &file_psst_v1_psst_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2174,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{29}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Grant) GetOperation() string {
@@ -1976,7 +2251,7 @@ const file_psst_v1_psst_proto_rawDesc = "" +
 	"\x0eWhoAmIResponse\x12'\n" +
 	"\x06caller\x18\x01 \x01(\v2\x0f.psst.v1.CallerR\x06caller\x12&\n" +
 	"\x06grants\x18\x02 \x03(\v2\x0e.psst.v1.GrantR\x06grants\x12#\n" +
-	"\rmatched_rules\x18\x03 \x03(\tR\fmatchedRules\"\xd7\x02\n" +
+	"\rmatched_rules\x18\x03 \x03(\tR\fmatchedRules\"\xa9\x04\n" +
 	"\x06Caller\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x02 \x01(\rR\x03gid\x12\x10\n" +
@@ -1992,7 +2267,39 @@ const file_psst_v1_psst_proto_rawDesc = "" +
 	"\apod_uid\x18\n" +
 	" \x01(\tR\x06podUid\x12!\n" +
 	"\fsystemd_unit\x18\v \x01(\tR\vsystemdUnit\x12'\n" +
-	"\x0fidentity_source\x18\f \x01(\tR\x0eidentitySource\"\xcf\x01\n" +
+	"\x0fidentity_source\x18\f \x01(\tR\x0eidentitySource\x12;\n" +
+	"\n" +
+	"kubernetes\x18\r \x01(\v2\x1b.psst.v1.KubernetesWorkloadR\n" +
+	"kubernetes\x12&\n" +
+	"\x03ecs\x18\x0e \x01(\v2\x14.psst.v1.EcsWorkloadR\x03ecs\x128\n" +
+	"\tcontainer\x18\x0f \x01(\v2\x1a.psst.v1.ContainerWorkloadR\tcontainer\x121\n" +
+	"\x14attestation_failures\x18\x10 \x03(\tR\x13attestationFailures\"\x89\x03\n" +
+	"\x12KubernetesWorkload\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12'\n" +
+	"\x0fservice_account\x18\x02 \x01(\tR\x0eserviceAccount\x12\x19\n" +
+	"\bpod_name\x18\x03 \x01(\tR\apodName\x12\x17\n" +
+	"\apod_uid\x18\x04 \x01(\tR\x06podUid\x12?\n" +
+	"\x06labels\x18\x05 \x03(\v2'.psst.v1.KubernetesWorkload.LabelsEntryR\x06labels\x12%\n" +
+	"\x0econtainer_name\x18\x06 \x01(\tR\rcontainerName\x12'\n" +
+	"\x0fcontainer_image\x18\a \x01(\tR\x0econtainerImage\x12,\n" +
+	"\x12container_image_id\x18\b \x01(\tR\x10containerImageId\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xaf\x01\n" +
+	"\vEcsWorkload\x12\x18\n" +
+	"\acluster\x18\x01 \x01(\tR\acluster\x12\x19\n" +
+	"\btask_arn\x18\x02 \x01(\tR\ataskArn\x12\x1f\n" +
+	"\vtask_family\x18\x03 \x01(\tR\n" +
+	"taskFamily\x12#\n" +
+	"\rtask_revision\x18\x04 \x01(\tR\ftaskRevision\x12%\n" +
+	"\x0econtainer_name\x18\x05 \x01(\tR\rcontainerName\"\xb8\x01\n" +
+	"\x11ContainerWorkload\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05image\x18\x02 \x01(\tR\x05image\x12>\n" +
+	"\x06labels\x18\x03 \x03(\v2&.psst.v1.ContainerWorkload.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x01\n" +
 	"\x13WatchSecretsRequest\x12\x1e\n" +
 	"\n" +
 	"references\x18\x01 \x03(\tR\n" +
@@ -2096,7 +2403,7 @@ func file_psst_v1_psst_proto_rawDescGZIP() []byte {
 }
 
 var file_psst_v1_psst_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_psst_v1_psst_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_psst_v1_psst_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_psst_v1_psst_proto_goTypes = []any{
 	(WatchEvent_Kind)(0),             // 0: psst.v1.WatchEvent.Kind
 	(*GetSecretRequest)(nil),         // 1: psst.v1.GetSecretRequest
@@ -2114,71 +2421,81 @@ var file_psst_v1_psst_proto_goTypes = []any{
 	(*WhoAmIRequest)(nil),            // 13: psst.v1.WhoAmIRequest
 	(*WhoAmIResponse)(nil),           // 14: psst.v1.WhoAmIResponse
 	(*Caller)(nil),                   // 15: psst.v1.Caller
-	(*WatchSecretsRequest)(nil),      // 16: psst.v1.WatchSecretsRequest
-	(*WatchEvent)(nil),               // 17: psst.v1.WatchEvent
-	(*GeneratorOptions)(nil),         // 18: psst.v1.GeneratorOptions
-	(*RotateSecretRequest)(nil),      // 19: psst.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),     // 20: psst.v1.RotateSecretResponse
-	(*GeneratePasswordRequest)(nil),  // 21: psst.v1.GeneratePasswordRequest
-	(*GeneratePasswordResponse)(nil), // 22: psst.v1.GeneratePasswordResponse
-	(*InvalidateCacheRequest)(nil),   // 23: psst.v1.InvalidateCacheRequest
-	(*InvalidateCacheResponse)(nil),  // 24: psst.v1.InvalidateCacheResponse
-	(*StatsRequest)(nil),             // 25: psst.v1.StatsRequest
-	(*StatsResponse)(nil),            // 26: psst.v1.StatsResponse
-	(*BackendStats)(nil),             // 27: psst.v1.BackendStats
-	(*ReloadPolicyRequest)(nil),      // 28: psst.v1.ReloadPolicyRequest
-	(*ReloadPolicyResponse)(nil),     // 29: psst.v1.ReloadPolicyResponse
-	(*Grant)(nil),                    // 30: psst.v1.Grant
-	nil,                              // 31: psst.v1.WatchSecretsRequest.KnownVersionsEntry
-	(*timestamppb.Timestamp)(nil),    // 32: google.protobuf.Timestamp
+	(*KubernetesWorkload)(nil),       // 16: psst.v1.KubernetesWorkload
+	(*EcsWorkload)(nil),              // 17: psst.v1.EcsWorkload
+	(*ContainerWorkload)(nil),        // 18: psst.v1.ContainerWorkload
+	(*WatchSecretsRequest)(nil),      // 19: psst.v1.WatchSecretsRequest
+	(*WatchEvent)(nil),               // 20: psst.v1.WatchEvent
+	(*GeneratorOptions)(nil),         // 21: psst.v1.GeneratorOptions
+	(*RotateSecretRequest)(nil),      // 22: psst.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),     // 23: psst.v1.RotateSecretResponse
+	(*GeneratePasswordRequest)(nil),  // 24: psst.v1.GeneratePasswordRequest
+	(*GeneratePasswordResponse)(nil), // 25: psst.v1.GeneratePasswordResponse
+	(*InvalidateCacheRequest)(nil),   // 26: psst.v1.InvalidateCacheRequest
+	(*InvalidateCacheResponse)(nil),  // 27: psst.v1.InvalidateCacheResponse
+	(*StatsRequest)(nil),             // 28: psst.v1.StatsRequest
+	(*StatsResponse)(nil),            // 29: psst.v1.StatsResponse
+	(*BackendStats)(nil),             // 30: psst.v1.BackendStats
+	(*ReloadPolicyRequest)(nil),      // 31: psst.v1.ReloadPolicyRequest
+	(*ReloadPolicyResponse)(nil),     // 32: psst.v1.ReloadPolicyResponse
+	(*Grant)(nil),                    // 33: psst.v1.Grant
+	nil,                              // 34: psst.v1.KubernetesWorkload.LabelsEntry
+	nil,                              // 35: psst.v1.ContainerWorkload.LabelsEntry
+	nil,                              // 36: psst.v1.WatchSecretsRequest.KnownVersionsEntry
+	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
 }
 var file_psst_v1_psst_proto_depIdxs = []int32{
-	32, // 0: psst.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	37, // 0: psst.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 1: psst.v1.Secret.cache:type_name -> psst.v1.CacheInfo
-	32, // 2: psst.v1.CacheInfo.fetched_at:type_name -> google.protobuf.Timestamp
-	32, // 3: psst.v1.CacheInfo.expires_at:type_name -> google.protobuf.Timestamp
+	37, // 2: psst.v1.CacheInfo.fetched_at:type_name -> google.protobuf.Timestamp
+	37, // 3: psst.v1.CacheInfo.expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: psst.v1.BatchGetSecretsResponse.results:type_name -> psst.v1.BatchGetResult
 	2,  // 5: psst.v1.BatchGetResult.secret:type_name -> psst.v1.Secret
 	7,  // 6: psst.v1.BatchGetResult.error:type_name -> psst.v1.Error
 	10, // 7: psst.v1.ListSecretsResponse.secrets:type_name -> psst.v1.SecretMetadata
-	32, // 8: psst.v1.SecretMetadata.updated_at:type_name -> google.protobuf.Timestamp
-	32, // 9: psst.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	37, // 8: psst.v1.SecretMetadata.updated_at:type_name -> google.protobuf.Timestamp
+	37, // 9: psst.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
 	15, // 10: psst.v1.WhoAmIResponse.caller:type_name -> psst.v1.Caller
-	30, // 11: psst.v1.WhoAmIResponse.grants:type_name -> psst.v1.Grant
-	31, // 12: psst.v1.WatchSecretsRequest.known_versions:type_name -> psst.v1.WatchSecretsRequest.KnownVersionsEntry
-	0,  // 13: psst.v1.WatchEvent.kind:type_name -> psst.v1.WatchEvent.Kind
-	2,  // 14: psst.v1.WatchEvent.secret:type_name -> psst.v1.Secret
-	32, // 15: psst.v1.WatchEvent.observed_at:type_name -> google.protobuf.Timestamp
-	18, // 16: psst.v1.RotateSecretRequest.generator:type_name -> psst.v1.GeneratorOptions
-	18, // 17: psst.v1.GeneratePasswordRequest.options:type_name -> psst.v1.GeneratorOptions
-	27, // 18: psst.v1.StatsResponse.backends:type_name -> psst.v1.BackendStats
-	1,  // 19: psst.v1.Secrets.GetSecret:input_type -> psst.v1.GetSecretRequest
-	4,  // 20: psst.v1.Secrets.BatchGetSecrets:input_type -> psst.v1.BatchGetSecretsRequest
-	8,  // 21: psst.v1.Secrets.ListSecrets:input_type -> psst.v1.ListSecretsRequest
-	11, // 22: psst.v1.Secrets.PutSecret:input_type -> psst.v1.PutSecretRequest
-	13, // 23: psst.v1.Secrets.WhoAmI:input_type -> psst.v1.WhoAmIRequest
-	16, // 24: psst.v1.Secrets.WatchSecrets:input_type -> psst.v1.WatchSecretsRequest
-	19, // 25: psst.v1.Secrets.RotateSecret:input_type -> psst.v1.RotateSecretRequest
-	21, // 26: psst.v1.Secrets.GeneratePassword:input_type -> psst.v1.GeneratePasswordRequest
-	23, // 27: psst.v1.Admin.InvalidateCache:input_type -> psst.v1.InvalidateCacheRequest
-	25, // 28: psst.v1.Admin.Stats:input_type -> psst.v1.StatsRequest
-	28, // 29: psst.v1.Admin.ReloadPolicy:input_type -> psst.v1.ReloadPolicyRequest
-	2,  // 30: psst.v1.Secrets.GetSecret:output_type -> psst.v1.Secret
-	5,  // 31: psst.v1.Secrets.BatchGetSecrets:output_type -> psst.v1.BatchGetSecretsResponse
-	9,  // 32: psst.v1.Secrets.ListSecrets:output_type -> psst.v1.ListSecretsResponse
-	12, // 33: psst.v1.Secrets.PutSecret:output_type -> psst.v1.PutSecretResponse
-	14, // 34: psst.v1.Secrets.WhoAmI:output_type -> psst.v1.WhoAmIResponse
-	17, // 35: psst.v1.Secrets.WatchSecrets:output_type -> psst.v1.WatchEvent
-	20, // 36: psst.v1.Secrets.RotateSecret:output_type -> psst.v1.RotateSecretResponse
-	22, // 37: psst.v1.Secrets.GeneratePassword:output_type -> psst.v1.GeneratePasswordResponse
-	24, // 38: psst.v1.Admin.InvalidateCache:output_type -> psst.v1.InvalidateCacheResponse
-	26, // 39: psst.v1.Admin.Stats:output_type -> psst.v1.StatsResponse
-	29, // 40: psst.v1.Admin.ReloadPolicy:output_type -> psst.v1.ReloadPolicyResponse
-	30, // [30:41] is the sub-list for method output_type
-	19, // [19:30] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	33, // 11: psst.v1.WhoAmIResponse.grants:type_name -> psst.v1.Grant
+	16, // 12: psst.v1.Caller.kubernetes:type_name -> psst.v1.KubernetesWorkload
+	17, // 13: psst.v1.Caller.ecs:type_name -> psst.v1.EcsWorkload
+	18, // 14: psst.v1.Caller.container:type_name -> psst.v1.ContainerWorkload
+	34, // 15: psst.v1.KubernetesWorkload.labels:type_name -> psst.v1.KubernetesWorkload.LabelsEntry
+	35, // 16: psst.v1.ContainerWorkload.labels:type_name -> psst.v1.ContainerWorkload.LabelsEntry
+	36, // 17: psst.v1.WatchSecretsRequest.known_versions:type_name -> psst.v1.WatchSecretsRequest.KnownVersionsEntry
+	0,  // 18: psst.v1.WatchEvent.kind:type_name -> psst.v1.WatchEvent.Kind
+	2,  // 19: psst.v1.WatchEvent.secret:type_name -> psst.v1.Secret
+	37, // 20: psst.v1.WatchEvent.observed_at:type_name -> google.protobuf.Timestamp
+	21, // 21: psst.v1.RotateSecretRequest.generator:type_name -> psst.v1.GeneratorOptions
+	21, // 22: psst.v1.GeneratePasswordRequest.options:type_name -> psst.v1.GeneratorOptions
+	30, // 23: psst.v1.StatsResponse.backends:type_name -> psst.v1.BackendStats
+	1,  // 24: psst.v1.Secrets.GetSecret:input_type -> psst.v1.GetSecretRequest
+	4,  // 25: psst.v1.Secrets.BatchGetSecrets:input_type -> psst.v1.BatchGetSecretsRequest
+	8,  // 26: psst.v1.Secrets.ListSecrets:input_type -> psst.v1.ListSecretsRequest
+	11, // 27: psst.v1.Secrets.PutSecret:input_type -> psst.v1.PutSecretRequest
+	13, // 28: psst.v1.Secrets.WhoAmI:input_type -> psst.v1.WhoAmIRequest
+	19, // 29: psst.v1.Secrets.WatchSecrets:input_type -> psst.v1.WatchSecretsRequest
+	22, // 30: psst.v1.Secrets.RotateSecret:input_type -> psst.v1.RotateSecretRequest
+	24, // 31: psst.v1.Secrets.GeneratePassword:input_type -> psst.v1.GeneratePasswordRequest
+	26, // 32: psst.v1.Admin.InvalidateCache:input_type -> psst.v1.InvalidateCacheRequest
+	28, // 33: psst.v1.Admin.Stats:input_type -> psst.v1.StatsRequest
+	31, // 34: psst.v1.Admin.ReloadPolicy:input_type -> psst.v1.ReloadPolicyRequest
+	2,  // 35: psst.v1.Secrets.GetSecret:output_type -> psst.v1.Secret
+	5,  // 36: psst.v1.Secrets.BatchGetSecrets:output_type -> psst.v1.BatchGetSecretsResponse
+	9,  // 37: psst.v1.Secrets.ListSecrets:output_type -> psst.v1.ListSecretsResponse
+	12, // 38: psst.v1.Secrets.PutSecret:output_type -> psst.v1.PutSecretResponse
+	14, // 39: psst.v1.Secrets.WhoAmI:output_type -> psst.v1.WhoAmIResponse
+	20, // 40: psst.v1.Secrets.WatchSecrets:output_type -> psst.v1.WatchEvent
+	23, // 41: psst.v1.Secrets.RotateSecret:output_type -> psst.v1.RotateSecretResponse
+	25, // 42: psst.v1.Secrets.GeneratePassword:output_type -> psst.v1.GeneratePasswordResponse
+	27, // 43: psst.v1.Admin.InvalidateCache:output_type -> psst.v1.InvalidateCacheResponse
+	29, // 44: psst.v1.Admin.Stats:output_type -> psst.v1.StatsResponse
+	32, // 45: psst.v1.Admin.ReloadPolicy:output_type -> psst.v1.ReloadPolicyResponse
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_psst_v1_psst_proto_init() }
@@ -2190,14 +2507,14 @@ func file_psst_v1_psst_proto_init() {
 		(*BatchGetResult_Secret)(nil),
 		(*BatchGetResult_Error)(nil),
 	}
-	file_psst_v1_psst_proto_msgTypes[17].OneofWrappers = []any{}
+	file_psst_v1_psst_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_psst_v1_psst_proto_rawDesc), len(file_psst_v1_psst_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

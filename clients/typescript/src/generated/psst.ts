@@ -9,6 +9,8 @@ import type { BatchGetSecretsRequest as _psst_v1_BatchGetSecretsRequest, BatchGe
 import type { BatchGetSecretsResponse as _psst_v1_BatchGetSecretsResponse, BatchGetSecretsResponse__Output as _psst_v1_BatchGetSecretsResponse__Output } from './psst/v1/BatchGetSecretsResponse';
 import type { CacheInfo as _psst_v1_CacheInfo, CacheInfo__Output as _psst_v1_CacheInfo__Output } from './psst/v1/CacheInfo';
 import type { Caller as _psst_v1_Caller, Caller__Output as _psst_v1_Caller__Output } from './psst/v1/Caller';
+import type { ContainerWorkload as _psst_v1_ContainerWorkload, ContainerWorkload__Output as _psst_v1_ContainerWorkload__Output } from './psst/v1/ContainerWorkload';
+import type { EcsWorkload as _psst_v1_EcsWorkload, EcsWorkload__Output as _psst_v1_EcsWorkload__Output } from './psst/v1/EcsWorkload';
 import type { Error as _psst_v1_Error, Error__Output as _psst_v1_Error__Output } from './psst/v1/Error';
 import type { GeneratePasswordRequest as _psst_v1_GeneratePasswordRequest, GeneratePasswordRequest__Output as _psst_v1_GeneratePasswordRequest__Output } from './psst/v1/GeneratePasswordRequest';
 import type { GeneratePasswordResponse as _psst_v1_GeneratePasswordResponse, GeneratePasswordResponse__Output as _psst_v1_GeneratePasswordResponse__Output } from './psst/v1/GeneratePasswordResponse';
@@ -17,6 +19,7 @@ import type { GetSecretRequest as _psst_v1_GetSecretRequest, GetSecretRequest__O
 import type { Grant as _psst_v1_Grant, Grant__Output as _psst_v1_Grant__Output } from './psst/v1/Grant';
 import type { InvalidateCacheRequest as _psst_v1_InvalidateCacheRequest, InvalidateCacheRequest__Output as _psst_v1_InvalidateCacheRequest__Output } from './psst/v1/InvalidateCacheRequest';
 import type { InvalidateCacheResponse as _psst_v1_InvalidateCacheResponse, InvalidateCacheResponse__Output as _psst_v1_InvalidateCacheResponse__Output } from './psst/v1/InvalidateCacheResponse';
+import type { KubernetesWorkload as _psst_v1_KubernetesWorkload, KubernetesWorkload__Output as _psst_v1_KubernetesWorkload__Output } from './psst/v1/KubernetesWorkload';
 import type { ListSecretsRequest as _psst_v1_ListSecretsRequest, ListSecretsRequest__Output as _psst_v1_ListSecretsRequest__Output } from './psst/v1/ListSecretsRequest';
 import type { ListSecretsResponse as _psst_v1_ListSecretsResponse, ListSecretsResponse__Output as _psst_v1_ListSecretsResponse__Output } from './psst/v1/ListSecretsResponse';
 import type { PutSecretRequest as _psst_v1_PutSecretRequest, PutSecretRequest__Output as _psst_v1_PutSecretRequest__Output } from './psst/v1/PutSecretRequest';
@@ -57,6 +60,8 @@ export interface ProtoGrpcType {
       BatchGetSecretsResponse: MessageTypeDefinition<_psst_v1_BatchGetSecretsResponse, _psst_v1_BatchGetSecretsResponse__Output>
       CacheInfo: MessageTypeDefinition<_psst_v1_CacheInfo, _psst_v1_CacheInfo__Output>
       Caller: MessageTypeDefinition<_psst_v1_Caller, _psst_v1_Caller__Output>
+      ContainerWorkload: MessageTypeDefinition<_psst_v1_ContainerWorkload, _psst_v1_ContainerWorkload__Output>
+      EcsWorkload: MessageTypeDefinition<_psst_v1_EcsWorkload, _psst_v1_EcsWorkload__Output>
       Error: MessageTypeDefinition<_psst_v1_Error, _psst_v1_Error__Output>
       GeneratePasswordRequest: MessageTypeDefinition<_psst_v1_GeneratePasswordRequest, _psst_v1_GeneratePasswordRequest__Output>
       GeneratePasswordResponse: MessageTypeDefinition<_psst_v1_GeneratePasswordResponse, _psst_v1_GeneratePasswordResponse__Output>
@@ -65,6 +70,7 @@ export interface ProtoGrpcType {
       Grant: MessageTypeDefinition<_psst_v1_Grant, _psst_v1_Grant__Output>
       InvalidateCacheRequest: MessageTypeDefinition<_psst_v1_InvalidateCacheRequest, _psst_v1_InvalidateCacheRequest__Output>
       InvalidateCacheResponse: MessageTypeDefinition<_psst_v1_InvalidateCacheResponse, _psst_v1_InvalidateCacheResponse__Output>
+      KubernetesWorkload: MessageTypeDefinition<_psst_v1_KubernetesWorkload, _psst_v1_KubernetesWorkload__Output>
       ListSecretsRequest: MessageTypeDefinition<_psst_v1_ListSecretsRequest, _psst_v1_ListSecretsRequest__Output>
       ListSecretsResponse: MessageTypeDefinition<_psst_v1_ListSecretsResponse, _psst_v1_ListSecretsResponse__Output>
       PutSecretRequest: MessageTypeDefinition<_psst_v1_PutSecretRequest, _psst_v1_PutSecretRequest__Output>

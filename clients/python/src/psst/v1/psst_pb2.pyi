@@ -129,7 +129,7 @@ class WhoAmIResponse(_message.Message):
     def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ..., matched_rules: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Caller(_message.Message):
-    __slots__ = ("uid", "gid", "pid", "user", "group", "supplementary_gids", "executable", "cgroup", "container_id", "pod_uid", "systemd_unit", "identity_source")
+    __slots__ = ("uid", "gid", "pid", "user", "group", "supplementary_gids", "executable", "cgroup", "container_id", "pod_uid", "systemd_unit", "identity_source", "kubernetes", "ecs", "container", "attestation_failures")
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,10 @@ class Caller(_message.Message):
     POD_UID_FIELD_NUMBER: _ClassVar[int]
     SYSTEMD_UNIT_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KUBERNETES_FIELD_NUMBER: _ClassVar[int]
+    ECS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    ATTESTATION_FAILURES_FIELD_NUMBER: _ClassVar[int]
     uid: int
     gid: int
     pid: int
@@ -154,7 +158,69 @@ class Caller(_message.Message):
     pod_uid: str
     systemd_unit: str
     identity_source: str
-    def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., user: _Optional[str] = ..., group: _Optional[str] = ..., supplementary_gids: _Optional[_Iterable[int]] = ..., executable: _Optional[str] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., pod_uid: _Optional[str] = ..., systemd_unit: _Optional[str] = ..., identity_source: _Optional[str] = ...) -> None: ...
+    kubernetes: KubernetesWorkload
+    ecs: EcsWorkload
+    container: ContainerWorkload
+    attestation_failures: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., user: _Optional[str] = ..., group: _Optional[str] = ..., supplementary_gids: _Optional[_Iterable[int]] = ..., executable: _Optional[str] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., pod_uid: _Optional[str] = ..., systemd_unit: _Optional[str] = ..., identity_source: _Optional[str] = ..., kubernetes: _Optional[_Union[KubernetesWorkload, _Mapping]] = ..., ecs: _Optional[_Union[EcsWorkload, _Mapping]] = ..., container: _Optional[_Union[ContainerWorkload, _Mapping]] = ..., attestation_failures: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KubernetesWorkload(_message.Message):
+    __slots__ = ("namespace", "service_account", "pod_name", "pod_uid", "labels", "container_name", "container_image", "container_image_id")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    POD_NAME_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    service_account: str
+    pod_name: str
+    pod_uid: str
+    labels: _containers.ScalarMap[str, str]
+    container_name: str
+    container_image: str
+    container_image_id: str
+    def __init__(self, namespace: _Optional[str] = ..., service_account: _Optional[str] = ..., pod_name: _Optional[str] = ..., pod_uid: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., container_name: _Optional[str] = ..., container_image: _Optional[str] = ..., container_image_id: _Optional[str] = ...) -> None: ...
+
+class EcsWorkload(_message.Message):
+    __slots__ = ("cluster", "task_arn", "task_family", "task_revision", "container_name")
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    TASK_ARN_FIELD_NUMBER: _ClassVar[int]
+    TASK_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    TASK_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_NAME_FIELD_NUMBER: _ClassVar[int]
+    cluster: str
+    task_arn: str
+    task_family: str
+    task_revision: str
+    container_name: str
+    def __init__(self, cluster: _Optional[str] = ..., task_arn: _Optional[str] = ..., task_family: _Optional[str] = ..., task_revision: _Optional[str] = ..., container_name: _Optional[str] = ...) -> None: ...
+
+class ContainerWorkload(_message.Message):
+    __slots__ = ("name", "image", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    image: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class WatchSecretsRequest(_message.Message):
     __slots__ = ("references", "known_versions")

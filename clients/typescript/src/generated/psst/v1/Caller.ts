@@ -1,5 +1,8 @@
 // Original file: proto/psst/v1/psst.proto
 
+import type { KubernetesWorkload as _psst_v1_KubernetesWorkload, KubernetesWorkload__Output as _psst_v1_KubernetesWorkload__Output } from '../../psst/v1/KubernetesWorkload';
+import type { EcsWorkload as _psst_v1_EcsWorkload, EcsWorkload__Output as _psst_v1_EcsWorkload__Output } from '../../psst/v1/EcsWorkload';
+import type { ContainerWorkload as _psst_v1_ContainerWorkload, ContainerWorkload__Output as _psst_v1_ContainerWorkload__Output } from '../../psst/v1/ContainerWorkload';
 
 /**
  * Caller is the calling process as the kernel and /proc describe it.
@@ -23,6 +26,22 @@ export interface Caller {
    * "process" when identified from /proc, "uid" when only uid and gid are known.
    */
   'identitySource'?: (string);
+  /**
+   * The caller's pod, when [identity.kubernetes] is configured and found it.
+   */
+  'kubernetes'?: (_psst_v1_KubernetesWorkload | null);
+  /**
+   * The caller's ECS task, when [identity.ecs] is configured and found it.
+   */
+  'ecs'?: (_psst_v1_EcsWorkload | null);
+  /**
+   * The caller's Docker container, when [identity.docker] is configured and found it.
+   */
+  'container'?: (_psst_v1_ContainerWorkload | null);
+  /**
+   * Why a configured attestor could not say who the caller is (rules needing it do not match).
+   */
+  'attestationFailures'?: (string)[];
 }
 
 /**
@@ -47,4 +66,20 @@ export interface Caller__Output {
    * "process" when identified from /proc, "uid" when only uid and gid are known.
    */
   'identitySource': (string);
+  /**
+   * The caller's pod, when [identity.kubernetes] is configured and found it.
+   */
+  'kubernetes': (_psst_v1_KubernetesWorkload__Output | null);
+  /**
+   * The caller's ECS task, when [identity.ecs] is configured and found it.
+   */
+  'ecs': (_psst_v1_EcsWorkload__Output | null);
+  /**
+   * The caller's Docker container, when [identity.docker] is configured and found it.
+   */
+  'container': (_psst_v1_ContainerWorkload__Output | null);
+  /**
+   * Why a configured attestor could not say who the caller is (rules needing it do not match).
+   */
+  'attestationFailures': (string)[];
 }

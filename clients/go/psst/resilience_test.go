@@ -148,4 +148,3 @@ func TestDefaultCallDeadline(t *testing.T) {
 		t.Errorf("message %q should name the socket and the attempts", msg)
 	}
 }
-

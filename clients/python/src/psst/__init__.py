@@ -37,7 +37,9 @@ from ._errors import (
     Unavailable,
     error_for,
 )
+from ._env import load_env, read_env_file
 from ._peer import EXPECTED_UID_ENV, UntrustedAgent
+from ._source import Source
 from ._types import CacheInfo, Caller, Grant, Identity, Secret, SecretMetadata, Written
 from ._watch import Watch, WatchEvent, WatchEventKind, WatchStatus
 
@@ -60,6 +62,9 @@ __all__ = [
     "Caller",
     "Grant",
     "Watch",
+    "Source",
+    "load_env",
+    "read_env_file",
     "WatchEvent",
     "WatchEventKind",
     "WatchStatus",

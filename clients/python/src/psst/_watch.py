@@ -230,7 +230,7 @@ class Watch:
                     raise StopIteration
                 if self._error is not None:
                     # A fresh exception each time, so tracebacks do not pile up on one.
-                    raise error_for(self._error.code, self._error.message) from None
+                    raise type(self._error)(self._error.message, code=self._error.code) from None
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"no watch event within {timeout}s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -40,6 +39,21 @@ DEFAULT_MAX_BACKOFF = 1.0
 DEFAULT_WATCH_MAX_BACKOFF = 5.0
 MAX_WATCH_BACKOFF = 30.0
 
+#: Seconds a passed peer check is relied on before the next call checks again (besides every
+#: put, every watch connect, and any call after one that lost its connection).
+PEER_RECHECK_INTERVAL = 1.0
+
+# A call failing with one of these may have lost its connection: the next call checks the peer.
+_CONNECTION_TROUBLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
 # The HTTP/2 :authority of every request. The agent's HTTP/2 server rejects a socket path there
 # (RST_STREAM PROTOCOL_ERROR), which is what grpc would otherwise derive from a unix: target.
 _AUTHORITY = "localhost"
@@ -68,11 +82,11 @@ class Client:
     The client checks who serves the socket: the server's uid (``SO_PEERCRED``) must be
     ``expected_uid`` (else ``$PSST_EXPECTED_UID``, else the socket file's owner), or calls raise
     ``UntrustedAgent`` without sending anything. grpc's Python API dials by itself, so the check
-    runs on its own connection to the same path: before the first call and after every
-    reconnect, immediately before every ``put``, and at each watch (re)connect. A server swapped
-    in between that check and grpc's own connect is not caught (a window of microseconds, which
-    the agent closes from its side by refusing a socket directory others can write); the Go
-    client checks the very connection it uses.
+    runs on its own connection to the same path: before a call when the last check is more than
+    ``PEER_RECHECK_INTERVAL`` (1 s) old or a call lost its connection, immediately before every
+    ``put``, and at each watch (re)connect. A server swapped in between that check and grpc's
+    own connect is not caught (the agent narrows this from its side by refusing a socket
+    directory others can write); the Go client checks the very connection it uses.
 
     Use it as a context manager, or call ``close()``.
     """
@@ -102,11 +116,8 @@ class Client:
         self._expected_uid = (
             expected_uid if expected_uid is not None else _peer.expected_uid_from_env()
         )
-        # True while the channel is READY on a connection whose server was checked; cleared by
-        # grpc's connectivity callback whenever the channel leaves READY.
-        self._trusted = False
-        self._state: grpc.ChannelConnectivity | None = None
-        self._state_lock = threading.Lock()
+        # When the server last passed the peer check (time.monotonic()); 0 after a failed call.
+        self._checked_at = 0.0
         channel_options = [
             ("grpc.default_authority", _AUTHORITY),
             # grpc-core's own reconnect backoff starts at 1s; keep it in step with ours.
@@ -116,15 +127,8 @@ class Client:
             *options,
         ]
         self._channel = grpc.insecure_channel("unix:" + self._socket, options=channel_options)
-        self._channel.subscribe(self._on_connectivity, try_to_connect=False)
         self._secrets = psst_pb2_grpc.SecretsStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-
-    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
-        with self._state_lock:
-            self._state = state
-            if state is not grpc.ChannelConnectivity.READY:
-                self._trusted = False
 
     @property
     def socket(self) -> str:
@@ -144,7 +148,6 @@ class Client:
 
     def close(self) -> None:
         """Closes the channel. Calls after this fail."""
-        self._channel.unsubscribe(self._on_connectivity)
         self._channel.close()
 
     def __repr__(self) -> str:
@@ -297,12 +300,14 @@ class Client:
             # waited for instead of failing the call.
             return rpc(request, timeout=remaining, wait_for_ready=True)
         except grpc.RpcError as e:
+            if e.code() in _CONNECTION_TROUBLE:
+                self._checked_at = 0.0  # the connection may be new next time: check again
             raise from_rpc_error(e) from None
 
     def _wait_for_trusted_agent(self, start: float, deadline: float | None, fresh: bool) -> None:
         """Returns once a server that passes the peer check accepts on the socket; retries
         while nothing does, until the deadline or ``retry_timeout``."""
-        if self._trusted and not fresh:
+        if not fresh and time.monotonic() - self._checked_at < PEER_RECHECK_INTERVAL:
             return
         give_up = deadline
         if self._retry_timeout is not None:
@@ -319,8 +324,7 @@ class Client:
                     self._expected_uid,
                     1.0 if deadline is None else max(0.001, deadline - now),
                 )
-                with self._state_lock:
-                    self._trusted = self._state is grpc.ChannelConnectivity.READY
+                self._checked_at = time.monotonic()
                 return
             except _peer.AgentNotThere as e:
                 reason = str(e)

@@ -30,11 +30,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from . import _peer
 from ._client import (
     _AUTHORITY,
+    _CONNECTION_TROUBLE,
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_INITIAL_BACKOFF,
     DEFAULT_MAX_BACKOFF,
     DEFAULT_WATCH_MAX_BACKOFF,
     MAX_WATCH_BACKOFF,
+    PEER_RECHECK_INTERVAL,
     socket_path,
 )
 from ._errors import InvalidArgument, PsstError, Unavailable, error_for, from_rpc_error
@@ -90,10 +92,8 @@ class Client:
         )
         self._secrets = psst_pb2_grpc.SecretsStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-        # True while the channel stays READY on a connection whose server was checked; the
-        # tracker task clears it whenever the channel leaves READY.
-        self._trusted = False
-        self._tracker: asyncio.Task[None] | None = None
+        # When the server last passed the peer check (time.monotonic()); 0 after a failed call.
+        self._checked_at = 0.0
 
     @property
     def socket(self) -> str:
@@ -110,8 +110,6 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        if self._tracker is not None:
-            self._tracker.cancel()
         await self._channel.close()
 
     def __repr__(self) -> str:
@@ -213,25 +211,14 @@ class Client:
         try:
             return await rpc(request, timeout=remaining, wait_for_ready=True)
         except grpc.aio.AioRpcError as e:
+            if e.code() in _CONNECTION_TROUBLE:
+                self._checked_at = 0.0  # the connection may be new next time: check again
             raise from_rpc_error(e) from None
-
-    def _start_tracker(self) -> None:
-        if self._tracker is None or self._tracker.done():
-            self._tracker = asyncio.get_running_loop().create_task(self._track())
-
-    async def _track(self) -> None:
-        state = self._channel.get_state()
-        while True:
-            await self._channel.wait_for_state_change(state)
-            state = self._channel.get_state()
-            if state is not grpc.ChannelConnectivity.READY:
-                self._trusted = False
 
     async def _wait_for_trusted_agent(
         self, start: float, deadline: float | None, fresh: bool
     ) -> None:
-        self._start_tracker()
-        if self._trusted and not fresh:
+        if not fresh and time.monotonic() - self._checked_at < PEER_RECHECK_INTERVAL:
             return
         give_up = deadline
         if self._retry_timeout is not None:
@@ -243,7 +230,7 @@ class Client:
             attempts += 1
             try:
                 await _peer.check_async(self._socket, self._expected_uid)
-                self._trusted = self._channel.get_state() is grpc.ChannelConnectivity.READY
+                self._checked_at = time.monotonic()
                 return
             except _peer.AgentNotThere as e:
                 reason = str(e)

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings
 
 import psst
 import psst.aio
-from conftest import SECRET_VALUE, FakeServer
+from conftest import SECRET_VALUE, FakeAgent, FakeServer
 from psst.settings import PsstSettingsSource
 from test_watch import K, event, expect, expect_quiet, refuse, script
 
@@ -85,6 +85,54 @@ def test_every_call_waits_for_the_agent_within_its_deadline(sock_dir):
         finally:
             timer.join()
             later.stop()
+
+
+class DyingAgent(FakeAgent):
+    """Dies under the first get: the server stops while the call is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server: FakeServer | None = None
+        self.died = threading.Event()
+
+    def GetSecret(self, request, context):
+        if not self.died.is_set():
+            self.died.set()
+            threading.Thread(target=self.server.stop).start()
+            time.sleep(5)
+        return super().GetSecret(request, context)
+
+
+@pytest.mark.parametrize("aio", [False, True])
+def test_a_read_whose_connection_broke_is_sent_again(sock_dir, aio):
+    path = os.path.join(sock_dir, "psst.sock")
+    agent = DyingAgent()
+    agent.server = FakeServer(path, agent).start()
+    later = FakeServer(path, agent)
+
+    def restart() -> None:
+        agent.died.wait(5)
+        wait_for(lambda: not os.path.exists(path) or _refuses(path))
+        time.sleep(0.3)
+        later.start()
+
+    t = threading.Thread(target=restart)
+    t.start()
+    try:
+        if aio:
+
+            async def get() -> psst.Secret:
+                async with psst.aio.Client(path, initial_backoff=0.01, max_backoff=0.05) as c:
+                    return await c.get("local:x", timeout=10)
+
+            secret = asyncio.run(get())
+        else:
+            with psst.Client(path, initial_backoff=0.01, max_backoff=0.05) as c:
+                secret = c.get("local:x", timeout=10)
+        assert secret.value == SECRET_VALUE and agent.died.is_set()
+    finally:
+        t.join()
+        later.stop()
 
 
 def _refuses(path: str) -> bool:

@@ -213,7 +213,7 @@ class Client:
         if isinstance(value, str):
             raise TypeError("put takes bytes; encode text first, e.g. value.encode()")
         req = psst_pb2.PutSecretRequest(reference=reference, value=bytes(value))
-        resp = self._invoke(self._secrets.PutSecret, req, timeout, fresh_check=True)
+        resp = self._invoke(self._secrets.PutSecret, req, timeout, write=True)
         return Written(
             reference=resp.reference,
             version_id=resp.version_id,
@@ -284,25 +284,38 @@ class Client:
         request: object,
         timeout: float | None,
         *,
-        fresh_check: bool = False,
+        write: bool = False,
     ) -> T:
         """Runs one unary call within its deadline, waiting first for an agent that is not
-        there yet (see the class docstring), and only then sending: a request is sent once, so a
-        put is never repeated. An UNAVAILABLE the agent answers itself (a backend it cannot
-        reach) is raised at once."""
+        there yet (see the class docstring). A write (put) is checked afresh and sent once, never
+        repeated. A read whose connection broke under it (UNAVAILABLE, and the socket no longer
+        accepts) waits for the agent again and is re-sent. An UNAVAILABLE the agent answers
+        itself (a backend it cannot reach; the socket still accepts) is raised at once."""
         start = time.monotonic()
         timeout = self._timeout if timeout is None else timeout
         deadline = None if timeout is None else start + timeout
-        self._wait_for_trusted_agent(start, deadline, fresh_check)
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        fresh = write
+        while True:
+            self._wait_for_trusted_agent(start, deadline, fresh)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                # wait_for_ready: a connection grpc is still making (it saw the agent just now)
+                # is waited for instead of failing the call.
+                return rpc(request, timeout=remaining, wait_for_ready=True)
+            except grpc.RpcError as e:
+                if e.code() in _CONNECTION_TROUBLE:
+                    self._checked_at = 0.0  # the connection may be new next time: check again
+                if write or e.code() is not grpc.StatusCode.UNAVAILABLE or self._agent_there():
+                    raise from_rpc_error(e) from None
+                fresh = True
+
+    def _agent_there(self) -> bool:
+        """Whether a trusted server accepts on the socket right now (one attempt)."""
         try:
-            # wait_for_ready: a connection grpc is still making (it saw the agent just now) is
-            # waited for instead of failing the call.
-            return rpc(request, timeout=remaining, wait_for_ready=True)
-        except grpc.RpcError as e:
-            if e.code() in _CONNECTION_TROUBLE:
-                self._checked_at = 0.0  # the connection may be new next time: check again
-            raise from_rpc_error(e) from None
+            _peer.check(self._socket, self._expected_uid, 1.0)
+        except _peer.AgentNotThere:
+            return False
+        return True
 
     def _wait_for_trusted_agent(self, start: float, deadline: float | None, fresh: bool) -> None:
         """Returns once a server that passes the peer check accepts on the socket; retries

@@ -162,7 +162,7 @@ class Client:
         if isinstance(value, str):
             raise TypeError("put takes bytes; encode text first, e.g. value.encode()")
         req = psst_pb2.PutSecretRequest(reference=reference, value=bytes(value))
-        resp = await self._invoke(self._secrets.PutSecret, req, timeout, fresh_check=True)
+        resp = await self._invoke(self._secrets.PutSecret, req, timeout, write=True)
         return Written(
             reference=resp.reference,
             version_id=resp.version_id,
@@ -201,19 +201,36 @@ class Client:
         request: object,
         timeout: float | None,
         *,
-        fresh_check: bool = False,
+        write: bool = False,
     ) -> T:
+        """As ``psst.Client._invoke``: a put is sent once; a read whose connection broke under
+        it (UNAVAILABLE, and the socket no longer accepts) waits for the agent and is re-sent."""
         start = time.monotonic()
         timeout = self._timeout if timeout is None else timeout
         deadline = None if timeout is None else start + timeout
-        await self._wait_for_trusted_agent(start, deadline, fresh_check)
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        fresh = write
+        while True:
+            await self._wait_for_trusted_agent(start, deadline, fresh)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await rpc(request, timeout=remaining, wait_for_ready=True)
+            except grpc.aio.AioRpcError as e:
+                if e.code() in _CONNECTION_TROUBLE:
+                    self._checked_at = 0.0  # the connection may be new next time: check again
+                if (
+                    write
+                    or e.code() is not grpc.StatusCode.UNAVAILABLE
+                    or await self._agent_there()
+                ):
+                    raise from_rpc_error(e) from None
+                fresh = True
+
+    async def _agent_there(self) -> bool:
         try:
-            return await rpc(request, timeout=remaining, wait_for_ready=True)
-        except grpc.aio.AioRpcError as e:
-            if e.code() in _CONNECTION_TROUBLE:
-                self._checked_at = 0.0  # the connection may be new next time: check again
-            raise from_rpc_error(e) from None
+            await _peer.check_async(self._socket, self._expected_uid)
+        except _peer.AgentNotThere:
+            return False
+        return True
 
     async def _wait_for_trusted_agent(
         self, start: float, deadline: float | None, fresh: bool

@@ -54,6 +54,10 @@ _CONNECTION_TROUBLE = frozenset(
     }
 )
 
+# What a call whose connection broke under it ends with (grpc versions differ: older ones say
+# CANCELLED): a read is sent again when, besides, the socket no longer accepts.
+_BROKE_UNDER_CALL = _CONNECTION_TROUBLE - {grpc.StatusCode.DEADLINE_EXCEEDED}
+
 # The HTTP/2 :authority of every request. The agent's HTTP/2 server rejects a socket path there
 # (RST_STREAM PROTOCOL_ERROR), which is what grpc would otherwise derive from a unix: target.
 _AUTHORITY = "localhost"
@@ -288,8 +292,9 @@ class Client:
     ) -> T:
         """Runs one unary call within its deadline, waiting first for an agent that is not
         there yet (see the class docstring). A write (put) is checked afresh and sent once, never
-        repeated. A read whose connection broke under it (UNAVAILABLE, and the socket no longer
-        accepts) waits for the agent again and is re-sent. An UNAVAILABLE the agent answers
+        repeated. A read whose connection broke under it (UNAVAILABLE, or CANCELLED, UNKNOWN,
+        INTERNAL from a reset, and the socket no longer accepts) waits for the agent again and
+        is re-sent. An UNAVAILABLE the agent answers
         itself (a backend it cannot reach; the socket still accepts) is raised at once."""
         start = time.monotonic()
         timeout = self._timeout if timeout is None else timeout
@@ -305,7 +310,7 @@ class Client:
             except grpc.RpcError as e:
                 if e.code() in _CONNECTION_TROUBLE:
                     self._checked_at = 0.0  # the connection may be new next time: check again
-                if write or e.code() is not grpc.StatusCode.UNAVAILABLE or self._agent_there():
+                if write or e.code() not in _BROKE_UNDER_CALL or self._agent_there():
                     raise from_rpc_error(e) from None
                 fresh = True
 

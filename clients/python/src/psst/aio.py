@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from . import _peer
 from ._client import (
     _AUTHORITY,
+    _BROKE_UNDER_CALL,
     _CONNECTION_TROUBLE,
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_INITIAL_BACKOFF,
@@ -219,7 +220,7 @@ class Client:
                     self._checked_at = 0.0  # the connection may be new next time: check again
                 if (
                     write
-                    or e.code() is not grpc.StatusCode.UNAVAILABLE
+                    or e.code() not in _BROKE_UNDER_CALL
                     or await self._agent_there()
                 ):
                     raise from_rpc_error(e) from None

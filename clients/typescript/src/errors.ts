@@ -113,3 +113,11 @@ export function toPsstError(err: unknown, reference?: string): PsstError {
   }
   return new PsstError(Status.UNKNOWN, e && typeof e.message === 'string' ? e.message : String(err), options);
 }
+
+/**
+ * The socket is not served by the agent this client trusts (its owner is not the expected uid,
+ * or another user could have replaced it): nothing was sent. A subclass of
+ * {@link UnavailableError}, so code that waits for the agent keeps waiting and never talks to
+ * the impostor.
+ */
+export class UntrustedAgentError extends UnavailableError {}

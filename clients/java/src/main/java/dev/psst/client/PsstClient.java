@@ -9,9 +9,19 @@ import dev.psst.v1.PutSecretRequest;
 import dev.psst.v1.PutSecretResponse;
 import dev.psst.v1.SecretsGrpc;
 import dev.psst.v1.WhoAmIRequest;
-import dev.psst.v1.WhoAmIResponse;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ConnectivityState;
+import io.grpc.Context;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.Status;
+import io.grpc.netty.shaded.io.grpc.netty.InternalNettyChannelBuilder;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse;
 import io.grpc.health.v1.HealthGrpc;
@@ -34,8 +44,11 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.OptionalInt;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 
 /**
@@ -57,26 +70,50 @@ public final class PsstClient implements AutoCloseable {
   public static final String SOCKET_ENV = "PSST_SOCKET";
   /** The deadline of each call unless told otherwise. */
   public static final Duration DEFAULT_CALL_TIMEOUT = Duration.ofSeconds(10);
-  /** How long a watch keeps reconnecting (agent down, stream reset) unless told otherwise. */
-  public static final Duration DEFAULT_WATCH_RECONNECT = Duration.ofSeconds(5);
+  /** A watch's longest wait between reconnects unless told otherwise. */
+  public static final Duration DEFAULT_WATCH_MAX_BACKOFF = Duration.ofSeconds(5);
+  /** The longest wait between reconnects a watch may be given. */
+  public static final Duration MAX_BACKOFF_LIMIT = Duration.ofSeconds(30);
+
+  /** What a client and its {@link #withTimeout} views share. */
+  private static final class Shared {
+    final Set<Watch> watches = ConcurrentHashMap.newKeySet();
+    /** Calls waiting for a connection: a refused connection cancels them. */
+    final Set<Context.CancellableContext> waiting = ConcurrentHashMap.newKeySet();
+    volatile UntrustedAgentException lastRefusal;
+    volatile boolean closed;
+    final AtomicInteger reconnects = new AtomicInteger();
+    final AtomicBoolean reconnecting = new AtomicBoolean();
+  }
 
   private final Path socket;
   private final RetryPolicy retry;
-  private final RetryPolicy.Listener retryListener;
   private final Duration callTimeout;
   private final Duration watchReconnect;
-  private final Set<Watch> watches = ConcurrentHashMap.newKeySet();
+  private final Duration watchMaxBackoff;
+  private final Shared shared;
   private final EventLoopGroup eventLoop;
   private final ManagedChannel channel;
-  private volatile boolean reached;
-  private volatile boolean closed;
+
+  private PsstClient(PsstClient parent, Duration callTimeout) {
+    this.socket = parent.socket;
+    this.retry = parent.retry;
+    this.callTimeout = callTimeout;
+    this.watchReconnect = parent.watchReconnect;
+    this.watchMaxBackoff = parent.watchMaxBackoff;
+    this.shared = parent.shared;
+    this.eventLoop = parent.eventLoop;
+    this.channel = parent.channel;
+  }
 
   private PsstClient(Builder b) {
     this.socket = b.socket != null ? b.socket : socketPath(b.environment);
     this.retry = b.retry;
-    this.retryListener = b.retryListener;
     this.callTimeout = b.callTimeout;
     this.watchReconnect = b.watchReconnect;
+    this.watchMaxBackoff = b.watchMaxBackoff;
+    this.shared = new Shared();
+    OptionalInt expectedUid = PeerCheck.configured(b.expectedUid, b.environment);
     if (!Epoll.isAvailable()) {
       throw new IllegalStateException(
           "psst-client needs Netty's epoll transport (Linux) for Unix sockets", Epoll.unavailabilityCause());
@@ -84,7 +121,12 @@ public final class PsstClient implements AutoCloseable {
     // One daemon epoll thread (Netty 4.2's form of an EpollEventLoopGroup).
     this.eventLoop = new MultiThreadIoEventLoopGroup(
         1, new DefaultThreadFactory("psst-client", true), EpollIoHandler.newFactory());
-    this.channel = NettyChannelBuilder.forAddress(new DomainSocketAddress(socket.toString()))
+    NettyChannelBuilder builder = NettyChannelBuilder.forAddress(new DomainSocketAddress(socket.toString()));
+    if (expectedUid != null) {
+      PeerCheck check = new PeerCheck(socket, expectedUid, this::refused);
+      InternalNettyChannelBuilder.setProtocolNegotiatorFactory(builder, check::negotiator);
+    }
+    this.channel = builder
         .eventLoopGroup(eventLoop)
         .channelType(EpollDomainSocketChannel.class)
         // Agents before the h2 patch (third_party/h2) refuse a socket path as :authority, which
@@ -96,6 +138,63 @@ public final class PsstClient implements AutoCloseable {
         // Room for large batches (grpc's default is 4 MiB).
         .maxInboundMessageSize(16 * 1024 * 1024)
         .build();
+    followConnectivity();
+  }
+
+  /**
+   * grpc's own reconnect backoff grows to two minutes, and the channel stays in TRANSIENT_FAILURE
+   * while it waits; calls waiting for the agent must see it within their deadline, so while the
+   * channel is in TRANSIENT_FAILURE its backoff is cut short after this client's retry delays
+   * (50 ms doubling to 1 s by default).
+   */
+  private void followConnectivity() {
+    if (shared.closed) {
+      return;
+    }
+    ConnectivityState state = channel.getState(false);
+    if (state == ConnectivityState.TRANSIENT_FAILURE) {
+      scheduleReconnect();
+    } else if (state == ConnectivityState.READY) {
+      shared.reconnects.set(0);
+    }
+    channel.notifyWhenStateChanged(state, this::followConnectivity);
+  }
+
+  private void scheduleReconnect() {
+    if (!shared.reconnecting.compareAndSet(false, true)) {
+      return;
+    }
+    long delay = retry.delay(shared.reconnects.incrementAndGet(), ThreadLocalRandom.current()::nextDouble).toNanos();
+    eventLoop.schedule(() -> {
+      shared.reconnecting.set(false);
+      if (!shared.closed && channel.getState(false) == ConnectivityState.TRANSIENT_FAILURE) {
+        channel.resetConnectBackoff();
+        scheduleReconnect();
+      }
+    }, Math.max(1, delay), TimeUnit.NANOSECONDS);
+  }
+
+  /** A connection was refused by the socket check: calls waiting for one fail now. */
+  private void refused(UntrustedAgentException e) {
+    shared.lastRefusal = e;
+    for (Context.CancellableContext waiting : shared.waiting) {
+      waiting.cancel(e);
+    }
+  }
+
+  /**
+   * A view of this client whose calls have {@code timeout} as their deadline. It shares the
+   * connection and its watches (closing either closes both).
+   */
+  public PsstClient withTimeout(Duration timeout) {
+    return new PsstClient(this, checkPositive(timeout, "timeout"));
+  }
+
+  private static Duration checkPositive(Duration d, String name) {
+    if (d.isNegative() || d.isZero()) {
+      throw new IllegalArgumentException(name + " must be positive");
+    }
+    return d;
   }
 
   /** A client for {@code $PSST_SOCKET}, else {@code /run/psst/psst.sock}, with the defaults. */
@@ -193,8 +292,8 @@ public final class PsstClient implements AutoCloseable {
   }
 
   /** How the agent sees this process (caller), what the policy grants it, and which rules matched. */
-  public WhoAmIResponse whoAmI() {
-    return call(() -> secrets().whoAmI(WhoAmIRequest.getDefaultInstance()));
+  public Identity whoAmI() {
+    return Identity.fromProto(call(() -> secrets().whoAmI(WhoAmIRequest.getDefaultInstance())));
   }
 
   /** The agent's gRPC health ({@code grpc.health.v1}): {@code SERVING} when it answers requests. */
@@ -204,7 +303,7 @@ public final class PsstClient implements AutoCloseable {
 
   public HealthCheckResponse.ServingStatus health(String service) {
     HealthCheckRequest request = HealthCheckRequest.newBuilder().setService(service).build();
-    return call(() -> HealthGrpc.newBlockingStub(channel)
+    return call(() -> withWaiting(HealthGrpc.newBlockingStub(channel))
         .withDeadlineAfter(callTimeout.toNanos(), TimeUnit.NANOSECONDS)
         .check(request)).getStatus();
   }
@@ -226,20 +325,69 @@ public final class PsstClient implements AutoCloseable {
    * }</pre>
    */
   public Watch watch(List<String> references) {
+    return watch(references, Map.of());
+  }
+
+  /**
+   * {@link #watch(List)} resuming from versions the caller already has (reference → version id):
+   * the first event for such a reference comes only with a different version.
+   */
+  public Watch watch(List<String> references, Map<String, String> knownVersions) {
     Objects.requireNonNull(references, "references");
+    RetryPolicy backoff = new RetryPolicy(Math.max(2, retry.maxAttempts()), retry.initialDelay(),
+        watchMaxBackoff.compareTo(retry.initialDelay()) < 0 ? retry.initialDelay() : watchMaxBackoff,
+        retry.multiplier(), retry.jitter());
     Watch.Transport transport = new Watch.Transport(
-        (request, observer) -> SecretsGrpc.newStub(channel).watchSecrets(request, observer),
+        (request, observer, onHeaders) -> SecretsGrpc.newStub(channel)
+            .withInterceptors(onHeaders(onHeaders))
+            .watchSecrets(request, observer),
         channel::resetConnectBackoff,
-        () -> closed,
-        watches::remove,
-        retry,
-        watchReconnect);
-    Watch watch = new Watch(references, transport);
-    watches.add(watch);
-    if (closed) {
+        () -> shared.closed,
+        shared.watches::remove,
+        backoff,
+        watchReconnect,
+        () -> shared.lastRefusal);
+    Watch watch = new Watch(references, transport, knownVersions);
+    shared.watches.add(watch);
+    if (shared.closed) {
       watch.close();
     }
     return watch;
+  }
+
+  /**
+   * An always-current view of {@code references}: fetches each once (throwing the agent's error
+   * when one is refused), then keeps them current through a watch that never gives up.
+   * {@link Source#get(String)} answers from memory; listeners hear of new values and of the
+   * agent's reachability; errors never replace a value it has. Close it when done.
+   */
+  public Source source(List<String> references) {
+    return Source.open(this, references);
+  }
+
+  /** @see #source(List) */
+  public Source source(String... references) {
+    return source(Arrays.asList(references));
+  }
+
+  private static ClientInterceptor onHeaders(Runnable onHeaders) {
+    return new ClientInterceptor() {
+      @Override
+      public <Q, R> ClientCall<Q, R> interceptCall(MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+        return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+          @Override
+          public void start(Listener<R> listener, Metadata headers) {
+            super.start(new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+              @Override
+              public void onHeaders(Metadata responseHeaders) {
+                onHeaders.run();
+                super.onHeaders(responseHeaders);
+              }
+            }, headers);
+          }
+        };
+      }
+    };
   }
 
   /** @see #watch(List) */
@@ -278,11 +426,11 @@ public final class PsstClient implements AutoCloseable {
    */
   @Override
   public void close() {
-    if (closed) {
+    if (shared.closed) {
       return;
     }
-    closed = true;
-    for (Watch watch : List.copyOf(watches)) {
+    shared.closed = true;
+    for (Watch watch : List.copyOf(shared.watches)) {
       watch.close();
     }
     channel.shutdownNow();
@@ -300,43 +448,46 @@ public final class PsstClient implements AutoCloseable {
   }
 
   private SecretsGrpc.SecretsBlockingStub secrets() {
-    return SecretsGrpc.newBlockingStub(channel).withDeadlineAfter(callTimeout.toNanos(), TimeUnit.NANOSECONDS);
+    return withWaiting(SecretsGrpc.newBlockingStub(channel))
+        .withDeadlineAfter(callTimeout.toNanos(), TimeUnit.NANOSECONDS);
   }
 
-  /** One unary call, retried while the agent has never been reached and answers UNAVAILABLE. */
+  /** Calls wait for a connection (grpc's wait-for-ready) unless retrying is off. */
+  private <S extends io.grpc.stub.AbstractStub<S>> S withWaiting(S stub) {
+    return retry.maxAttempts() > 1 ? stub.withWaitForReady() : stub;
+  }
+
+  /**
+   * One unary call. Unless retrying is off ({@link RetryPolicy#NONE}), it waits for the agent:
+   * while the socket is missing or refuses, the channel reconnects with backoff and the request
+   * is sent only once a connection is up, so a call that never reached the agent is retried
+   * within its deadline, on every call. Once sent, it is not repeated (a put could be applied
+   * twice). A connection refused by the socket check fails the calls waiting for one at once.
+   */
   private <T> T call(Supplier<T> rpc) {
-    if (closed) {
+    if (shared.closed) {
       throw PsstException.of(Status.Code.CANCELLED, "the client is closed");
     }
-    for (int attempt = 1; ; attempt++) {
-      try {
-        T response = rpc.get();
-        reached = true;
-        return response;
-      } catch (RuntimeException e) {
-        PsstException error = PsstException.from(e);
-        Status.Code code = error.code();
-        if (code != Status.Code.UNAVAILABLE && code != Status.Code.DEADLINE_EXCEEDED
-            && code != Status.Code.CANCELLED) {
-          reached = true;
-        }
-        if (code != Status.Code.UNAVAILABLE || reached || closed || attempt >= retry.maxAttempts()) {
-          throw error;
-        }
-        Duration delay = retry.delay(attempt, ThreadLocalRandom.current()::nextDouble);
-        if (retryListener != null) {
-          retryListener.onRetry(attempt, delay, error);
-        }
-        try {
-          TimeUnit.NANOSECONDS.sleep(delay.toNanos());
-        } catch (InterruptedException interrupted) {
-          Thread.currentThread().interrupt();
-          error.addSuppressed(interrupted);
-          throw error;
-        }
-        // Skip grpc's own reconnect backoff: try the socket again now.
-        channel.resetConnectBackoff();
+    Context.CancellableContext context = Context.current().withCancellation();
+    shared.waiting.add(context);
+    try {
+      return context.wrap(rpc::get).call();
+    } catch (Exception e) {
+      PsstException error = PsstException.from(e);
+      if (context.isCancelled() && context.cancellationCause() instanceof UntrustedAgentException) {
+        throw (UntrustedAgentException) context.cancellationCause();
       }
+      if (error.code() == Status.Code.DEADLINE_EXCEEDED && channel.getState(false) != ConnectivityState.READY) {
+        // The deadline passed while no connection was up: the agent was never reached.
+        UntrustedAgentException refusal = shared.lastRefusal;
+        throw new UnavailableException(Status.Code.UNAVAILABLE, "the agent at " + socket
+            + " could not be reached within " + callTimeout.toMillis() + " ms"
+            + (refusal != null ? ": " + refusal.description() : ""), null, error);
+      }
+      throw error;
+    } finally {
+      shared.waiting.remove(context);
+      context.close();
     }
   }
 
@@ -345,9 +496,10 @@ public final class PsstClient implements AutoCloseable {
     private Path socket;
     private Map<String, String> environment = System.getenv();
     private RetryPolicy retry = RetryPolicy.DEFAULT;
-    private RetryPolicy.Listener retryListener;
     private Duration callTimeout = DEFAULT_CALL_TIMEOUT;
-    private Duration watchReconnect = DEFAULT_WATCH_RECONNECT;
+    private Duration watchReconnect;
+    private Duration watchMaxBackoff = DEFAULT_WATCH_MAX_BACKOFF;
+    private Integer expectedUid;
     private String authority = "localhost";
 
     private Builder() {}
@@ -362,17 +514,16 @@ public final class PsstClient implements AutoCloseable {
       return socket(Path.of(socket));
     }
 
-    /** Retrying while the agent is not up yet; {@link RetryPolicy#NONE} for a single try. */
+    /**
+     * Waiting for an unreachable agent: calls wait within their deadline while the channel
+     * reconnects after these delays; watches reconnect after them too, up to
+     * {@link #watchMaxBackoff(Duration)}. {@link RetryPolicy#NONE} makes calls fail at once.
+     */
     public Builder retry(RetryPolicy retry) {
       this.retry = Objects.requireNonNull(retry, "retry");
       return this;
     }
 
-    /** Told before each startup retry, e.g. to log it. */
-    public Builder onRetry(RetryPolicy.Listener listener) {
-      this.retryListener = listener;
-      return this;
-    }
 
     /** The deadline of each call (default 10 s). */
     public Builder callTimeout(Duration callTimeout) {
@@ -384,15 +535,35 @@ public final class PsstClient implements AutoCloseable {
     }
 
     /**
-     * How long a watch keeps reconnecting while the agent is unreachable or the stream keeps
-     * breaking, counted from the first failure after the last event (default 5 s); then the
-     * watch ends with {@link UnavailableException}.
+     * Opt-in give-up: a watch that has failed to reach the agent for this long in a row ends
+     * with {@link UnavailableException}. Default: never; watches reconnect for as long as they
+     * are open.
      */
     public Builder watchReconnect(Duration watchReconnect) {
       if (watchReconnect.isNegative()) {
         throw new IllegalArgumentException("watchReconnect must not be negative");
       }
       this.watchReconnect = watchReconnect;
+      return this;
+    }
+
+    /** The longest wait between a watch's reconnects (default 5 s, at most 30 s). */
+    public Builder watchMaxBackoff(Duration watchMaxBackoff) {
+      if (watchMaxBackoff.isNegative() || watchMaxBackoff.compareTo(MAX_BACKOFF_LIMIT) > 0) {
+        throw new IllegalArgumentException("watchMaxBackoff must be between 0 and " + MAX_BACKOFF_LIMIT);
+      }
+      this.watchMaxBackoff = watchMaxBackoff;
+      return this;
+    }
+
+    /**
+     * The uid the agent must run as, checked against the kernel's credentials of the process
+     * serving each connection ({@code SO_PEERCRED}) before anything is sent; -1 turns the check
+     * off. Default: {@code $PSST_EXPECTED_UID} (a uid, or {@code off}), else the socket file's
+     * owner when first seen, pinned for the client's life.
+     */
+    public Builder expectedUid(int uid) {
+      this.expectedUid = uid;
       return this;
     }
 

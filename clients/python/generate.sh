@@ -7,7 +7,7 @@
 # `psst.v1.psst_pb2`, which is why they live in the psst package's v1 subpackage.
 set -euo pipefail
 
-GRPCIO_TOOLS_VERSION=1.85.1   # its protoc makes protobuf 7.35 gencode: see pyproject's pins
+GRPCIO_TOOLS_VERSION=1.63.2   # its protoc (26.1) makes protobuf 5.26 gencode: the floor of pyproject's pins
 
 here="$(cd "$(dirname "$0")" && pwd)"
 proto="$(cd "$here/../../proto" && pwd)"

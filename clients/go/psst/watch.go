@@ -119,6 +119,18 @@ func watchEventFromProto(p *psstv1.WatchEvent) *WatchEvent {
 	return e
 }
 
+// WatchStatus is a change in whether a watch can reach the agent (see Watch.Status).
+type WatchStatus struct {
+	// Reachable is false when the stream broke and reconnecting failed: the watch keeps trying
+	// (unless WithWatchGiveUp ends it), and the values the reader has may be out of date.
+	// It is true again once the agent has taken the watch back.
+	Reachable bool
+	// Err says why the agent is unreachable (an UNAVAILABLE *Error); nil when Reachable.
+	Err error
+	// Since is when this status began.
+	Since time.Time
+}
+
 // ErrWatchClosed is what Next returns once the watch was closed with Close.
 var ErrWatchClosed = &Error{Code: codes.Canceled, Message: "the watch was closed", cause: context.Canceled}
 
@@ -133,6 +145,7 @@ type Watch struct {
 	done   chan struct{}
 	closed chan struct{}
 	close1 sync.Once
+	status chan WatchStatus // holds the latest status only
 
 	mu  sync.Mutex
 	err error // what ended the watch; set before out is closed
@@ -156,11 +169,13 @@ func (w *Watch) endErr() error {
 // from Next.
 //
 // The watch reconnects by itself when the agent restarts or the stream breaks (UNAVAILABLE,
-// or UNKNOWN, INTERNAL, CANCELLED from a reset connection), with the client's backoff, for up to
-// the client's retry timeout (WithRetryTimeout, default 5s) of failed attempts in a row; then
-// it ends with UNAVAILABLE. On reconnect it tells the agent the version it last received per
-// reference (known_versions), so a version is never delivered twice and a change made while it
-// was away arrives as EventNewVersion. Any other error ends the watch.
+// or UNKNOWN, INTERNAL, CANCELLED from a reset connection), for as long as it is open: the
+// first attempt at once, then exponential backoff with jitter capped at WithWatchBackoff
+// (default 5s, at most 30s). Status reports when the agent becomes unreachable and reachable
+// again; WithWatchGiveUp opts in to ending the watch with UNAVAILABLE after failing for that
+// long. On reconnect it tells the agent the version it last received per reference
+// (known_versions), so a version is never delivered twice and a change made while it was away
+// arrives as EventNewVersion. Any other error ends the watch.
 //
 // Events are received in the background and folded until read: when several changes of one
 // reference arrived since the last Next, the reader gets one event for the newest version,
@@ -181,6 +196,7 @@ func (c *Client) Watch(ctx context.Context, references ...string) (*Watch, error
 		out:    make(chan *WatchEvent),
 		done:   make(chan struct{}),
 		closed: make(chan struct{}),
+		status: make(chan WatchStatus, 1),
 	}
 	go w.run()
 	return w, nil
@@ -188,7 +204,7 @@ func (c *Client) Watch(ctx context.Context, references ...string) (*Watch, error
 
 // Next waits for the next event. It returns an error (an *Error) when the watch has ended: the
 // agent's (PERMISSION_DENIED when the grant is revoked, NOT_FOUND, INVALID_ARGUMENT),
-// UNAVAILABLE when reconnecting failed for the retry timeout, the watch context's
+// UNAVAILABLE when reconnecting failed for the WithWatchGiveUp time, the watch context's
 // (CANCELLED, DEADLINE_EXCEEDED; errors.Is works with the context errors), or ErrWatchClosed.
 // Once ended it keeps returning that error.
 //
@@ -222,6 +238,21 @@ func (w *Watch) Events() <-chan *WatchEvent { return w.out }
 // while the watch runs, and after Close.
 func (w *Watch) Err() error { return w.endErr() }
 
+// Status delivers the watch's reachability changes: WatchStatus{Reachable: false} when the
+// stream broke and reconnecting failed, Reachable: true once the agent took the watch back. The
+// watch goes on either way. The channel holds the latest change only (an unread one is
+// replaced), so a reader that never looks costs nothing.
+func (w *Watch) Status() <-chan WatchStatus { return w.status }
+
+// setStatus replaces any unread status with s. Only run sends, so the drain cannot race.
+func (w *Watch) setStatus(s WatchStatus) {
+	select {
+	case <-w.status:
+	default:
+	}
+	w.status <- s
+}
+
 // Close ends the watch and waits for its goroutines. It is safe to call more than once and
 // concurrently with Next.
 func (w *Watch) Close() error {
@@ -254,6 +285,7 @@ func (w *Watch) run() {
 		attempts     int
 		delay        = w.c.cfg.initialBackoff
 		final        error // ends the watch once the queue is read
+		unreachable  bool  // reported through Status
 	)
 	connect := func() {
 		req := &psstv1.WatchSecretsRequest{References: w.refs}
@@ -300,6 +332,10 @@ func (w *Watch) run() {
 			switch {
 			case m.established:
 				failingSince, attempts = time.Time{}, 0
+				if unreachable {
+					unreachable = false
+					w.setStatus(WatchStatus{Reachable: true, Since: time.Now()})
+				}
 			case m.event != nil:
 				failingSince, attempts, delay = time.Time{}, 0, w.c.cfg.initialBackoff
 				if m.event.Secret != nil {
@@ -319,27 +355,34 @@ func (w *Watch) run() {
 					final = fromRPC(w.ctx, m.err)
 					continue
 				}
+				if pe := w.c.untrusted.Load(); pe != nil {
+					final = pe.asError()
+					continue
+				}
 				now := time.Now()
 				attempts++
 				first := failingSince.IsZero()
 				if first {
 					failingSince = now
 				}
-				// Give up after the retry timeout of failures in a row (zero or less: after one
-				// immediate reconnect attempt).
-				giveUp := now.Sub(failingSince) > w.c.cfg.retryTimeout
-				if w.c.cfg.retryTimeout <= 0 {
-					giveUp = !first
-				}
-				if giveUp {
-					final = w.c.unreachable(m.err, attempts)
+				// The opt-in give-up, after that long of failures in a row.
+				if g := w.c.cfg.watchGiveUp; g > 0 && !first && now.Sub(failingSince) >= g {
+					final = w.c.unreachable(m.err, attempts, now.Sub(failingSince))
 					continue
 				}
-				// The first attempt after a stream broke is immediate; then exponential backoff.
+				// The first attempt after a stream broke is immediate; when it fails too, the
+				// agent is down: say so, and back off.
 				wait := time.Duration(0)
 				if !first {
+					if !unreachable {
+						unreachable = true
+						w.setStatus(WatchStatus{Err: w.c.unreachable(m.err, 1, 0), Since: failingSince})
+					}
 					wait = jitter(delay)
-					delay = min(2*delay, w.c.cfg.maxBackoff)
+					delay = min(2*delay, w.c.cfg.watchMaxDelay)
+				}
+				if g := w.c.cfg.watchGiveUp; g > 0 {
+					wait = min(wait, max(0, g-now.Sub(failingSince)))
 				}
 				reconnect = time.After(wait)
 			}

@@ -337,8 +337,8 @@ func TestWatchReconnectsAfterAReset(t *testing.T) {
 	}
 }
 
-func TestWatchGivesUpAfterTheRetryTimeout(t *testing.T) {
-	f, sock, srv, c := watchSetup(t, psst.WithRetryTimeout(400*time.Millisecond))
+func TestWatchGivesUpWhenAskedTo(t *testing.T) {
+	f, sock, srv, c := watchSetup(t, psst.WithWatchGiveUp(400*time.Millisecond))
 	f.handlers <- script(nil, nil, event("a", current, "1", ""))
 	w := openWatch(t, c, "a")
 	expectEvents(t, w, "a CURRENT 1<-")
@@ -350,7 +350,7 @@ func TestWatchGivesUpAfterTheRetryTimeout(t *testing.T) {
 		t.Fatalf("err = %v, want UNAVAILABLE naming the socket", err)
 	}
 	if elapsed < 400*time.Millisecond || elapsed > 4*time.Second {
-		t.Errorf("gave up after %v, want about the 400ms retry timeout", elapsed)
+		t.Errorf("gave up after %v, want about the 400ms give-up", elapsed)
 	}
 	// The end is sticky, and the channel form agrees.
 	if _, err2 := w.Next(ctx(t)); err2 != err {

@@ -197,11 +197,20 @@ def test_retry_then_unavailable_on_missing_socket(sock_dir):
         psst.Client(missing, retry_timeout=0).health()
     assert time.monotonic() - start < 1
 
-    # The call's timeout bounds the retries too.
+    # The call's timeout bounds the retries too: DEADLINE_EXCEEDED, saying what it waited for.
     start = time.monotonic()
-    with pytest.raises(psst.Unavailable):
+    with pytest.raises(psst.PsstError) as info:
         psst.Client(missing).get("local:x", timeout=0.15)
     assert time.monotonic() - start < 2
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert missing in str(info.value) and "attempts" in str(info.value)
+
+    # So does the client's default deadline, for a call that gives none.
+    start = time.monotonic()
+    with pytest.raises(psst.PsstError) as info:
+        psst.Client(missing, timeout=0.3).get("local:x")
+    assert 0.3 <= time.monotonic() - start < 2
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 def test_retry_until_the_agent_starts(sock_dir):
@@ -277,10 +286,15 @@ def test_authority_is_localhost(sock_dir):
     got: dict[str, str] = {}
 
     def serve() -> None:
-        conn, _ = lis.accept()
-        with conn:
-            conn.settimeout(10)
-            got.update(_read_request_headers(conn))
+        # The client's peer check connects first and closes without a byte; then grpc.
+        while not got:
+            conn, _ = lis.accept()
+            with conn:
+                conn.settimeout(10)
+                try:
+                    got.update(_read_request_headers(conn))
+                except EOFError:
+                    continue
 
     t = threading.Thread(target=serve)
     t.start()

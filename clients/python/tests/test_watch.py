@@ -235,9 +235,9 @@ def test_watch_reconnects_after_a_reset(fake, client, code):
     assert [known(r) for r in fake.agent.watch_requests] == [{}, {"a": "1"}]
 
 
-def test_watch_gives_up_after_the_retry_timeout(fake, client):
+def test_watch_gives_up_when_asked_to(fake, client):
     fake.agent.watch_handlers.put(script([event("a", K.CURRENT, "1")]))
-    with client.watch(["a"], retry_timeout=0.4) as w:
+    with client.watch(["a"], give_up_after=0.4) as w:
         expect(w, "a CURRENT 1<-")
         fake.stop()
         start = time.monotonic()

@@ -17,8 +17,10 @@ Errors are ``psst.PsstError`` subclasses keeping the gRPC code: ``NotFound``,
 """
 
 from ._client import (
-    DEFAULT_RETRY_TIMEOUT,
+    DEFAULT_CALL_TIMEOUT,
     DEFAULT_SOCKET,
+    DEFAULT_WATCH_MAX_BACKOFF,
+    MAX_WATCH_BACKOFF,
     SOCKET_ENV,
     Client,
     socket_path,
@@ -35,8 +37,11 @@ from ._errors import (
     Unavailable,
     error_for,
 )
+from ._env import load_env, read_env_file
+from ._peer import EXPECTED_UID_ENV, UntrustedAgent
+from ._source import Source
 from ._types import CacheInfo, Caller, Grant, Identity, Secret, SecretMetadata, Written
-from ._watch import Watch, WatchEvent, WatchEventKind
+from ._watch import Watch, WatchEvent, WatchEventKind, WatchStatus
 
 __version__ = "0.1.0"
 
@@ -45,7 +50,10 @@ __all__ = [
     "socket_path",
     "DEFAULT_SOCKET",
     "SOCKET_ENV",
-    "DEFAULT_RETRY_TIMEOUT",
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_WATCH_MAX_BACKOFF",
+    "MAX_WATCH_BACKOFF",
+    "EXPECTED_UID_ENV",
     "Secret",
     "CacheInfo",
     "SecretMetadata",
@@ -54,8 +62,13 @@ __all__ = [
     "Caller",
     "Grant",
     "Watch",
+    "Source",
+    "load_env",
+    "read_env_file",
     "WatchEvent",
     "WatchEventKind",
+    "WatchStatus",
+    "UntrustedAgent",
     "PsstError",
     "InvalidArgument",
     "PermissionDenied",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -11,9 +12,10 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from . import _peer
 from ._errors import InvalidArgument, PsstError, Unavailable, error_for, from_rpc_error
 from ._types import Identity, Secret, SecretMetadata, Written, _time
-from ._watch import Watch
+from ._watch import Watch, WatchStatus
 from .v1 import psst_pb2, psst_pb2_grpc
 
 __all__ = [
@@ -21,25 +23,26 @@ __all__ = [
     "socket_path",
     "DEFAULT_SOCKET",
     "SOCKET_ENV",
-    "DEFAULT_RETRY_TIMEOUT",
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_WATCH_MAX_BACKOFF",
+    "MAX_WATCH_BACKOFF",
 ]
 
 #: Where the agent listens unless told otherwise.
 DEFAULT_SOCKET = "/run/psst/psst.sock"
 #: The environment variable naming the agent's socket.
 SOCKET_ENV = "PSST_SOCKET"
-#: Seconds a call keeps retrying while the agent cannot be reached.
-DEFAULT_RETRY_TIMEOUT = 5.0
+#: Seconds a call may take, waiting for the agent included, unless it says otherwise.
+DEFAULT_CALL_TIMEOUT = 10.0
 DEFAULT_INITIAL_BACKOFF = 0.05
 DEFAULT_MAX_BACKOFF = 1.0
+#: The cap of a watch's reconnect backoff, by default and at most.
+DEFAULT_WATCH_MAX_BACKOFF = 5.0
+MAX_WATCH_BACKOFF = 30.0
 
 # The HTTP/2 :authority of every request. The agent's HTTP/2 server rejects a socket path there
 # (RST_STREAM PROTOCOL_ERROR), which is what grpc would otherwise derive from a unix: target.
 _AUTHORITY = "localhost"
-
-# What grpc-core says when a fail-fast call found no connection: the request never left this
-# process, so it is safe to retry any call, a put included.
-_NOT_CONNECTED = "failed to connect to all addresses"
 
 T = TypeVar("T")
 
@@ -54,10 +57,22 @@ class Client:
     """A connection to the psst agent. Thread-safe; share one per process.
 
     ``socket`` defaults to ``$PSST_SOCKET``, else ``/run/psst/psst.sock``. Connecting is lazy: the
-    first call connects, and every call retries with exponential backoff and jitter for up to
-    ``retry_timeout`` seconds while the agent cannot be reached (it is starting or restarting),
-    then raises ``Unavailable``. ``retry_timeout=0`` makes one attempt. Every method takes an
-    optional ``timeout`` (seconds) for the whole call, retries included.
+    first call connects. Every call has a deadline: its ``timeout`` argument (seconds), else the
+    client's ``timeout`` (default 10). While the agent cannot be reached (it is starting or
+    restarting), every call waits for it, retrying with exponential backoff and jitter, until
+    that deadline (then ``PsstError`` with code ``DEADLINE_EXCEEDED``) or, when set, for at most
+    ``retry_timeout`` seconds (then ``Unavailable``; ``retry_timeout=0`` makes one attempt).
+    Whether the agent is there is told by the socket refusing connections, never by grpc's
+    error text.
+
+    The client checks who serves the socket: the server's uid (``SO_PEERCRED``) must be
+    ``expected_uid`` (else ``$PSST_EXPECTED_UID``, else the socket file's owner), or calls raise
+    ``UntrustedAgent`` without sending anything. grpc's Python API dials by itself, so the check
+    runs on its own connection to the same path: before the first call and after every
+    reconnect, immediately before every ``put``, and at each watch (re)connect. A server swapped
+    in between that check and grpc's own connect is not caught (a window of microseconds, which
+    the agent closes from its side by refusing a socket directory others can write); the Go
+    client checks the very connection it uses.
 
     Use it as a context manager, or call ``close()``.
     """
@@ -66,17 +81,32 @@ class Client:
         self,
         socket: str | os.PathLike[str] | None = None,
         *,
-        retry_timeout: float = DEFAULT_RETRY_TIMEOUT,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,
+        retry_timeout: float | None = None,
         initial_backoff: float = DEFAULT_INITIAL_BACKOFF,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
+        watch_max_backoff: float = DEFAULT_WATCH_MAX_BACKOFF,
+        expected_uid: int | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self._socket = os.fspath(socket) if socket is not None else socket_path()
         if not self._socket:
             raise ValueError("psst: empty socket path")
-        self._retry_timeout = max(0.0, float(retry_timeout))
+        self._timeout = None if timeout is None or timeout <= 0 else float(timeout)
+        self._retry_timeout = None if retry_timeout is None else max(0.0, float(retry_timeout))
         self._initial_backoff = max(0.001, float(initial_backoff))
         self._max_backoff = max(self._initial_backoff, float(max_backoff))
+        self._watch_max_backoff = min(
+            max(self._initial_backoff, float(watch_max_backoff)), MAX_WATCH_BACKOFF
+        )
+        self._expected_uid = (
+            expected_uid if expected_uid is not None else _peer.expected_uid_from_env()
+        )
+        # True while the channel is READY on a connection whose server was checked; cleared by
+        # grpc's connectivity callback whenever the channel leaves READY.
+        self._trusted = False
+        self._state: grpc.ChannelConnectivity | None = None
+        self._state_lock = threading.Lock()
         channel_options = [
             ("grpc.default_authority", _AUTHORITY),
             # grpc-core's own reconnect backoff starts at 1s; keep it in step with ours.
@@ -86,8 +116,15 @@ class Client:
             *options,
         ]
         self._channel = grpc.insecure_channel("unix:" + self._socket, options=channel_options)
+        self._channel.subscribe(self._on_connectivity, try_to_connect=False)
         self._secrets = psst_pb2_grpc.SecretsStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def _on_connectivity(self, state: grpc.ChannelConnectivity) -> None:
+        with self._state_lock:
+            self._state = state
+            if state is not grpc.ChannelConnectivity.READY:
+                self._trusted = False
 
     @property
     def socket(self) -> str:
@@ -107,6 +144,7 @@ class Client:
 
     def close(self) -> None:
         """Closes the channel. Calls after this fail."""
+        self._channel.unsubscribe(self._on_connectivity)
         self._channel.close()
 
     def __repr__(self) -> str:
@@ -172,7 +210,7 @@ class Client:
         if isinstance(value, str):
             raise TypeError("put takes bytes; encode text first, e.g. value.encode()")
         req = psst_pb2.PutSecretRequest(reference=reference, value=bytes(value))
-        resp = self._invoke(self._secrets.PutSecret, req, timeout)
+        resp = self._invoke(self._secrets.PutSecret, req, timeout, fresh_check=True)
         return Written(
             reference=resp.reference,
             version_id=resp.version_id,
@@ -184,7 +222,13 @@ class Client:
         resp = self._invoke(self._secrets.WhoAmI, psst_pb2.WhoAmIRequest(), timeout)
         return Identity._from_proto(resp)
 
-    def watch(self, references: Iterable[str], *, retry_timeout: float | None = None) -> Watch:
+    def watch(
+        self,
+        references: Iterable[str],
+        *,
+        give_up_after: float | None = None,
+        on_status: Callable[[WatchStatus], None] | None = None,
+    ) -> Watch:
         """Follows secrets: for each reference the current secret first (``CURRENT``), then one
         event per change (``NEW_VERSION``, ``PENDING_VERSION``, ``DELETED``). Returns a running
         ``Watch`` at once; iterate it, and close it (``with``) when done::
@@ -198,9 +242,12 @@ class Client:
         exist when the watch starts), ``InvalidArgument``.
 
         The watch reconnects by itself when the agent restarts or the stream breaks
-        (UNAVAILABLE, or UNKNOWN, INTERNAL, CANCELLED from a reset): at once, then with the
-        client's backoff, for up to ``retry_timeout`` seconds (default: the client's) of failed
-        attempts in a row, then raises ``Unavailable``. It resumes from the version last
+        (UNAVAILABLE, or UNKNOWN, INTERNAL, CANCELLED from a reset) for as long as it is open: at
+        once, then with exponential backoff and jitter capped at the client's
+        ``watch_max_backoff`` (default 5 s, at most 30). ``on_status`` is called (on the watch's
+        thread) with a ``WatchStatus`` when the agent becomes unreachable and when it is back;
+        ``watch.status`` is the latest. ``give_up_after`` (seconds) opts in to ending the watch
+        with ``Unavailable`` after failing that long in a row. It resumes from the version last
         received per reference (``known_versions``), so no version is delivered twice.
 
         Events that arrived before you read them are folded: several versions of a reference
@@ -214,9 +261,10 @@ class Client:
         return Watch(
             self,
             refs,
-            retry_timeout=self._retry_timeout if retry_timeout is None else retry_timeout,
+            give_up_after=give_up_after,
+            on_status=on_status,
             initial_backoff=self._initial_backoff,
-            max_backoff=self._max_backoff,
+            max_backoff=self._watch_max_backoff,
         )
 
     def health(self, *, timeout: float | None = None) -> str:
@@ -227,43 +275,69 @@ class Client:
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _invoke(self, rpc: Callable[..., T], request: object, timeout: float | None) -> T:
-        """Runs one unary call, retrying while the agent cannot be reached.
-
-        Only failures where the request never reached the agent are retried (no connection to
-        the socket), so a put is never sent twice; an UNAVAILABLE the agent answers itself (a
-        backend it cannot reach) is raised at once.
-        """
+    def _invoke(
+        self,
+        rpc: Callable[..., T],
+        request: object,
+        timeout: float | None,
+        *,
+        fresh_check: bool = False,
+    ) -> T:
+        """Runs one unary call within its deadline, waiting first for an agent that is not
+        there yet (see the class docstring), and only then sending: a request is sent once, so a
+        put is never repeated. An UNAVAILABLE the agent answers itself (a backend it cannot
+        reach) is raised at once."""
         start = time.monotonic()
+        timeout = self._timeout if timeout is None else timeout
         deadline = None if timeout is None else start + timeout
-        give_up = start + self._retry_timeout
-        if deadline is not None:
-            give_up = min(give_up, deadline)
+        self._wait_for_trusted_agent(start, deadline, fresh_check)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            # wait_for_ready: a connection grpc is still making (it saw the agent just now) is
+            # waited for instead of failing the call.
+            return rpc(request, timeout=remaining, wait_for_ready=True)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def _wait_for_trusted_agent(self, start: float, deadline: float | None, fresh: bool) -> None:
+        """Returns once a server that passes the peer check accepts on the socket; retries
+        while nothing does, until the deadline or ``retry_timeout``."""
+        if self._trusted and not fresh:
+            return
+        give_up = deadline
+        if self._retry_timeout is not None:
+            cap = start + self._retry_timeout
+            give_up = cap if give_up is None else min(give_up, cap)
         delay = self._initial_backoff
         attempts = 0
         while True:
             attempts += 1
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            now = time.monotonic()
             try:
-                return rpc(request, timeout=remaining)
-            except grpc.RpcError as e:
-                if not _never_reached_agent(e):
-                    raise from_rpc_error(e) from None
-                left = give_up - time.monotonic()
-                if left <= 0:
-                    raise self._unreachable(e, attempts, time.monotonic() - start) from None
-            time.sleep(min(left, delay * random.uniform(0.8, 1.2)))
+                _peer.check(
+                    self._socket,
+                    self._expected_uid,
+                    1.0 if deadline is None else max(0.001, deadline - now),
+                )
+                with self._state_lock:
+                    self._trusted = self._state is grpc.ChannelConnectivity.READY
+                return
+            except _peer.AgentNotThere as e:
+                reason = str(e)
+            now = time.monotonic()
+            left = None if give_up is None else give_up - now
+            if left is not None and left <= 0:
+                if deadline is not None and give_up >= deadline:
+                    raise error_for(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"cannot reach the psst agent at {self._socket} before the call's "
+                        f"deadline ({attempts} attempts in {now - start:.1f}s): {reason}",
+                    )
+                raise self._unreachable(reason, attempts, now - start)
+            pause = delay * random.uniform(0.8, 1.2)
+            time.sleep(pause if left is None else min(left, pause))
             delay = min(delay * 2, self._max_backoff)
 
-    def _unreachable(self, err: grpc.RpcError, attempts: int, elapsed: float) -> Unavailable:
+    def _unreachable(self, reason: str, attempts: int, elapsed: float) -> Unavailable:
         tried = f" ({attempts} attempts in {elapsed:.1f}s)" if attempts > 1 else ""
-        return Unavailable(
-            f"cannot reach the psst agent at {self._socket}{tried}: {err.details()}"
-        )
-
-
-def _never_reached_agent(err: grpc.RpcError) -> bool:
-    code = err.code() if hasattr(err, "code") else None
-    details = (err.details() if hasattr(err, "details") else "") or ""
-    return code == grpc.StatusCode.UNAVAILABLE and _NOT_CONNECTED in details
-
+        return Unavailable(f"cannot reach the psst agent at {self._socket}{tried}: {reason}")

@@ -7,13 +7,14 @@ import enum
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import grpc
 
+from . import _peer
 from ._errors import PsstError, Unavailable, error_for, from_rpc_error
 from ._types import Secret, _time
 from .v1 import psst_pb2
@@ -21,7 +22,7 @@ from .v1 import psst_pb2
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["Watch", "WatchEvent", "WatchEventKind"]
+__all__ = ["Watch", "WatchEvent", "WatchEventKind", "WatchStatus"]
 
 # A stream that ends with one of these broke with its connection (the agent restarting, or a
 # reset): reconnect and resume. Any other code ends the watch.
@@ -106,6 +107,19 @@ class WatchEvent:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class WatchStatus:
+    """Whether a watch reaches the agent. ``reachable`` is False when the stream broke and
+    reconnecting failed: the watch keeps trying (unless ``give_up_after`` ends it) and the
+    values you have may be out of date; True again once the agent took the watch back."""
+
+    reachable: bool
+    #: Why the agent is unreachable (an ``Unavailable``), else ``None``.
+    error: PsstError | None = None
+    #: When this status began (``time.monotonic()``).
+    since: float = 0.0
+
+
 def _fold(queue: list[WatchEvent], event: WatchEvent) -> None:
     """Adds ``event`` to the events not yet read, in place. A new version of a reference whose
     last unread event also carries a version replaces that event: the reader gets the newest
@@ -145,13 +159,16 @@ class Watch:
         client: Client,
         references: Sequence[str],
         *,
-        retry_timeout: float,
+        give_up_after: float | None,
+        on_status: Callable[[WatchStatus], None] | None,
         initial_backoff: float,
         max_backoff: float,
     ) -> None:
         self._client = client
         self._references = tuple(references)
-        self._retry_timeout = retry_timeout
+        self._give_up_after = give_up_after if give_up_after and give_up_after > 0 else None
+        self._on_status = on_status
+        self._status = WatchStatus(reachable=True, since=time.monotonic())
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._cond = threading.Condition()
@@ -173,6 +190,19 @@ class Watch:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def status(self) -> WatchStatus:
+        """The latest ``WatchStatus`` (reachable until a reconnect has failed)."""
+        return self._status
+
+    def _set_status(self, status: WatchStatus) -> None:
+        self._status = status
+        if self._on_status is not None:
+            try:
+                self._on_status(status)
+            except Exception:  # noqa: BLE001 - the app's callback must not end the watch
+                pass
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "ended" if self._error else "running"
@@ -200,7 +230,7 @@ class Watch:
                     raise StopIteration
                 if self._error is not None:
                     # A fresh exception each time, so tracebacks do not pile up on one.
-                    raise error_for(self._error.code, self._error.message) from None
+                    raise type(self._error)(self._error.message, code=self._error.code) from None
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(f"no watch event within {timeout}s")
@@ -249,7 +279,10 @@ class Watch:
                     references=self._references, known_versions=self._known
                 )
             err: grpc.RpcError | None = None
+            reason = ""
             try:
+                # Who serves the socket, before the request goes (see Client).
+                _peer.check(self._client.socket, self._client._expected_uid, 2.0)
                 call = self._client._secrets.WatchSecrets(request)
                 with self._cond:
                     if self._closed:
@@ -260,6 +293,8 @@ class Watch:
                 if not call.done():
                     # The agent took the watch: failures are counted afresh from here.
                     failing_since, attempts = None, 0
+                    if not self._status.reachable:
+                        self._set_status(WatchStatus(reachable=True, since=time.monotonic()))
                 for p in call:
                     event = WatchEvent._from_proto(p)
                     failing_since, attempts, delay = None, 0, self._initial_backoff
@@ -268,8 +303,14 @@ class Watch:
                             self._known[event.reference] = event.secret.version_id
                         _fold(self._queue, event)
                         self._cond.notify_all()
+            except _peer.AgentNotThere as e:
+                reason = str(e)
+            except PsstError as e:  # UntrustedAgent
+                self._end(e)
+                return
             except grpc.RpcError as e:
                 err = e
+                reason = e.details() or ""
             except ValueError:  # "Cannot invoke RPC on closed channel!"
                 self._end(error_for(grpc.StatusCode.CANCELLED, "watch: the client was closed"))
                 return
@@ -282,27 +323,41 @@ class Watch:
                 self._end(from_rpc_error(err))
                 return
 
-            # The stream broke (or ended without a status): reconnect, and resume from what
-            # was received (known_versions).
+            # The stream broke, ended without a status, or nothing accepts on the socket:
+            # reconnect, and resume from what was received (known_versions).
             now = time.monotonic()
             attempts += 1
             first = failing_since is None
             if failing_since is None:
                 failing_since = now
-            if self._retry_timeout <= 0:
-                give_up = not first
-            else:
-                give_up = now - failing_since > self._retry_timeout
-            if give_up:
-                details = (err.details() if err is not None else "") or "the stream ended"
+            reason = reason or "the stream ended"
+            if (
+                self._give_up_after is not None
+                and not first
+                and now - failing_since >= self._give_up_after
+            ):
                 self._end(
                     Unavailable(
                         f"watch: cannot reach the psst agent at {self._client.socket} "
-                        f"({attempts} attempts in {now - failing_since:.1f}s): {details}"
+                        f"({attempts} attempts in {now - failing_since:.1f}s): {reason}"
                     )
                 )
                 return
-            if not first:  # the first attempt after a break is immediate
-                if self._stop.wait(delay * random.uniform(0.8, 1.2)):
-                    return
-                delay = min(delay * 2, self._max_backoff)
+            if first:
+                continue  # the first attempt after a break is immediate
+            if self._status.reachable:
+                self._set_status(
+                    WatchStatus(
+                        reachable=False,
+                        error=Unavailable(
+                            f"watch: cannot reach the psst agent at {self._client.socket}: {reason}"
+                        ),
+                        since=failing_since,
+                    )
+                )
+            pause = delay * random.uniform(0.8, 1.2)
+            if self._give_up_after is not None:
+                pause = min(pause, max(0.0, failing_since + self._give_up_after - now))
+            if self._stop.wait(pause):
+                return
+            delay = min(delay * 2, self._max_backoff)

@@ -1,12 +1,9 @@
-import datetime
-
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -30,7 +27,7 @@ class Secret(_message.Message):
     stages: _containers.RepeatedScalarFieldContainer[str]
     created_at: _timestamp_pb2.Timestamp
     cache: CacheInfo
-    def __init__(self, reference: _Optional[str] = ..., value: _Optional[bytes] = ..., version_id: _Optional[str] = ..., stages: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cache: _Optional[_Union[CacheInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, reference: _Optional[str] = ..., value: _Optional[bytes] = ..., version_id: _Optional[str] = ..., stages: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., cache: _Optional[_Union[CacheInfo, _Mapping]] = ...) -> None: ...
 
 class CacheInfo(_message.Message):
     __slots__ = ("hit", "stale", "fetched_at", "expires_at")
@@ -42,7 +39,7 @@ class CacheInfo(_message.Message):
     stale: bool
     fetched_at: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, hit: _Optional[bool] = ..., stale: _Optional[bool] = ..., fetched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, hit: bool = ..., stale: bool = ..., fetched_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BatchGetSecretsRequest(_message.Message):
     __slots__ = ("references",)
@@ -94,7 +91,7 @@ class SecretMetadata(_message.Message):
     reference: str
     version_id: str
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, reference: _Optional[str] = ..., version_id: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, reference: _Optional[str] = ..., version_id: _Optional[str] = ..., updated_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class PutSecretRequest(_message.Message):
     __slots__ = ("reference", "value")
@@ -112,7 +109,7 @@ class PutSecretResponse(_message.Message):
     reference: str
     version_id: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, reference: _Optional[str] = ..., version_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, reference: _Optional[str] = ..., version_id: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
@@ -197,7 +194,7 @@ class WatchEvent(_message.Message):
     previous_version_id: str
     pending_version_id: str
     observed_at: _timestamp_pb2.Timestamp
-    def __init__(self, reference: _Optional[str] = ..., kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., secret: _Optional[_Union[Secret, _Mapping]] = ..., previous_version_id: _Optional[str] = ..., pending_version_id: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, reference: _Optional[str] = ..., kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., secret: _Optional[_Union[Secret, _Mapping]] = ..., previous_version_id: _Optional[str] = ..., pending_version_id: _Optional[str] = ..., observed_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GeneratorOptions(_message.Message):
     __slots__ = ("length", "exclude_lowercase", "exclude_uppercase", "exclude_numbers", "exclude_punctuation", "include_space", "exclude_characters", "require_each_included_type")
@@ -217,7 +214,7 @@ class GeneratorOptions(_message.Message):
     include_space: bool
     exclude_characters: str
     require_each_included_type: bool
-    def __init__(self, length: _Optional[int] = ..., exclude_lowercase: _Optional[bool] = ..., exclude_uppercase: _Optional[bool] = ..., exclude_numbers: _Optional[bool] = ..., exclude_punctuation: _Optional[bool] = ..., include_space: _Optional[bool] = ..., exclude_characters: _Optional[str] = ..., require_each_included_type: _Optional[bool] = ...) -> None: ...
+    def __init__(self, length: _Optional[int] = ..., exclude_lowercase: bool = ..., exclude_uppercase: bool = ..., exclude_numbers: bool = ..., exclude_punctuation: bool = ..., include_space: bool = ..., exclude_characters: _Optional[str] = ..., require_each_included_type: bool = ...) -> None: ...
 
 class RotateSecretRequest(_message.Message):
     __slots__ = ("reference", "generator", "json_key")
@@ -239,7 +236,7 @@ class RotateSecretResponse(_message.Message):
     version_id: str
     previous_version_id: str
     delegated: bool
-    def __init__(self, reference: _Optional[str] = ..., version_id: _Optional[str] = ..., previous_version_id: _Optional[str] = ..., delegated: _Optional[bool] = ...) -> None: ...
+    def __init__(self, reference: _Optional[str] = ..., version_id: _Optional[str] = ..., previous_version_id: _Optional[str] = ..., delegated: bool = ...) -> None: ...
 
 class GeneratePasswordRequest(_message.Message):
     __slots__ = ("options",)

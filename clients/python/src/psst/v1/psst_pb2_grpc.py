@@ -5,8 +5,10 @@ import warnings
 
 from psst.v1 import psst_pb2 as psst_dot_v1_dot_psst__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.63.2'
 GRPC_VERSION = grpc.__version__
+EXPECTED_ERROR_RELEASE = '1.65.0'
+SCHEDULED_RELEASE_DATE = 'June 25, 2024'
 _version_not_supported = False
 
 try:
@@ -16,16 +18,19 @@ except ImportError:
     _version_not_supported = True
 
 if _version_not_supported:
-    raise RuntimeError(
+    warnings.warn(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in psst/v1/psst_pb2_grpc.py depends on'
+        + f' but the generated code in psst/v1/psst_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
+        + f' This warning will become an error in {EXPECTED_ERROR_RELEASE},'
+        + f' scheduled for release on {SCHEDULED_RELEASE_DATE}.',
+        RuntimeWarning
     )
 
 
-class SecretsStub:
+class SecretsStub(object):
     """Secrets is what applications call. Every method is checked against the agent's policy for the
     calling process before the cache or any backend is touched.
     """
@@ -78,7 +83,7 @@ class SecretsStub:
                 _registered_method=True)
 
 
-class SecretsServicer:
+class SecretsServicer(object):
     """Secrets is what applications call. Every method is checked against the agent's policy for the
     calling process before the cache or any backend is touched.
     """
@@ -189,11 +194,10 @@ def add_SecretsServicer_to_server(servicer, server):
     generic_handler = grpc.method_handlers_generic_handler(
             'psst.v1.Secrets', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('psst.v1.Secrets', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Secrets:
+class Secrets(object):
     """Secrets is what applications call. Every method is checked against the agent's policy for the
     calling process before the cache or any backend is touched.
     """
@@ -415,7 +419,7 @@ class Secrets:
             _registered_method=True)
 
 
-class AdminStub:
+class AdminStub(object):
     """Admin is for operators: every method needs the `admin` grant.
     """
 
@@ -442,7 +446,7 @@ class AdminStub:
                 _registered_method=True)
 
 
-class AdminServicer:
+class AdminServicer(object):
     """Admin is for operators: every method needs the `admin` grant.
     """
 
@@ -488,11 +492,10 @@ def add_AdminServicer_to_server(servicer, server):
     generic_handler = grpc.method_handlers_generic_handler(
             'psst.v1.Admin', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('psst.v1.Admin', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Admin:
+class Admin(object):
     """Admin is for operators: every method needs the `admin` grant.
     """
 

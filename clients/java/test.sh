@@ -22,7 +22,13 @@ echo "== java: resolve and build (stubs generated from ../../proto)"
 # The live tests fail, rather than skip, if with-agent does not hand them an agent.
 export PSST_REQUIRE_AGENT=1
 echo "== java: tests (JUnit 5 via Surefire, live agent)"
-"$root/tests/conformance/with-agent" "${mvn[@]}" surefire:test
+# As root (CI), beside a fake agent served by a throwaway user: the peer-uid tests need one.
+fake=()
+if [ "$(id -u)" = 0 ]; then
+  fake=("$root/tests/conformance/with-fake-agent")
+  export PSST_REQUIRE_FAKE_AGENT=1
+fi
+"${fake[@]}" "$root/tests/conformance/with-agent" "${mvn[@]}" surefire:test
 # An agent of its own: the Spring test rotates the secret the Source scenario starts from.
 echo "== java: Spring Boot module (a minimal app, live agent)"
 cd spring-boot

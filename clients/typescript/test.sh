@@ -25,5 +25,11 @@ npx --no-install tsc -p tsconfig.test.json
 echo "== typescript: tests (node --test, live agent)"
 # The live tests fail, rather than skip, if with-agent does not hand them an agent.
 export PSST_REQUIRE_AGENT=1
+# As root (CI), beside a fake agent served by a throwaway user: the peer-uid tests need one.
+fake=()
+if [ "$(id -u)" = 0 ]; then
+  fake=("$root/tests/conformance/with-fake-agent")
+  export PSST_REQUIRE_FAKE_AGENT=1
+fi
 # One test file at a time: a watch conformance scenario restarts the shared agent.
-exec "$root/tests/conformance/with-agent" node --test --test-concurrency=1 build/test/*.test.js
+exec "${fake[@]}" "$root/tests/conformance/with-agent" node --test --test-concurrency=1 build/test/*.test.js

@@ -312,8 +312,10 @@ public final class PsstClient implements AutoCloseable {
    * Follows secrets: each reference's current secret first ({@code CURRENT}), then one event per
    * change ({@code NEW_VERSION}, {@code PENDING_VERSION}, {@code DELETED}). The returned
    * {@link Watch} is a blocking iterator; close it when done. It reconnects by itself when the
-   * agent restarts or the stream breaks, for up to {@link Builder#watchReconnect(Duration)} (5 s)
-   * of failures, and resumes from the versions it has delivered, so no version is delivered twice.
+   * agent restarts or the stream breaks, for as long as it is open (capped, jittered backoff;
+   * {@link Watch#onStatus} hears when the agent becomes unreachable and reachable again; giving
+   * up is opt-in with {@link Builder#watchReconnect(Duration)}), and resumes from the versions it
+   * has delivered, so no version is delivered twice.
    * See {@link Watch} for the errors that end it.
    *
    * <pre>{@code
@@ -403,7 +405,7 @@ public final class PsstClient implements AutoCloseable {
    */
   public Watch watch(List<String> references, WatchListener listener) {
     Objects.requireNonNull(listener, "listener");
-    Watch watch = watch(references);
+    Watch watch = watch(references).onStatus(listener::onStatus);
     Thread thread = new Thread(() -> {
       try {
         while (watch.hasNext()) {

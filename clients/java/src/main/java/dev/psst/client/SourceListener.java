@@ -1,8 +1,9 @@
 package dev.psst.client;
 
 /**
- * Hears what happens to a {@link Source}, on its own thread ({@code psst-source}), one call at a
- * time. Every method has a default that does nothing.
+ * Hears what happens to a {@link Source}: updates and deletions on its thread ({@code psst-source}),
+ * one at a time; status changes on the thread that noticed them. Keep them short. Every method
+ * has a default that does nothing.
  */
 public interface SourceListener {
   /** {@code secret} is now current for {@code reference} ({@link Source#get(String)} returns it too). */

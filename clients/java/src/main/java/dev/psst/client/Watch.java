@@ -41,7 +41,9 @@ import java.util.function.Supplier;
  * with: {@link PermissionDeniedException} (no {@code watch} grant, or a policy reload took it
  * away), {@link NotFoundException} (the secret does not exist when the watch starts),
  * {@link InvalidArgumentException}, or {@link UnavailableException} when reconnecting kept failing
- * for longer than the reconnect window. {@link #poll(Duration)} waits at most a given time.
+ * for longer than the opt-in give-up ({@link PsstClient.Builder#watchReconnect}). {@link #poll(Duration)}
+ * waits at most a given time. {@link #onStatus} hears when the agent becomes unreachable and
+ * reachable again; the watch goes on either way.
  *
  * <p>When the agent restarts or the stream breaks (UNAVAILABLE, or UNKNOWN/INTERNAL/CANCELLED from
  * a reset), the watch reconnects by itself with backoff and resumes from the version it last

@@ -265,6 +265,11 @@ export class PsstClient {
     return watch;
   }
 
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Closes the connection and ends its watches. Calls made afterwards fail with CANCELLED. */
   close(): void {
     if (this.#closed) return;

@@ -54,7 +54,13 @@ export function checkSocket(socketPath: string, expectedUid: number | undefined,
   }
   const trusted = new Set([0, st.uid, selfUid]);
   // The real directories: a symlinked /var/run is judged by where it leads.
-  for (let dir = fs.realpathSync(path.dirname(socketPath)); ; dir = path.dirname(dir)) {
+  let realDir: string;
+  try {
+    realDir = fs.realpathSync(path.dirname(socketPath));
+  } catch (err) {
+    throw untrusted(`cannot resolve the directory of ${socketPath}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  for (let dir = realDir; ; dir = path.dirname(dir)) {
     const d = fs.statSync(dir);
     const sticky = (d.mode & 0o1000) !== 0;
     if (!trusted.has(d.uid)) throw untrusted(`${dir} belongs to uid ${d.uid}, who could replace the socket`);

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { status as Status } from '@grpc/grpc-js';
+
 import { PsstError } from './errors';
 import { MAX_BACKOFF_LIMIT_MS, backoffDelayMs, DEFAULT_RETRY } from './retry';
 import type { Secret } from './secret';
@@ -24,6 +26,7 @@ export interface SourceUpdate {
 
 /** What a Source needs from its client. */
 export interface SourceClient {
+  readonly closed: boolean;
   get(reference: string, options?: { timeoutMs?: number }): Promise<Secret>;
   watch(references: readonly string[], options?: WatchOptions): Watch;
 }
@@ -38,6 +41,7 @@ export interface SourceClient {
  *   reads the same updates (a reader that falls behind gets the newest value per reference).
  * - `'status'` ({@link WatchStatus}) fires when the agent becomes unreachable and reachable again.
  * - `'deleted'` (reference) fires when a secret is deleted; `get` keeps its last value.
+ * - Closing the client closes its Sources (their `get` keeps answering).
  *
  * Errors never replace a value: an outage, a denied watch (say, after a policy reload) or a
  * deletion leave `get` answering the last good value; a watch that ended with an error is
@@ -126,8 +130,13 @@ export class Source extends EventEmitter implements AsyncIterable<SourceUpdate> 
         // Denied (a policy reload), or the secret was gone when the watch (re)started: keep the
         // values, say so, and try again later.
         if (this.#closed) break;
-        const error = err instanceof PsstError ? err : new PsstError(2, String(err));
+        const error = err instanceof PsstError ? err : new PsstError(Status.UNKNOWN, String(err));
         this.#setStatus({ reachable: true, error, since: new Date() });
+      }
+      if (this.#client.closed) {
+        // The client was closed under it: nothing more will come.
+        this.close();
+        break;
       }
       attempt++;
       try {

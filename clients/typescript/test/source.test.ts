@@ -79,3 +79,16 @@ test('opening a Source fails with the agent error when a reference is refused', 
   t.after(() => client.close());
   await assert.rejects(client.source(['local:a', 'local:denied']), PermissionDeniedError);
 });
+
+test('closing the client closes its Sources, which keep their values', async (t) => {
+  const agent = await startFakeAgent({
+    GetSecret: (call, cb) => cb(null, secret(call.request.reference, '1')),
+    WatchSecrets: (call) => call.sendMetadata(new grpc.Metadata()),
+  });
+  t.after(() => agent.stop());
+  const client = new PsstClient({ socket: agent.socket });
+  const source = await client.source('local:a');
+  client.close();
+  await until(() => source.closed, 'the Source closed');
+  assert.equal(source.get('local:a').text(), 'value-1');
+});

@@ -422,6 +422,11 @@ public final class PsstClient implements AutoCloseable {
     return watch;
   }
 
+  /** True once {@link #close()} was called (on this client or a view of it). */
+  public boolean isClosed() {
+    return shared.closed;
+  }
+
   /**
    * Closes the connection and its event loop, and ends its watches. Calls made afterwards fail
    * with CANCELLED.

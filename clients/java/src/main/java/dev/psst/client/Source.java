@@ -28,7 +28,7 @@ import java.util.concurrent.ThreadLocalRandom;
  * is down. Errors never replace a value: an outage, a denied watch (say, after a policy reload)
  * or a deletion leave {@code get} answering the last good value; a watch that ended with an
  * error is opened again after a backoff. Listeners run on the {@code psst-source} daemon thread.
- * Thread-safe.
+ * Closing the client closes its Sources (their {@code get} keeps answering). Thread-safe.
  */
 public final class Source implements AutoCloseable {
   private static final RetryPolicy REOPEN = new RetryPolicy(2, Duration.ofMillis(100), PsstClient.MAX_BACKOFF_LIMIT, 2.0, 0.2);
@@ -139,6 +139,11 @@ public final class Source implements AutoCloseable {
         setStatus(new WatchStatus(true, e, Instant.now()));
       } finally {
         w.close();
+      }
+      if (client.isClosed()) {
+        // The client was closed under it: nothing more will come.
+        closed = true;
+        break;
       }
       try {
         Thread.sleep(REOPEN.delay(++attempt, ThreadLocalRandom.current()::nextDouble).toMillis());

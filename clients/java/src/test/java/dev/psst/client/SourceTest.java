@@ -101,4 +101,15 @@ class SourceTest {
       assertThrows(PermissionDeniedException.class, () -> client.source("local:a", "local:denied"));
     }
   }
+
+  @Test
+  void closingTheClientClosesItsSourcesWhichKeepTheirValues() throws Exception {
+    try (FakeAgent agent = FakeAgent.start(new Agent())) {
+      PsstClient client = agent.client();
+      Source source = client.source("local:a");
+      client.close();
+      until(source::isClosed, "the Source closed");
+      assertEquals("value-1", source.get("local:a").valueAsString());
+    }
+  }
 }

@@ -124,7 +124,8 @@ func WithBackoff(initial, max time.Duration) Option {
 }
 
 // WithDialOptions adds grpc-go dial options (interceptors, stats handlers, ...). Transport
-// credentials and the authority are set by the client.
+// credentials and the authority are set by the client, and its dialer (which checks the
+// server's uid) replaces any WithContextDialer given here.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
 }
@@ -179,9 +180,10 @@ func New(opts ...Option) (*Client, error) {
 			},
 			MinConnectTimeout: 2 * time.Second,
 		}),
-		grpc.WithContextDialer(c.dial),
 	}
+	// The client's dialer goes last, so that no option given can replace the peer-uid check.
 	dial = append(dial, cfg.dialOptions...)
+	dial = append(dial, grpc.WithContextDialer(c.dial))
 	// The target only names the socket; c.dial connects to it (and checks who serves it).
 	conn, err := grpc.NewClient("passthrough:///"+cfg.socket, dial...)
 	if err != nil {
@@ -193,8 +195,8 @@ func New(opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// Dial returns a client that has reached the agent: it checks the agent's health, retrying for
-// the retry timeout while the agent cannot be reached, and fails if it does not answer SERVING.
+// Dial returns a client that has reached the agent: it checks the agent's health, waiting for
+// the agent within the call's deadline, and fails if it does not answer SERVING.
 func Dial(ctx context.Context, opts ...Option) (*Client, error) {
 	c, err := New(opts...)
 	if err != nil {

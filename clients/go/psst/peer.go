@@ -78,6 +78,7 @@ func (c *Client) dial(ctx context.Context, _ string) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.cfg.socket)
 	if err != nil {
+		c.untrusted.Store(nil) // nobody there now: an earlier refusal no longer applies
 		return nil, err
 	}
 	if err := c.checkPeer(conn.(*net.UnixConn)); err != nil {

@@ -6,12 +6,14 @@ package psst_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/psst-dev/psst/clients/go/psst"
@@ -47,6 +49,15 @@ func TestPeerUIDMismatchRefusesEveryCall(t *testing.T) {
 	defer w.Close()
 	start = time.Now()
 	_, err = w.Next(ctx(t))
+	expectUntrusted(t, err, start)
+	// A dialer passed in the options does not replace the check.
+	plain := grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	})
+	start = time.Now()
+	_, err = newClient(t, psst.WithSocket(sock), psst.WithExpectedUID(uint32(os.Getuid())+4242),
+		psst.WithDialOptions(plain)).Get(ctx(t), "local:x")
 	expectUntrusted(t, err, start)
 	if n := f.calls.Load(); n != 0 {
 		t.Errorf("the server saw %d calls", n)

@@ -3,6 +3,9 @@
     import psst
 
     with psst.Client() as client:          # $PSST_SOCKET, else /run/psst/psst.sock
+        with psst.Source(client, ["sm:prod/db"], on_update=reconnect) as source:
+            password = source.get("sm:prod/db").text()   # always current, from memory
+
         secret = client.get("local:demo/db-password")
         password = secret.value            # bytes; secret.text() for str
 
@@ -13,7 +16,9 @@
 
 Errors are ``psst.PsstError`` subclasses keeping the gRPC code: ``NotFound``,
 ``PermissionDenied``, ``InvalidArgument``, ``Unavailable``, ``Unauthenticated``,
-``FailedPrecondition``, ``ResourceExhausted``, ``DataLoss``.
+``FailedPrecondition``, ``ResourceExhausted``, ``DataLoss``; ``UntrustedAgent`` when the socket
+is served by another uid than expected. ``psst.aio`` is the asyncio client; ``psst.load_env``
+reads secrets into the environment; ``psst.settings`` is a pydantic-settings source.
 """
 
 from ._client import (

@@ -43,7 +43,7 @@ from ._types import Identity, Secret, SecretMetadata, Written, _time
 from ._watch import _BROKEN, _CARRIES_VALUE, WatchEvent, WatchStatus, _fold
 from .v1 import psst_pb2, psst_pb2_grpc
 
-__all__ = ["Client", "Watch", "Source"]
+__all__ = ["Client", "Watch", "Source", "Updates"]
 
 T = TypeVar("T")
 
@@ -430,6 +430,32 @@ class Watch:
             delay = min(delay * 2, client._watch_max_backoff)
 
 
+class Updates:
+    """What ``Source.updates()`` returns: an async iterator of ``(reference, secret)``."""
+
+    def __init__(self, source: Source, queue: asyncio.Queue[tuple[str, Secret] | None]) -> None:
+        self._source = source
+        self._queue = queue
+        self._done = False
+
+    def __aiter__(self) -> Updates:
+        return self
+
+    async def __anext__(self) -> tuple[str, Secret]:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is None:
+            self._done = True
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        self._done = True
+        if self._queue in self._source._subscribers:
+            self._source._subscribers.remove(self._queue)
+
+
 class _Closed(Exception):
     """The watch was closed: iteration stops."""
 
@@ -493,19 +519,16 @@ class Source:
         except KeyError:
             raise InvalidArgument(f"the source does not follow {reference}") from None
 
-    async def updates(self) -> AsyncIterator[tuple[str, Secret]]:
-        """Each new value from now on, as ``(reference, secret)``; ends when the source stops
-        following (``error`` says why) or is closed. A slow reader gets every update queued
-        (one per rotation: few)."""
+    def updates(self) -> Updates:
+        """Each new value from the moment of this call, as ``(reference, secret)``, for
+        ``async for``; ends when the source stops following (``error`` says why) or is closed.
+        Every update is queued (one per rotation: few); ``aclose()`` it when done early."""
         queue: asyncio.Queue[tuple[str, Secret] | None] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            if self._task is None or self._task.done():
-                return
-            while (item := await queue.get()) is not None:
-                yield item
-        finally:
-            self._subscribers.remove(queue)
+        if self._task is None or self._task.done():
+            queue.put_nowait(None)
+        else:
+            self._subscribers.append(queue)
+        return Updates(self, queue)
 
     @property
     def status(self) -> WatchStatus:
@@ -548,3 +571,4 @@ class Source:
         finally:
             for q in self._subscribers:
                 q.put_nowait(None)
+            self._subscribers.clear()

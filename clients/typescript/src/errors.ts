@@ -116,8 +116,7 @@ export function toPsstError(err: unknown, reference?: string): PsstError {
 
 /**
  * The socket is not served by the agent this client trusts (its owner is not the expected uid,
- * or another user could have replaced it): nothing was sent. A subclass of
- * {@link UnavailableError}, so code that waits for the agent keeps waiting and never talks to
- * the impostor.
+ * or another user could have replaced it): nothing was sent. Code UNAUTHENTICATED, as in every
+ * psst client; raised at once, without waiting for the deadline.
  */
-export class UntrustedAgentError extends UnavailableError {}
+export class UntrustedAgentError extends UnauthenticatedError {}

@@ -35,7 +35,11 @@ export function resolveExpectedUid(option: number | false | undefined, env: Node
   return Number(fromEnv);
 }
 
-const untrusted = (why: string) => new UntrustedAgentError(grpc.status.UNAVAILABLE, `refusing the agent's socket: ${why}`);
+const untrusted = (why: string, expected?: number) =>
+  new UntrustedAgentError(
+    grpc.status.UNAUTHENTICATED,
+    `refusing the agent's socket: ${why}${expected === undefined ? '' : ` (the agent is expected to run as uid ${expected})`}`,
+  );
 
 /**
  * Checks the socket at `socketPath` against `expectedUid` and returns its owner; throws an
@@ -52,6 +56,7 @@ export function checkSocket(socketPath: string, expectedUid: number | undefined,
   if (expectedUid !== undefined && st.uid !== expectedUid) {
     throw untrusted(`${socketPath} belongs to uid ${st.uid}, not the expected uid ${expectedUid}`);
   }
+  const expected = expectedUid ?? st.uid;
   const trusted = new Set([0, st.uid, selfUid]);
   // The real directories: a symlinked /var/run is judged by where it leads.
   let realDir: string;
@@ -63,8 +68,8 @@ export function checkSocket(socketPath: string, expectedUid: number | undefined,
   for (let dir = realDir; ; dir = path.dirname(dir)) {
     const d = fs.statSync(dir);
     const sticky = (d.mode & 0o1000) !== 0;
-    if (!trusted.has(d.uid)) throw untrusted(`${dir} belongs to uid ${d.uid}, who could replace the socket`);
-    if ((d.mode & 0o022) !== 0 && !sticky) throw untrusted(`${dir} is writable by other users, who could replace the socket`);
+    if (!trusted.has(d.uid)) throw untrusted(`${dir} belongs to uid ${d.uid}, who could replace the socket`, expected);
+    if ((d.mode & 0o022) !== 0 && !sticky) throw untrusted(`${dir} is writable by other users, who could replace the socket`, expected);
     if (dir === path.dirname(dir)) break;
   }
   return st.uid;

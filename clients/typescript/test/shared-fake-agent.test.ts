@@ -21,12 +21,18 @@ if (!socket) {
   else test('shared fake agent', { skip: why }, () => {});
 } else {
   test('the default expected uid refuses the impostor, and it receives nothing', async () => {
-    const client = new PsstClient({ socket, timeoutMs: 3000 });
-    await assert.rejects(client.get('local:a'), (err: unknown) => {
+    const client = new PsstClient({ socket, timeoutMs: 10_000 });
+    const started = Date.now();
+    await assert.rejects(client.put('local:a', 'secret value'), (err: unknown) => {
       assert.ok(err instanceof UntrustedAgentError, String(err));
-      assert.match((err as PsstError).details, new RegExp(`belongs to uid ${process.env.PSST_FAKE_UID}, who could replace the socket`));
+      assert.equal((err as PsstError).codeName, 'UNAUTHENTICATED');
+      assert.match(
+        (err as PsstError).details,
+        new RegExp(`belongs to uid ${process.env.PSST_FAKE_UID}, who could replace the socket \\(the agent is expected to run as uid ${process.getuid!()}\\)`),
+      );
       return true;
     });
+    assert.ok(Date.now() - started < 3000, 'the refusal waited for the deadline');
     client.close();
     assert.equal(received(), 0);
   });

@@ -55,9 +55,14 @@ class SharedFakeAgentTest {
   @Test
   @Order(1)
   void theDefaultExpectedUidTheSocketFilesOwnerRefusesTheImpostor() throws Exception {
-    try (PsstClient client = client(Map.of())) {
-      UntrustedAgentException e = assertThrows(UntrustedAgentException.class, () -> client.get("local:a"));
+    int self = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+    try (PsstClient client = PsstClient.builder().socket(socket).environment(Map.of()).callTimeout(Duration.ofSeconds(10)).build()) {
+      long started = System.nanoTime();
+      UntrustedAgentException e = assertThrows(UntrustedAgentException.class, () -> client.put("local:a", "secret value"));
+      assertEquals("UNAUTHENTICATED", e.codeName());
       assertTrue(e.description().contains("runs as uid " + fakeUid), e.description());
+      assertTrue(e.description().contains("not the expected uid " + self), e.description());
+      assertTrue(System.nanoTime() - started < TimeUnit.SECONDS.toNanos(3), "the refusal waited for the deadline");
     }
     assertEquals(0, received(), "the fake agent received bytes");
   }

@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
 import * as grpc from '@grpc/grpc-js';
 
 import { PsstError, UnavailableError, UntrustedAgentError, toPsstError } from './errors';
 import { CheckedSocketCredentials, checkSocket, resolveExpectedUid } from './peer';
-import { resolveRetry, type ResolvedRetry, type RetryOptions } from './retry';
+import { backoffDelayMs, resolveRetry, type ResolvedRetry, type RetryOptions } from './retry';
 import { Secret, toDate } from './secret';
 import { Source, type SourceOptions } from './source';
 import { loadProtos, resolveSocketPath, socketTarget } from './transport';
@@ -187,6 +189,7 @@ export class PsstClient {
       const response = await this.#unary<PutSecretResponse__Output>(
         (m, o, cb) => this.#secrets.PutSecret({ reference, value: bytes }, m, o, cb),
         options,
+        false,
       );
       return { reference: response.reference, versionId: response.versionId, createdAt: toDate(response.createdAt) };
     } finally {
@@ -282,15 +285,36 @@ export class PsstClient {
    * One unary call. Unless `retry: false`, it waits for the agent (grpc's wait-for-ready): while
    * the socket is missing or refuses, the channel reconnects with backoff and the request is
    * sent only once a connection is up, so a call that never reached the agent is retried
-   * within its deadline, on every call. Once sent, it is not repeated (a put could be applied
-   * twice). A connection refused by the socket check fails the call at once.
+   * within its deadline, on every call. A read whose connection broke before the agent answered
+   * (no headers, no status of the agent's) is sent again within its deadline; a put is never
+   * repeated (it could be applied twice). A connection refused by the socket check fails the
+   * call at once.
    */
-  async #unary<Res>(invoke: Invoke<Res>, options: CallOptions = {}): Promise<Res> {
+  async #unary<Res>(invoke: Invoke<Res>, options: CallOptions = {}, repeatable = true): Promise<Res> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    try {
-      return await this.#once(invoke, options, timeoutMs);
-    } catch (raw) {
-      const error = toPsstError(raw);
+    const deadline = Date.now() + timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      let failure: AttemptFailure;
+      try {
+        return await this.#once(invoke, options, deadline);
+      } catch (err) {
+        if (!(err instanceof AttemptFailure)) throw err;
+        failure = err;
+      }
+      const { error, answered } = failure;
+      const left = deadline - Date.now();
+      // A broken connection shows as UNAVAILABLE, or as CANCELLED when the agent reset the stream
+      // (a CANCELLED of this client's own, on abort, is never retried).
+      const broken = error.code === grpc.status.UNAVAILABLE || (error.code === grpc.status.CANCELLED && !failure.cancelledHere);
+      const again = repeatable && this.#waitForAgent && !answered && broken && !(error instanceof UntrustedAgentError);
+      if (again && left > 0 && !this.#closed && !options.signal?.aborted) {
+        try {
+          await sleep(Math.min(left, backoffDelayMs(attempt, this.#retry, this.#retry.maxDelayMs)), undefined, options.signal ? { signal: options.signal } : undefined);
+        } catch {
+          throw new PsstError(grpc.status.CANCELLED, 'the call was cancelled', { cause: error });
+        }
+        continue;
+      }
       if (error.code !== grpc.status.DEADLINE_EXCEEDED || this.#connected()) throw error;
       // The deadline passed while no connection was up: the agent was never reached.
       const why = this.#lastRefusal ? `: ${this.#lastRefusal.details}` : '';
@@ -304,7 +328,8 @@ export class PsstClient {
     return this.#secrets.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
   }
 
-  #once<Res>(invoke: Invoke<Res>, options: CallOptions, timeoutMs: number): Promise<Res> {
+  /** One try; it fails with an {@link AttemptFailure} saying whether the agent answered. */
+  #once<Res>(invoke: Invoke<Res>, options: CallOptions, deadlineMs: number): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (this.#closed) {
         reject(new PsstError(grpc.status.CANCELLED, 'the client is closed'));
@@ -315,9 +340,16 @@ export class PsstClient {
         reject(new PsstError(grpc.status.CANCELLED, 'the call was cancelled'));
         return;
       }
-      const deadline = new Date(Date.now() + timeoutMs);
+      const deadline = new Date(deadlineMs);
+      // The agent answered if its headers came, or its status (a status grpc-js makes up for a
+      // broken connection has no metadata; the agent's always has content-type at least).
+      let answered = false;
       let refused: PsstError | undefined;
-      const onAbort = () => call.cancel();
+      let cancelledHere = false;
+      const onAbort = () => {
+        cancelledHere = true;
+        call.cancel();
+      };
       const onRefused = (error: UntrustedAgentError) => {
         refused = error;
         call.cancel();
@@ -326,12 +358,29 @@ export class PsstClient {
         signal?.removeEventListener('abort', onAbort);
         this.#refusals.delete(onRefused);
         if (refused) reject(refused);
-        else if (err) reject(toPsstError(err));
+        else if (err) {
+          const status = err as Partial<grpc.ServiceError>;
+          if (status.metadata && Object.keys(status.metadata.getMap()).length > 0) answered = true;
+          reject(new AttemptFailure(toPsstError(err), answered, cancelledHere));
+        }
         else if (response === undefined) reject(new PsstError(grpc.status.INTERNAL, 'the agent sent no response'));
         else resolve(response);
+      });
+      call.on('metadata', () => {
+        answered = true;
       });
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#refusals.add(onRefused);
     });
   }
+}
+
+/** A failed try, and whether the agent answered it (then it is never sent again). */
+class AttemptFailure {
+  constructor(
+    readonly error: PsstError,
+    readonly answered: boolean,
+    /** The call was cancelled by this client (an abort signal). */
+    readonly cancelledHere: boolean,
+  ) {}
 }

@@ -108,3 +108,54 @@ test('an abort signal ends a call that waits for the agent with CANCELLED', asyn
   });
   assert.ok(Date.now() - started < 2000);
 });
+
+test('a read whose connection broke before the agent answered is sent again; a put is not', async (t) => {
+  const { dir, socket } = tempSocket();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  let gets = 0;
+  let puts = 0;
+  let first: Awaited<ReturnType<typeof startFakeAgent>> | undefined;
+  let second: Awaited<ReturnType<typeof startFakeAgent>> | undefined;
+  // The first agent dies holding the request (as a crashed agent would); a second one answers.
+  const dying = async () => {
+    first = await startFakeAgent(
+      {
+        GetSecret: () => {
+          gets++;
+          void first!.stop();
+        },
+        PutSecret: () => {
+          puts++;
+          void first!.stop();
+        },
+      },
+      socket,
+    );
+  };
+  t.after(async () => {
+    await first?.stop();
+    await second?.stop();
+  });
+  await dying();
+  const client = new PsstClient({ socket, timeoutMs: 10_000, retry: { initialDelayMs: 20, maxDelayMs: 100 } });
+  t.after(() => client.close());
+  const answered = client.get('local:a');
+  const back = setTimeout(async () => {
+    fs.rmSync(socket, { force: true });
+    second = await startFakeAgent(
+      { GetSecret: (call, cb) => cb(null, { reference: call.request.reference, value: Buffer.from('again'), versionId: '2' }) },
+      socket,
+    );
+  }, 300);
+  t.after(() => clearTimeout(back));
+  assert.equal((await answered).text(), 'again');
+  assert.equal(gets, 1);
+  await second!.stop();
+  fs.rmSync(socket, { force: true });
+  await dying();
+  await assert.rejects(client.put('local:a', 'v'), (err: unknown) => {
+    assert.ok(err instanceof PsstError && ['UNAVAILABLE', 'CANCELLED'].includes(err.codeName), String(err));
+    return true;
+  });
+  assert.equal(puts, 1);
+});

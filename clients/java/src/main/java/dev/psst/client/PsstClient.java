@@ -15,6 +15,7 @@ import io.grpc.ClientCall;
 import io.grpc.ClientInterceptor;
 import io.grpc.ConnectivityState;
 import io.grpc.Context;
+import io.grpc.Deadline;
 import io.grpc.ForwardingClientCall;
 import io.grpc.ForwardingClientCallListener;
 import io.grpc.ManagedChannel;
@@ -221,7 +222,7 @@ public final class PsstClient implements AutoCloseable {
   public Secret get(String reference) {
     Objects.requireNonNull(reference, "reference");
     GetSecretRequest request = GetSecretRequest.newBuilder().setReference(reference).build();
-    return Secret.fromProto(call(() -> secrets().getSecret(request)));
+    return Secret.fromProto(call(true, a -> a.secrets().getSecret(request)));
   }
 
   /**
@@ -230,7 +231,7 @@ public final class PsstClient implements AutoCloseable {
    */
   public List<BatchResult> batchGet(List<String> references) {
     BatchGetSecretsRequest request = BatchGetSecretsRequest.newBuilder().addAllReferences(references).build();
-    List<BatchGetResult> items = call(() -> secrets().batchGetSecrets(request)).getResultsList();
+    List<BatchGetResult> items = call(true, a -> a.secrets().batchGetSecrets(request)).getResultsList();
     List<BatchResult> results = new ArrayList<>(items.size());
     for (int i = 0; i < items.size(); i++) {
       BatchGetResult item = items.get(i);
@@ -262,7 +263,7 @@ public final class PsstClient implements AutoCloseable {
     Objects.requireNonNull(prefix, "prefix");
     ListSecretsRequest request = ListSecretsRequest.newBuilder().setPrefix(prefix).build();
     List<SecretMetadata> out = new ArrayList<>();
-    for (dev.psst.v1.SecretMetadata m : call(() -> secrets().listSecrets(request)).getSecretsList()) {
+    for (dev.psst.v1.SecretMetadata m : call(true, a -> a.secrets().listSecrets(request)).getSecretsList()) {
       out.add(new SecretMetadata(m.getReference(), m.getVersionId(),
           m.hasUpdatedAt() ? Timestamps.toInstant(m.getUpdatedAt()) : null));
     }
@@ -276,7 +277,7 @@ public final class PsstClient implements AutoCloseable {
         .setReference(reference)
         .setValue(ByteString.copyFrom(value))
         .build();
-    PutSecretResponse response = call(() -> secrets().putSecret(request));
+    PutSecretResponse response = call(false, a -> a.secrets().putSecret(request));
     return new PutResult(response.getReference(), response.getVersionId(),
         response.hasCreatedAt() ? Timestamps.toInstant(response.getCreatedAt()) : null);
   }
@@ -293,7 +294,7 @@ public final class PsstClient implements AutoCloseable {
 
   /** How the agent sees this process (caller), what the policy grants it, and which rules matched. */
   public Identity whoAmI() {
-    return Identity.fromProto(call(() -> secrets().whoAmI(WhoAmIRequest.getDefaultInstance())));
+    return Identity.fromProto(call(true, a -> a.secrets().whoAmI(WhoAmIRequest.getDefaultInstance())));
   }
 
   /** The agent's gRPC health ({@code grpc.health.v1}): {@code SERVING} when it answers requests. */
@@ -303,9 +304,7 @@ public final class PsstClient implements AutoCloseable {
 
   public HealthCheckResponse.ServingStatus health(String service) {
     HealthCheckRequest request = HealthCheckRequest.newBuilder().setService(service).build();
-    return call(() -> withWaiting(HealthGrpc.newBlockingStub(channel))
-        .withDeadlineAfter(callTimeout.toNanos(), TimeUnit.NANOSECONDS)
-        .check(request)).getStatus();
+    return call(true, a -> a.health().check(request)).getStatus();
   }
 
   /**
@@ -454,37 +453,100 @@ public final class PsstClient implements AutoCloseable {
     return "PsstClient[socket=" + socket + "]";
   }
 
-  private SecretsGrpc.SecretsBlockingStub secrets() {
-    return withWaiting(SecretsGrpc.newBlockingStub(channel))
-        .withDeadlineAfter(callTimeout.toNanos(), TimeUnit.NANOSECONDS);
-  }
-
   /** Calls wait for a connection (grpc's wait-for-ready) unless retrying is off. */
   private <S extends io.grpc.stub.AbstractStub<S>> S withWaiting(S stub) {
     return retry.maxAttempts() > 1 ? stub.withWaitForReady() : stub;
+  }
+
+  /** One try of a call: its stubs share the call's deadline and tell whether the agent answered. */
+  private final class Attempt implements ClientInterceptor {
+    final Deadline deadline;
+    volatile boolean answered;
+
+    Attempt(Deadline deadline) {
+      this.deadline = deadline;
+    }
+
+    SecretsGrpc.SecretsBlockingStub secrets() {
+      return withWaiting(SecretsGrpc.newBlockingStub(channel)).withDeadline(deadline).withInterceptors(this);
+    }
+
+    HealthGrpc.HealthBlockingStub health() {
+      return withWaiting(HealthGrpc.newBlockingStub(channel)).withDeadline(deadline).withInterceptors(this);
+    }
+
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+      return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, options)) {
+        @Override
+        public void start(Listener<R> listener, Metadata headers) {
+          super.start(new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+            @Override
+            public void onHeaders(Metadata responseHeaders) {
+              answered = true;
+              super.onHeaders(responseHeaders);
+            }
+
+            @Override
+            public void onClose(Status status, Metadata trailers) {
+              // A status grpc makes up for a broken connection has no trailers; the agent's has
+              // content-type at least.
+              if (trailers != null && !trailers.keys().isEmpty()) {
+                answered = true;
+              }
+              super.onClose(status, trailers);
+            }
+          }, headers);
+        }
+      };
+    }
   }
 
   /**
    * One unary call. Unless retrying is off ({@link RetryPolicy#NONE}), it waits for the agent:
    * while the socket is missing or refuses, the channel reconnects with backoff and the request
    * is sent only once a connection is up, so a call that never reached the agent is retried
-   * within its deadline, on every call. Once sent, it is not repeated (a put could be applied
-   * twice). A connection refused by the socket check fails the calls waiting for one at once.
+   * within its deadline, on every call. A read ({@code repeatable}) whose connection broke
+   * before the agent answered (no headers, no status of the agent's) is sent again within its
+   * deadline; a put never is (it could be applied twice). A connection refused by the socket
+   * check fails the calls waiting for one at once.
    */
-  private <T> T call(Supplier<T> rpc) {
+  private <T> T call(boolean repeatable, java.util.function.Function<Attempt, T> rpc) {
     if (shared.closed) {
       throw PsstException.of(Status.Code.CANCELLED, "the client is closed");
     }
-    Context.CancellableContext context = Context.current().withCancellation();
-    shared.waiting.add(context);
-    try {
-      return context.wrap(rpc::get).call();
-    } catch (Exception e) {
-      PsstException error = PsstException.from(e);
-      if (context.isCancelled() && context.cancellationCause() instanceof UntrustedAgentException) {
-        throw (UntrustedAgentException) context.cancellationCause();
+    Deadline deadline = Deadline.after(callTimeout.toNanos(), TimeUnit.NANOSECONDS);
+    for (int attempt = 1; ; attempt++) {
+      Attempt a = new Attempt(deadline);
+      Context.CancellableContext context = Context.current().withCancellation();
+      shared.waiting.add(context);
+      PsstException error;
+      try {
+        return context.wrap(() -> rpc.apply(a)).call();
+      } catch (Exception e) {
+        if (context.isCancelled() && context.cancellationCause() instanceof UntrustedAgentException) {
+          throw (UntrustedAgentException) context.cancellationCause();
+        }
+        error = PsstException.from(e);
+      } finally {
+        shared.waiting.remove(context);
+        context.close();
       }
-      if (error.code() == Status.Code.DEADLINE_EXCEEDED && channel.getState(false) != ConnectivityState.READY) {
+      Status.Code code = error.code();
+      // A broken connection shows as UNAVAILABLE, or as CANCELLED when the agent reset the stream.
+      boolean broken = code == Status.Code.UNAVAILABLE || code == Status.Code.CANCELLED;
+      long left = deadline.timeRemaining(TimeUnit.NANOSECONDS);
+      if (repeatable && retry.maxAttempts() > 1 && !a.answered && broken && left > 0 && !shared.closed) {
+        try {
+          TimeUnit.NANOSECONDS.sleep(Math.min(left, retry.delay(attempt, ThreadLocalRandom.current()::nextDouble).toNanos()));
+        } catch (InterruptedException interrupted) {
+          Thread.currentThread().interrupt();
+          error.addSuppressed(interrupted);
+          throw error;
+        }
+        continue;
+      }
+      if (code == Status.Code.DEADLINE_EXCEEDED && channel.getState(false) != ConnectivityState.READY) {
         // The deadline passed while no connection was up: the agent was never reached.
         UntrustedAgentException refusal = shared.lastRefusal;
         throw new UnavailableException(Status.Code.UNAVAILABLE, "the agent at " + socket
@@ -492,9 +554,6 @@ public final class PsstClient implements AutoCloseable {
             + (refusal != null ? ": " + refusal.description() : ""), null, error);
       }
       throw error;
-    } finally {
-      shared.waiting.remove(context);
-      context.close();
     }
   }
 

@@ -111,4 +111,49 @@ class RetryTest {
       assertEquals(1, puts.get());
     }
   }
+
+  @Test
+  void aReadWhoseConnectionBrokeBeforeTheAgentAnsweredIsSentAgainButAPutIsNot() throws Exception {
+    Path socket = FakeAgent.tempSocket();
+    AtomicInteger gets = new AtomicInteger();
+    AtomicInteger puts = new AtomicInteger();
+    java.util.concurrent.atomic.AtomicReference<FakeAgent> dying = new java.util.concurrent.atomic.AtomicReference<>();
+    // The agent dies holding the request (as a crashed agent would); a second one answers.
+    SecretsGrpc.SecretsImplBase dies = new SecretsGrpc.SecretsImplBase() {
+      @Override
+      public void getSecret(GetSecretRequest request, StreamObserver<dev.psst.v1.Secret> out) {
+        gets.incrementAndGet();
+        new Thread(() -> dying.get().close()).start();
+      }
+
+      @Override
+      public void putSecret(PutSecretRequest request, StreamObserver<PutSecretResponse> out) {
+        puts.incrementAndGet();
+        new Thread(() -> dying.get().close()).start();
+      }
+    };
+    RetryPolicy policy = new RetryPolicy(10, Duration.ofMillis(20), Duration.ofMillis(100), 2.0, 0.2);
+    dying.set(FakeAgent.start(socket, dies));
+    try (PsstClient client = PsstClient.builder().socket(socket).retry(policy).build()) {
+      CompletableFuture<FakeAgent> again = CompletableFuture.supplyAsync(() -> {
+        try {
+          Thread.sleep(1000);
+          Files.createDirectories(socket.getParent());
+          return FakeAgent.start(socket, serving("again"));
+        } catch (Exception e) {
+          throw new RuntimeException(e);
+        }
+      });
+      assertEquals("again", client.get("local:a").valueAsString());
+      assertEquals(1, gets.get());
+      again.get(10, TimeUnit.SECONDS).close();
+      Files.createDirectories(socket.getParent());
+      dying.set(FakeAgent.start(socket, dies));
+      PsstException e = assertThrows(PsstException.class, () -> client.put("local:a", "v"));
+      assertTrue(e.code() == Status.Code.UNAVAILABLE || e.code() == Status.Code.CANCELLED, e.toString());
+      assertEquals(1, puts.get());
+    } finally {
+      dying.get().close();
+    }
+  }
 }

@@ -50,7 +50,7 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Supplier;
+import java.util.function.Function;
 
 /**
  * A connection to the psst agent over its Unix socket (grpc-java, Netty epoll). Thread-safe: create
@@ -511,7 +511,7 @@ public final class PsstClient implements AutoCloseable {
    * deadline; a put never is (it could be applied twice). A connection refused by the socket
    * check fails the calls waiting for one at once.
    */
-  private <T> T call(boolean repeatable, java.util.function.Function<Attempt, T> rpc) {
+  private <T> T call(boolean repeatable, Function<Attempt, T> rpc) {
     if (shared.closed) {
       throw PsstException.of(Status.Code.CANCELLED, "the client is closed");
     }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates the TypeScript types from the one API source, ../../proto/psst/v1/psst.proto.
 #
-#   scripts/gen.sh           copy the proto into proto/ (shipped in the npm package and loaded at
-#                            run time) and regenerate src/generated/ (types only, checked in)
+#   scripts/gen.sh           copy the proto into proto/ and regenerate src/generated/ (checked in):
+#                            the types (proto-loader-gen-types) and descriptor.ts, the JSON
+#                            descriptor the client loads with proto-loader's fromJSON, so that no
+#                            .proto file is read at run time (the package ships none; bundles work)
 #   scripts/gen.sh --check   regenerate both into a temp dir and fail if they differ from what is
 #                            checked in (the drift check; changes nothing)
 #
@@ -24,6 +26,7 @@ generate() { # OUT_DIR: writes OUT_DIR/proto and OUT_DIR/src/generated
   (cd "$out" && "$gen" --grpcLib=@grpc/grpc-js --longs=String --enums=String --defaults --oneofs \
     --includeComments -I proto -O src/generated \
     psst/v1/psst.proto grpc/health/v1/health.proto >/dev/null)
+  node "$here/scripts/descriptor.js" "$out/proto" > "$out/src/generated/descriptor.ts"
 }
 
 if [ "${1:-}" = "--check" ]; then

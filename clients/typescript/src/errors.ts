@@ -113,3 +113,10 @@ export function toPsstError(err: unknown, reference?: string): PsstError {
   }
   return new PsstError(Status.UNKNOWN, e && typeof e.message === 'string' ? e.message : String(err), options);
 }
+
+/**
+ * The socket is not served by the agent this client trusts (its owner is not the expected uid,
+ * or another user could have replaced it): nothing was sent. Code UNAUTHENTICATED, as in every
+ * psst client; raised at once, without waiting for the deadline.
+ */
+export class UntrustedAgentError extends UnauthenticatedError {}

@@ -1,4 +1,4 @@
-export { PsstClient } from './client';
+export { DEFAULT_TIMEOUT_MS, PsstClient } from './client';
 export type {
   CallOptions,
   Caller,
@@ -10,8 +10,10 @@ export type {
   WhoAmI,
 } from './client';
 export { Secret } from './secret';
-export { DEFAULT_WATCH_RECONNECT_MS, Watch, WatchEvent } from './watch';
-export type { WatchEventKind, WatchOptions } from './watch';
+export { DEFAULT_WATCH_MAX_BACKOFF_MS, Watch, WatchEvent } from './watch';
+export type { WatchEventKind, WatchOptions, WatchStatus } from './watch';
+export { Source } from './source';
+export type { SourceOptions, SourceUpdate } from './source';
 export type { CacheInfo, SecretInit } from './secret';
 export {
   PsstError,
@@ -19,6 +21,7 @@ export {
   PermissionDeniedError,
   NotFoundError,
   UnavailableError,
+  UntrustedAgentError,
   UnauthenticatedError,
   FailedPreconditionError,
   ResourceExhaustedError,
@@ -27,6 +30,7 @@ export {
 } from './errors';
 export type { ErrorKind, PsstErrorOptions } from './errors';
 export { DEFAULT_RETRY, backoffDelayMs, resolveRetry } from './retry';
-export type { RetryEvent, RetryOptions, ResolvedRetry } from './retry';
+export type { RetryOptions, ResolvedRetry } from './retry';
+export { EXPECTED_UID_ENV, resolveExpectedUid } from './peer';
 export { DEFAULT_SOCKET, SOCKET_ENV, resolveSocketPath } from './transport';
 export { status as Status } from '@grpc/grpc-js';

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
 
+import { descriptor } from './generated/descriptor';
 import type { ProtoGrpcType as PsstProto } from './generated/psst';
 import type { ProtoGrpcType as HealthProto } from './generated/health';
 
@@ -25,9 +26,6 @@ export function socketTarget(socketPath: string): string {
   return `unix:${socketPath}`;
 }
 
-/** The .proto files shipped in the package (copied from the repository's proto/ by scripts/gen.sh). */
-export const PROTO_DIR = path.resolve(__dirname, '..', 'proto');
-
 /** Must match the options scripts/gen.sh passes to proto-loader-gen-types. */
 const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,
@@ -35,17 +33,16 @@ const LOADER_OPTIONS: protoLoader.Options = {
   enums: String,
   defaults: true,
   oneofs: true,
-  includeDirs: [PROTO_DIR],
 };
 
 export type Protos = PsstProto & HealthProto;
 
 let loaded: Protos | undefined;
 
-/** Loads psst.v1 and grpc.health.v1 from the shipped .proto files, once per process. */
+/** Builds psst.v1 and grpc.health.v1 from the generated descriptor, once per process: no file is read. */
 export function loadProtos(): Protos {
   if (!loaded) {
-    const definition = protoLoader.loadSync(['psst/v1/psst.proto', 'grpc/health/v1/health.proto'], LOADER_OPTIONS);
+    const definition = protoLoader.fromJSON(descriptor as Parameters<typeof protoLoader.fromJSON>[0], LOADER_OPTIONS);
     loaded = grpc.loadPackageDefinition(definition) as unknown as Protos;
   }
   return loaded;

@@ -1,10 +1,11 @@
+import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { inspect } from 'node:util';
 
 import * as grpc from '@grpc/grpc-js';
 
 import { PsstError, UnavailableError, toPsstError } from './errors';
-import { backoffDelayMs, type ResolvedRetry } from './retry';
+import { MAX_BACKOFF_LIMIT_MS, backoffDelayMs, type ResolvedRetry } from './retry';
 import { Secret, toDate } from './secret';
 import type { WatchEvent__Output } from './generated/psst/v1/WatchEvent';
 import type { WatchSecretsRequest } from './generated/psst/v1/WatchSecretsRequest';
@@ -18,15 +19,34 @@ export interface WatchOptions {
   /** Stops the watch: the iteration then fails with a CANCELLED `PsstError`. */
   signal?: AbortSignal;
   /**
-   * How long reconnecting may keep failing (agent down, stream reset) before the watch ends with
-   * an `UnavailableError`, in milliseconds (default 5000). Counted from the first failure after
-   * the last event received.
+   * Opt-in give-up: once reconnecting has failed for this long in a row (agent down, stream
+   * reset), the watch ends with an `UnavailableError`, in milliseconds. Default: never; the
+   * watch reconnects for as long as it is open.
    */
   reconnectForMs?: number;
+  /** The longest wait between reconnects, at most 30 000 (default 5000 ms). */
+  maxBackoffMs?: number;
+  /** Called on each change of reachability, as the `'status'` event is emitted. */
+  onStatus?: (status: WatchStatus) => void;
+  /**
+   * Reference → the version the caller already has: the watch starts as if it had delivered
+   * it, so its first event for that reference comes only with a different version.
+   */
+  knownVersions?: Readonly<Record<string, string>> | ReadonlyMap<string, string>;
 }
 
-/** How long a watch keeps reconnecting by default. */
-export const DEFAULT_WATCH_RECONNECT_MS = 5000;
+/** Whether the agent can be reached, as a watch last found. */
+export interface WatchStatus {
+  /** False from the first failed reconnect until a stream is up again. */
+  reachable: boolean;
+  /** Why it is unreachable (the last failure). */
+  error?: PsstError;
+  /** When this status began. */
+  since: Date;
+}
+
+/** A watch's longest wait between reconnects unless told otherwise. */
+export const DEFAULT_WATCH_MAX_BACKOFF_MS = 5000;
 
 /**
  * One change of a watched secret. `secret` is set for `CURRENT` and `NEW_VERSION`; like
@@ -131,6 +151,8 @@ export interface WatchTransport {
   retry: ResolvedRetry;
   /** Called once when the watch finishes, however it does. */
   onFinish(watch: Watch): void;
+  /** Why the last connection was refused by the socket check, if it was. */
+  lastRefusal(): PsstError | undefined;
 }
 
 /** One open WatchSecrets call and what it has said so far. */
@@ -138,7 +160,8 @@ interface Stream {
   call: grpc.ClientReadableStream<WatchEvent__Output>;
   /** Set when the call has ended: its error, or null when it ended with OK. */
   ended?: PsstError | null;
-  hadEvents: boolean;
+  /** The agent answered: headers or an event arrived. */
+  connected: boolean;
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
@@ -146,13 +169,17 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
 /**
  * A watch that survives agent restarts: an `AsyncIterableIterator<WatchEvent>`. Made by
  * `PsstClient.watch`; see there. `close()` (or `break` out of a `for await`) ends the
- * iteration; errors other than a lost connection end it with the `PsstError`.
+ * iteration; errors other than a lost connection end it with the `PsstError`. It is an
+ * `EventEmitter` too: `'status'` ({@link WatchStatus}) fires when the agent becomes unreachable
+ * and reachable again; the watch goes on either way.
  */
-export class Watch implements AsyncIterableIterator<WatchEvent> {
+export class Watch extends EventEmitter implements AsyncIterableIterator<WatchEvent> {
   /** The references watched, as given. */
   readonly references: readonly string[];
   readonly #transport: WatchTransport;
   readonly #reconnectForMs: number;
+  readonly #maxBackoffMs: number;
+  #status: WatchStatus | undefined;
   readonly #signal: AbortSignal | undefined;
   readonly #onAbort: (() => void) | undefined;
   /** Aborted by close(): interrupts a reconnect wait. */
@@ -173,10 +200,18 @@ export class Watch implements AsyncIterableIterator<WatchEvent> {
 
   /** @internal Use `PsstClient.watch`. */
   constructor(references: readonly string[], transport: WatchTransport, options: WatchOptions = {}) {
+    super();
     this.references = Object.freeze([...references]);
     this.#transport = transport;
-    this.#reconnectForMs = options.reconnectForMs ?? DEFAULT_WATCH_RECONNECT_MS;
+    this.#reconnectForMs = options.reconnectForMs ?? Infinity;
     if (!(this.#reconnectForMs >= 0)) throw new RangeError('reconnectForMs must be >= 0');
+    this.#maxBackoffMs = options.maxBackoffMs ?? DEFAULT_WATCH_MAX_BACKOFF_MS;
+    if (!(this.#maxBackoffMs >= 0 && this.#maxBackoffMs <= MAX_BACKOFF_LIMIT_MS)) {
+      throw new RangeError(`maxBackoffMs must be between 0 and ${MAX_BACKOFF_LIMIT_MS}`);
+    }
+    if (options.onStatus) this.on('status', options.onStatus);
+    const known = options.knownVersions;
+    if (known) for (const [ref, version] of known instanceof Map ? known : Object.entries(known)) this.#known.set(ref, version);
     this.#signal = options.signal;
     if (this.#signal) {
       this.#onAbort = () => this.#end(new PsstError(grpc.status.CANCELLED, 'the watch was cancelled'));
@@ -198,6 +233,19 @@ export class Watch implements AsyncIterableIterator<WatchEvent> {
   /** True once the watch has ended (closed, cancelled or failed). */
   get closed(): boolean {
     return this.#finished;
+  }
+
+  /** The reachability last reported (undefined until the first stream is up or fails). */
+  get status(): WatchStatus | undefined {
+    return this.#status;
+  }
+
+  #setReachable(reachable: boolean, error?: PsstError): void {
+    if (this.#status?.reachable === reachable) return;
+    const status: WatchStatus = { reachable, since: new Date() };
+    if (error) status.error = error;
+    this.#status = status;
+    this.emit('status', status);
   }
 
   [Symbol.asyncIterator](): this {
@@ -264,8 +312,7 @@ export class Watch implements AsyncIterableIterator<WatchEvent> {
       const batch: WatchEvent__Output[] = [];
       for (let m = stream.call.read() as WatchEvent__Output | null; m !== null; m = stream.call.read()) batch.push(m);
       if (batch.length > 0) {
-        stream.hadEvents = true;
-        this.#failingSince = undefined;
+        this.#connected(stream);
         this.#attempt = 0;
         this.#ready = coalesce(batch.filter((e) => KINDS.has(e.kind)));
         continue;
@@ -289,14 +336,25 @@ export class Watch implements AsyncIterableIterator<WatchEvent> {
       return;
     }
     this.#lastError = error ?? new UnavailableError(grpc.status.UNAVAILABLE, 'the agent ended the watch stream');
-    if (stream.hadEvents) {
-      // The first failure after events: reconnect at once.
+    if (stream.connected) {
+      // The first failure after a working stream: reconnect at once.
       this.#failingSince = Date.now();
       this.#attempt = 0;
     } else {
+      // A reconnect failed: the agent is unreachable (or refused by the socket check).
       this.#failingSince ??= Date.now();
       this.#attempt++;
+      this.#setReachable(false, this.#transport.lastRefusal() ?? this.#lastError);
     }
+  }
+
+  /** The agent answered on `stream`. */
+  #connected(stream: Stream): void {
+    if (this.#stream !== stream || this.#finished) return;
+    stream.connected = true;
+    this.#failingSince = undefined;
+    this.#attempt = 0;
+    this.#setReachable(true);
   }
 
   async #reconnect(): Promise<void> {
@@ -311,8 +369,12 @@ export class Watch implements AsyncIterableIterator<WatchEvent> {
         return;
       }
       if (this.#attempt > 0) {
+        // Never sleep past the give-up time: the watch ends when it says.
+        const delayMs = Math.min(backoffDelayMs(this.#attempt, this.#transport.retry, this.#maxBackoffMs), this.#reconnectForMs - failingFor + 1);
         try {
-          await sleep(backoffDelayMs(this.#attempt, this.#transport.retry), undefined, { signal: this.#stop.signal });
+          await sleep(delayMs, undefined, {
+            signal: this.#stop.signal,
+          });
         } catch {
           return; // closed meanwhile
         }
@@ -335,8 +397,11 @@ export class Watch implements AsyncIterableIterator<WatchEvent> {
       this.#end(new PsstError(grpc.status.CANCELLED, 'the client is closed', { cause: err }));
       return;
     }
-    const stream: Stream = { call, hadEvents: false };
+    const stream: Stream = { call, connected: false };
     this.#stream = stream;
+    // The agent sends its headers as soon as it takes the watch: it is reachable, though a
+    // resumed watch may have no event to send.
+    call.on('metadata', () => this.#connected(stream));
     call.on('readable', () => this.#notify());
     call.on('error', (err) => {
       stream.ended = toPsstError(err);

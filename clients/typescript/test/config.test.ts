@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 
-import { DEFAULT_RETRY, DEFAULT_SOCKET, PsstClient, SOCKET_ENV, backoffDelayMs, resolveRetry, resolveSocketPath } from '@psst/client';
+import { DEFAULT_RETRY, DEFAULT_SOCKET, PsstClient, SOCKET_ENV, backoffDelayMs, resolveExpectedUid, resolveRetry, resolveSocketPath } from '@psst/client';
 
 test('socket: explicit beats $PSST_SOCKET beats the default', () => {
   assert.equal(SOCKET_ENV, 'PSST_SOCKET');
@@ -35,24 +35,34 @@ test('the client reads $PSST_SOCKET when no socket is given', (t) => {
 
 test('backoff grows exponentially, is capped, and jitters within bounds', () => {
   const r = resolveRetry({ initialDelayMs: 100, maxDelayMs: 1000, multiplier: 2, jitter: 0 });
-  assert.deepEqual([1, 2, 3, 4, 5, 6].map((a) => backoffDelayMs(a, r)), [100, 200, 400, 800, 1000, 1000]);
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map((a) => backoffDelayMs(a, r, 1000)), [100, 200, 400, 800, 1000, 1000]);
+  assert.deepEqual([9, 10, 20].map((a) => backoffDelayMs(a, r, 30_000)), [25_600, 30_000, 30_000]);
   const j = resolveRetry({ initialDelayMs: 100, maxDelayMs: 1000, multiplier: 2, jitter: 0.5 });
-  assert.equal(backoffDelayMs(1, j, () => 0), 50);
-  assert.equal(backoffDelayMs(1, j, () => 1), 150);
+  assert.equal(backoffDelayMs(1, j, 1000, () => 0), 50);
+  assert.equal(backoffDelayMs(1, j, 1000, () => 1), 150);
   for (let i = 0; i < 200; i++) {
-    const d = backoffDelayMs(3, j);
+    const d = backoffDelayMs(3, j, 1000);
     assert.ok(d >= 200 && d <= 600, String(d));
   }
 });
 
 test('retry options: defaults, false, and validation', () => {
   assert.deepEqual(resolveRetry(undefined), { ...DEFAULT_RETRY });
-  assert.equal(resolveRetry(false).maxAttempts, 1);
-  assert.equal(resolveRetry({ maxAttempts: 3 }).maxAttempts, 3);
-  assert.throws(() => resolveRetry({ maxAttempts: 0 }), RangeError);
-  assert.throws(() => resolveRetry({ maxAttempts: 1.5 }), RangeError);
+  assert.deepEqual(resolveRetry(false), { ...DEFAULT_RETRY });
   assert.throws(() => resolveRetry({ jitter: 2 }), RangeError);
   assert.throws(() => resolveRetry({ initialDelayMs: 10, maxDelayMs: 5 }), RangeError);
+  assert.throws(() => resolveRetry({ maxDelayMs: 31_000 }), RangeError);
   assert.throws(() => resolveRetry({ multiplier: 0.5 }), RangeError);
-  assert.throws(() => new PsstClient({ socket: '/tmp/x.sock', retry: { maxAttempts: -1 } }), RangeError);
+  assert.throws(() => new PsstClient({ socket: '/tmp/x.sock', retry: { jitter: -1 } }), RangeError);
+  assert.throws(() => new PsstClient({ socket: '/tmp/x.sock', timeoutMs: 0 }), RangeError);
+});
+
+test('expected uid: option, $PSST_EXPECTED_UID, off, and validation', () => {
+  assert.equal(resolveExpectedUid(undefined, {}), undefined);
+  assert.equal(resolveExpectedUid(false, { PSST_EXPECTED_UID: '5' }), false);
+  assert.equal(resolveExpectedUid(7, { PSST_EXPECTED_UID: '5' }), 7);
+  assert.equal(resolveExpectedUid(undefined, { PSST_EXPECTED_UID: '5' }), 5);
+  assert.equal(resolveExpectedUid(undefined, { PSST_EXPECTED_UID: 'off' }), false);
+  assert.throws(() => resolveExpectedUid(undefined, { PSST_EXPECTED_UID: 'psst' }), RangeError);
+  assert.throws(() => resolveExpectedUid(-1, {}), RangeError);
 });

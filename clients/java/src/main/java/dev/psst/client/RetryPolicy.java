@@ -5,20 +5,24 @@ import java.util.Objects;
 import java.util.function.DoubleSupplier;
 
 /**
- * How calls are retried while the agent is not up yet: a call that fails with UNAVAILABLE before
- * the client has ever reached the agent is tried again after an exponentially growing, jittered
- * delay, up to {@code maxAttempts} tries in all. Once the agent has answered, errors are thrown at once.
+ * How the client waits for an agent it cannot reach. Unary calls wait within their deadline
+ * (grpc's wait-for-ready) while the channel reconnects after these delays: from
+ * {@code initialDelay}, times {@code multiplier} each time, up to {@code maxDelay}, each moved at
+ * random by {@code jitter}. Watches reconnect after the same delays, capped at
+ * {@link PsstClient.Builder#watchMaxBackoff(Duration)} instead. A request that reached the agent
+ * is never sent again.
  *
- * @param maxAttempts tries in all, the first included (1 disables retrying)
+ * @param maxAttempts 1 ({@link #NONE}) makes calls fail at once when no connection is up; any
+ *     other value waits within the call's deadline
  * @param initialDelay the delay before the first retry
  * @param maxDelay the delay never grows past this
  * @param multiplier each delay is the previous one times this
  * @param jitter each delay is moved at random by up to this fraction of itself, 0..1
  */
 public record RetryPolicy(int maxAttempts, Duration initialDelay, Duration maxDelay, double multiplier, double jitter) {
-  /** 10 tries, 50 ms doubling up to 1 s, ±20 %: about 5.5 s in all. */
+  /** 50 ms doubling up to 1 s between reconnects, ±20 %. */
   public static final RetryPolicy DEFAULT = new RetryPolicy(10, Duration.ofMillis(50), Duration.ofSeconds(1), 2.0, 0.2);
-  /** One try only. */
+  /** No waiting: a call fails at once when no connection is up. */
   public static final RetryPolicy NONE = new RetryPolicy(1, Duration.ZERO, Duration.ZERO, 1.0, 0.0);
 
   public RetryPolicy {
@@ -44,11 +48,5 @@ public record RetryPolicy(int maxAttempts, Duration initialDelay, Duration maxDe
     double spread = base * jitter;
     double nanos = base - spread + random.getAsDouble() * 2 * spread;
     return Duration.ofNanos(Math.max(0L, Math.round(nanos)));
-  }
-
-  /** Told before each retry's wait, e.g. to log it. */
-  @FunctionalInterface
-  public interface Listener {
-    void onRetry(int attempt, Duration delay, PsstException error);
   }
 }

@@ -18,9 +18,11 @@ import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
-import java.util.function.BiConsumer;
+import java.time.Instant;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
+import java.util.function.Supplier;
 
 /**
  * A watch on secrets that survives agent restarts: a blocking {@link Iterator} of
@@ -39,7 +41,9 @@ import java.util.function.Consumer;
  * with: {@link PermissionDeniedException} (no {@code watch} grant, or a policy reload took it
  * away), {@link NotFoundException} (the secret does not exist when the watch starts),
  * {@link InvalidArgumentException}, or {@link UnavailableException} when reconnecting kept failing
- * for longer than the reconnect window. {@link #poll(Duration)} waits at most a given time.
+ * for longer than the opt-in give-up ({@link PsstClient.Builder#watchReconnect}). {@link #poll(Duration)}
+ * waits at most a given time. {@link #onStatus} hears when the agent becomes unreachable and
+ * reachable again; the watch goes on either way.
  *
  * <p>When the agent restarts or the stream breaks (UNAVAILABLE, or UNKNOWN/INTERNAL/CANCELLED from
  * a reset), the watch reconnects by itself with backoff and resumes from the version it last
@@ -65,23 +69,33 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
       EnumSet.of(Status.Code.UNAVAILABLE, Status.Code.UNKNOWN, Status.Code.INTERNAL, Status.Code.CANCELLED);
   private static final long NEVER = Long.MIN_VALUE;
 
+  /** Starts a WatchSecrets call; {@code onHeaders} runs when the agent's response headers arrive. */
+  @FunctionalInterface
+  interface Opener {
+    void open(WatchSecretsRequest request, StreamObserver<dev.psst.v1.WatchEvent> observer, Runnable onHeaders);
+  }
+
   /** What a watch needs from its client. */
   static final class Transport {
-    final BiConsumer<WatchSecretsRequest, StreamObserver<dev.psst.v1.WatchEvent>> open;
+    final Opener open;
     final Runnable resetBackoff;
     final BooleanSupplier clientClosed;
     final Consumer<Watch> onFinish;
-    final RetryPolicy retry;
+    /** Reconnect delays: the client's initial delay, multiplier and jitter, capped at the watch's maximum. */
+    final RetryPolicy backoff;
+    /** The opt-in give-up, or null: reconnect for as long as the watch is open. */
     final Duration reconnectFor;
+    final Supplier<PsstException> lastRefusal;
 
-    Transport(BiConsumer<WatchSecretsRequest, StreamObserver<dev.psst.v1.WatchEvent>> open, Runnable resetBackoff,
-        BooleanSupplier clientClosed, Consumer<Watch> onFinish, RetryPolicy retry, Duration reconnectFor) {
+    Transport(Opener open, Runnable resetBackoff, BooleanSupplier clientClosed, Consumer<Watch> onFinish,
+        RetryPolicy backoff, Duration reconnectFor, Supplier<PsstException> lastRefusal) {
       this.open = open;
       this.resetBackoff = resetBackoff;
       this.clientClosed = clientClosed;
       this.onFinish = onFinish;
-      this.retry = retry;
+      this.backoff = backoff;
       this.reconnectFor = reconnectFor;
+      this.lastRefusal = lastRefusal;
     }
   }
 
@@ -102,12 +116,15 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
   private int attempt;
   private long reconnectAt;
   private PsstException lastError;
+  private WatchStatus status;
+  private final List<Consumer<WatchStatus>> statusListeners = new CopyOnWriteArrayList<>();
   // The reading thread's:
   private WatchEvent peeked;
 
-  Watch(List<String> references, Transport transport) {
+  Watch(List<String> references, Transport transport, Map<String, String> knownVersions) {
     this.references = List.copyOf(references);
     this.transport = transport;
+    this.known.putAll(knownVersions);
     lock.lock();
     try {
       open();
@@ -128,6 +145,37 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
       return Map.copyOf(known);
     } finally {
       lock.unlock();
+    }
+  }
+
+  /**
+   * Calls {@code listener} on each change of reachability: the agent became unreachable (with
+   * the last failure) or reachable again. The watch goes on either way. Called on the thread
+   * that noticed (the reader's, or grpc's): keep it short.
+   */
+  public Watch onStatus(Consumer<WatchStatus> listener) {
+    statusListeners.add(Objects.requireNonNull(listener, "listener"));
+    return this;
+  }
+
+  /** The reachability last reported, or null before the first stream is up or fails. */
+  public WatchStatus status() {
+    lock.lock();
+    try {
+      return status;
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** Reports a change of reachability (under the lock). */
+  private void setReachable(boolean reachable, PsstException error) {
+    if (status != null && status.reachable() == reachable) {
+      return;
+    }
+    status = new WatchStatus(reachable, error, Instant.now());
+    for (Consumer<WatchStatus> listener : statusListeners) {
+      listener.accept(status);
     }
   }
 
@@ -240,7 +288,8 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
           continue;
         } else if (stream == null) {
           long now = System.nanoTime();
-          if (failingSince != NEVER && now - failingSince > transport.reconnectFor.toNanos()) {
+          if (transport.reconnectFor != null && failingSince != NEVER
+              && now - failingSince > transport.reconnectFor.toNanos()) {
             failed = lastError.code() == Status.Code.UNAVAILABLE ? lastError
                 : PsstException.of(Status.Code.UNAVAILABLE, "the watch could not reconnect for "
                     + Duration.ofNanos(now - failingSince).toMillis() + " ms: " + lastError.getMessage(), null, lastError);
@@ -300,7 +349,7 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
         .build();
     Stream s = new Stream();
     stream = s;
-    transport.open.accept(request, s);
+    transport.open.open(request, s, s::onHeaders);
   }
 
   /** A stream ended (under the lock): a lost connection is reconnected, anything else ends the watch. */
@@ -313,17 +362,25 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
     lastError = error != null ? error
         : PsstException.of(Status.Code.UNAVAILABLE, "the agent ended the watch stream");
     long now = System.nanoTime();
-    if (s.hadEvents) {
-      // The first failure after events: reconnect at once.
+    if (s.connected) {
+      // The first failure after a working stream: reconnect at once.
       failingSince = now;
       attempt = 0;
       reconnectAt = now;
     } else {
+      // A reconnect failed: the agent is unreachable (or refused by the socket check).
       if (failingSince == NEVER) {
         failingSince = now;
       }
       attempt++;
-      reconnectAt = now + transport.retry.delay(attempt, ThreadLocalRandom.current()::nextDouble).toNanos();
+      long delay = transport.backoff.delay(attempt, ThreadLocalRandom.current()::nextDouble).toNanos();
+      if (transport.reconnectFor != null) {
+        // Never wait past the give-up time: the watch ends when it says.
+        delay = Math.min(delay, failingSince + transport.reconnectFor.toNanos() + 1_000_000 - now);
+      }
+      reconnectAt = now + Math.max(0, delay);
+      PsstException refusal = transport.lastRefusal.get();
+      setReachable(false, refusal != null ? refusal : lastError);
     }
   }
 
@@ -384,7 +441,8 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
   /** One WatchSecrets call. Its callbacks come on grpc's executor, one at a time. */
   private final class Stream implements ClientResponseObserver<WatchSecretsRequest, dev.psst.v1.WatchEvent> {
     ClientCallStreamObserver<WatchSecretsRequest> call;
-    boolean hadEvents;
+    /** The agent answered: headers or an event arrived. */
+    boolean connected;
     /** No message requested because the buffer is full: the reader requests one when it takes one. */
     boolean starved;
     boolean ended;
@@ -404,9 +462,7 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
         if (stream != this) {
           return;
         }
-        hadEvents = true;
-        failingSince = NEVER;
-        attempt = 0;
+        connectedUnderLock();
         if (WatchEvent.kindOf(event) != null) {
           fold(arrived, event);
         }
@@ -419,6 +475,25 @@ public final class Watch implements AutoCloseable, Iterator<WatchEvent>, Iterabl
       } finally {
         lock.unlock();
       }
+    }
+
+    /** The agent sends its headers as soon as it takes the watch, though a resumed watch may have no event. */
+    void onHeaders() {
+      lock.lock();
+      try {
+        if (stream == this && !closed) {
+          connectedUnderLock();
+        }
+      } finally {
+        lock.unlock();
+      }
+    }
+
+    private void connectedUnderLock() {
+      connected = true;
+      failingSince = NEVER;
+      attempt = 0;
+      setReachable(true, null);
     }
 
     @Override

@@ -59,5 +59,16 @@ class ConfigTest {
     assertThrows(IllegalArgumentException.class, () -> new RetryPolicy(3, Duration.ZERO, Duration.ZERO, 0.5, 0));
     assertThrows(IllegalArgumentException.class, () -> new RetryPolicy(3, Duration.ZERO, Duration.ZERO, 2, 1.5));
     assertThrows(IllegalArgumentException.class, () -> PsstClient.builder().callTimeout(Duration.ZERO));
+    assertThrows(IllegalArgumentException.class, () -> PsstClient.builder().watchMaxBackoff(Duration.ofSeconds(31)));
+  }
+
+  @Test
+  void expectedUidComesFromTheBuilderThenTheEnvironment() {
+    assertEquals(java.util.OptionalInt.empty(), PeerCheck.configured(null, Map.of()));
+    assertEquals(java.util.OptionalInt.of(7), PeerCheck.configured(7, Map.of("PSST_EXPECTED_UID", "5")));
+    assertEquals(null, PeerCheck.configured(-1, Map.of("PSST_EXPECTED_UID", "5")));
+    assertEquals(java.util.OptionalInt.of(5), PeerCheck.configured(null, Map.of("PSST_EXPECTED_UID", "5")));
+    assertEquals(null, PeerCheck.configured(null, Map.of("PSST_EXPECTED_UID", "off")));
+    assertThrows(IllegalArgumentException.class, () -> PeerCheck.configured(null, Map.of("PSST_EXPECTED_UID", "psst")));
   }
 }

@@ -59,6 +59,24 @@ final class FakeAgent implements AutoCloseable {
     return new FakeAgent(socket, secrets);
   }
 
+  /**
+   * Serves GetSecret with {@code argv[1]} as every value on the socket {@code argv[0]}, prints
+   * "ready" and runs until killed: the impostor of PeerCheckTest, run as another user.
+   */
+  public static void main(String[] argv) throws Exception {
+    start(Path.of(argv[0]), new SecretsGrpc.SecretsImplBase() {
+      @Override
+      public void getSecret(dev.psst.v1.GetSecretRequest request, io.grpc.stub.StreamObserver<dev.psst.v1.Secret> out) {
+        out.onNext(dev.psst.v1.Secret.newBuilder().setReference(request.getReference())
+            .setValue(com.google.protobuf.ByteString.copyFromUtf8(argv[1])).setVersionId("1").build());
+        out.onCompleted();
+      }
+    });
+    System.out.println("ready");
+    System.out.flush();
+    Thread.currentThread().join();
+  }
+
   static FakeAgent start(SecretsGrpc.SecretsImplBase secrets) throws IOException {
     return start(tempSocket(), secrets);
   }

@@ -204,11 +204,12 @@ class FakeAgentTest {
       assertArrayEquals("täst".getBytes(StandardCharsets.UTF_8), put.get().getValue().toByteArray());
       client.put("local:demo/z", new byte[] {1, 2, 3});
       assertArrayEquals(new byte[] {1, 2, 3}, put.get().getValue().toByteArray());
-      WhoAmIResponse me = client.whoAmI();
-      assertEquals(1000, me.getCaller().getUid());
-      assertEquals("app", me.getCaller().getUser());
-      assertEquals(List.of("local:demo/**"), me.getGrants(0).getPatternsList());
-      assertEquals(List.of("apps"), me.getMatchedRulesList());
+      Identity me = client.whoAmI();
+      assertEquals(1000, me.caller().uid());
+      assertEquals("app", me.caller().user());
+      assertEquals("process", me.caller().identitySource());
+      assertEquals(List.of(new Identity.Grant("read", List.of("local:demo/**"))), me.grants());
+      assertEquals(List.of("apps"), me.matchedRules());
     }
   }
 

@@ -46,12 +46,12 @@ class LiveAgentTest {
 
   @Test
   void whoAmINamesThisProcessAndTheConformanceRule() throws Exception {
-    WhoAmIResponse me = client.whoAmI();
+    Identity me = client.whoAmI();
     int uid = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
-    assertEquals(uid, me.getCaller().getUid());
-    assertEquals(ProcessHandle.current().pid(), me.getCaller().getPid());
-    assertEquals(List.of("conformance runner"), me.getMatchedRulesList());
-    Grant read = me.getGrantsList().stream().filter(g -> g.getOperation().equals("read")).findFirst().orElseThrow();
+    assertEquals(uid, me.caller().uid());
+    assertEquals(ProcessHandle.current().pid(), me.caller().pid());
+    assertEquals(List.of("conformance runner"), me.matchedRules());
+    Identity.Grant read = me.grants().stream().filter(g -> g.operation().equals("read")).findFirst().orElseThrow();
     assertEquals(
         List.of(
             "local:conf/**",
@@ -59,7 +59,7 @@ class LiveAgentTest {
             "ssm:/conf/**",
             "s3:psst-conformance/conf/**",
             "vault:secret/conf/**"),
-        read.getPatternsList());
+        read.patterns());
   }
 
   @Test

@@ -36,7 +36,7 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class WatchTest {
   /** A fake agent's WatchSecrets whose calls the test drives. */
-  static final class WatchService extends SecretsGrpc.SecretsImplBase {
+  static class WatchService extends SecretsGrpc.SecretsImplBase {
     record Call(WatchSecretsRequest request, StreamObserver<dev.psst.v1.WatchEvent> out) {}
 
     final List<Call> calls = new CopyOnWriteArrayList<>();

@@ -2,12 +2,13 @@
 //!
 //! Layout: `main.rs` is the command line and the one-call commands (`get`, `batch`, `ls`, `put`,
 //! `whoami`, `health`); `output.rs` renders them as JSON; `exec.rs` runs a program with secrets in
-//! its environment; `call/` is the grpcurl-style caller that learns the API from the agent's
+//! its environment; `render/` writes secrets into files from templates and keeps them current; `call/` is the grpcurl-style caller that learns the API from the agent's
 //! server reflection at run time. Exit codes are in [`exit`] and in `psst --help`.
 
 mod call;
 mod exec;
 mod output;
+mod render;
 
 use std::{
     io::{Read, Write},
@@ -210,6 +211,7 @@ enum Command {
         generator: GeneratorArgs,
     },
     Exec(exec::ExecArgs),
+    Render(render::RenderArgs),
     Call(call::CallArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
@@ -327,6 +329,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if let Some(fetch) = cause.downcast_ref::<exec::FetchFailed>() {
             return fetch.exit_code();
+        }
+        if let Some(render) = cause.downcast_ref::<render::RenderFailed>() {
+            return render.exit_code();
         }
         if cause.is::<InvalidInput>() {
             return exit::INVALID;
@@ -475,6 +480,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Exec(args) => {
             drop(stdout);
             return exec::run(&cli.socket, args).await;
+        }
+        Command::Render(args) => {
+            drop(stdout);
+            return render::run(&cli.socket, args).await;
         }
         Command::Call(args) => {
             drop(stdout);

@@ -172,6 +172,23 @@ pub struct CacheInfo {
 }
 
 impl Secret {
+    /// A secret with no stages, creation time or cache information: for tests and fakes of
+    /// code that takes secrets.
+    pub fn new(
+        reference: impl Into<String>,
+        value: Vec<u8>,
+        version_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            reference: reference.into(),
+            value: Zeroizing::new(value),
+            version_id: version_id.into(),
+            stages: Vec::new(),
+            created_at: None,
+            cache: CacheInfo::default(),
+        }
+    }
+
     pub fn value(&self) -> &[u8] {
         &self.value
     }

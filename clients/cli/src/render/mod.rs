@@ -188,8 +188,13 @@ impl fmt::Display for Failure {
 pub async fn run(socket: &Path, args: RenderArgs) -> anyhow::Result<u8> {
     let settings = Settings::from_args(args)?;
     for job in &settings.jobs {
-        write::check_filesystem(&job.destination.path, settings.allow_disk)
-            .map_err(|e| InvalidInput(e.to_string()))?;
+        match write::check_filesystem(&job.destination.path, settings.allow_disk) {
+            Ok(()) => {}
+            Err(e @ write::WriteError::OnDisk { .. }) => {
+                return Err(InvalidInput(e.to_string()).into())
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let mut renderer = Renderer {
         socket: socket.to_owned(),

@@ -596,3 +596,64 @@ fn another_user_can_neither_read_the_file_nor_redirect_the_write() {
     assert!(!peek.status.success(), "{}", describe(&peek));
     assert!(!String::from_utf8_lossy(&peek.stdout).contains("topsecret"));
 }
+
+#[test]
+fn the_example_templates_in_deploy_render_produce_the_files_their_programs_read() {
+    let moto = Moto::start();
+    let agent = agent(Some(&moto), ROOT_ALL);
+    let cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ\n-----END CERTIFICATE-----\n";
+    let key = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\n-----END PRIVATE KEY-----\n";
+    // The certificate as a web form stores it (CRLF), the key with its line breaks escaped.
+    let tls = serde_json::json!({
+        "certificate": cert.replace('\n', "\r\n"),
+        "private_key": key.trim_end().replace('\n', "\\n"),
+    });
+    let db = serde_json::json!({
+        "host": "db.internal", "port": 5432, "username": "orders", "password": "p:w\\d=\u{e9}",
+    });
+    let version = moto.boto3(&format!(
+        "sm.create_secret(Name='prod/web/tls', SecretString={tls:?})\n\
+         print(sm.create_secret(Name='prod/orders/db', SecretString={db:?})['VersionId'])",
+        tls = tls.to_string(),
+        db = db.to_string(),
+    ));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/render");
+    let dir = shm();
+    let config = dir.path().join("render.toml");
+    let entry = |source: &str, dest: &str| {
+        format!(
+            "[[template]]\nsource = \"{}\"\ndestination = \"{}\"\n",
+            examples.join(source).display(),
+            dir.path().join(dest).display()
+        )
+    };
+    fs::write(
+        &config,
+        [
+            entry("nginx-tls.crt.tmpl", "tls.crt"),
+            entry("nginx-tls.key.tmpl", "tls.key"),
+            entry("pgpass.tmpl", ".pgpass"),
+            entry("application.properties.tmpl", "application.properties"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let out = agent.psst(&["render", "--config", config.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(read(&dir.path().join("tls.crt")), cert);
+    assert_eq!(read(&dir.path().join("tls.key")), key);
+    assert_eq!(
+        read(&dir.path().join(".pgpass")),
+        "db.internal:5432:*:orders:p\\:w\\\\d=\u{e9}\n"
+    );
+    assert_eq!(
+        read(&dir.path().join("application.properties")),
+        format!(
+            "# Rendered by psst render from sm:prod/orders/db version {}.\n\
+             spring.datasource.url=jdbc\\:postgresql\\://db.internal\\:5432/orders\n\
+             spring.datasource.username=orders\n\
+             spring.datasource.password=p\\:w\\\\d\\=\\u00E9\n",
+            version.trim()
+        )
+    );
+}

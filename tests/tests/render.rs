@@ -465,6 +465,24 @@ fn a_reader_never_sees_a_partial_or_empty_file_during_many_rerenders() {
         started.elapsed()
     );
     assert!(versions > rounds / 2, "the reader saw {versions} versions");
+
+    // Stopped as a sidecar is (SIGTERM): exit 0, no temporary file left beside the file.
+    let mut watcher = watcher;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watcher.child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = watcher.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", watcher.log());
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".psst-render-")),
+        "{names:?}"
+    );
 }
 
 #[test]

@@ -213,7 +213,16 @@ pub async fn run(socket: &Path, args: RenderArgs) -> anyhow::Result<u8> {
             .into()),
         };
     }
-    renderer.watch(settings.debounce).await
+    // A sidecar is stopped with SIGTERM: stop between renders (writes are synchronous, so none
+    // is cut short and no temporary file is left behind) and exit 0.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    tokio::select! {
+        result = renderer.watch(settings.debounce) => result,
+        _ = term.recv() => Ok(exit::OK),
+        _ = interrupt.recv() => Ok(exit::OK),
+    }
 }
 
 struct Settings {

@@ -10,6 +10,12 @@
 //!
 //! The socket is `$PSST_SOCKET`, else `/run/psst/psst.sock`. Connecting retries for a few seconds
 //! while the agent starts. Errors keep the gRPC code: see [`ErrorKind`].
+//!
+//! Before anything is sent, the client checks who serves the socket: the server's uid, from the
+//! kernel (`SO_PEERCRED`), must be the expected one — the socket file's owner unless
+//! [`ConnectOptions::expected_server_uid`] (or `$PSST_EXPECTED_UID`) names another. A process
+//! that took the socket's place (a stale path re-bound by another user, a proxy run by someone
+//! else) gets no request, so no value written with `put` reaches it.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -40,6 +46,86 @@ pub const DEFAULT_SOCKET: &str = "/run/psst/psst.sock";
 pub const SOCKET_ENV: &str = "PSST_SOCKET";
 /// How long `connect` keeps retrying while the agent is not up yet.
 pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(5);
+/// The environment variable naming the uid the agent must run as (see [`ConnectOptions`]).
+pub const EXPECTED_UID_ENV: &str = "PSST_EXPECTED_UID";
+
+/// How to reach the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    pub socket: PathBuf,
+    /// How long to keep retrying while nothing listens on the socket yet.
+    pub startup_wait: Duration,
+    /// The uid the server must run as; `None`: the socket file's owner.
+    pub expected_server_uid: Option<u32>,
+}
+
+impl ConnectOptions {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            startup_wait: DEFAULT_STARTUP_WAIT,
+            expected_server_uid: None,
+        }
+    }
+
+    /// `$PSST_SOCKET` and `$PSST_EXPECTED_UID`, else the defaults. A `$PSST_EXPECTED_UID` that
+    /// is not a number is an error rather than no check.
+    pub fn from_env() -> Result<Self, Error> {
+        let mut options = Self::new(socket_path());
+        if let Some(text) = std::env::var_os(EXPECTED_UID_ENV).filter(|v| !v.is_empty()) {
+            let uid = text
+                .to_str()
+                .and_then(|t| t.trim().parse().ok())
+                .ok_or_else(|| {
+                    Error::new(
+                        Code::InvalidArgument,
+                        format!(
+                            "${EXPECTED_UID_ENV} is not a uid: {}",
+                            text.to_string_lossy()
+                        ),
+                    )
+                })?;
+            options.expected_server_uid = Some(uid);
+        }
+        Ok(options)
+    }
+}
+
+/// The server on the socket is not who it should be: nothing was sent to it.
+#[derive(Debug)]
+struct UnexpectedServer(String);
+
+impl fmt::Display for UnexpectedServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnexpectedServer {}
+
+/// Connects to `socket` and checks the server's uid before anything is sent on the stream.
+async fn connect_checked(socket: &Path, expected: Option<u32>) -> std::io::Result<UnixStream> {
+    use std::os::unix::fs::MetadataExt;
+    let stream = UnixStream::connect(socket).await?;
+    let server_uid = stream.peer_cred()?.uid();
+    let (expected, why) = match expected {
+        Some(uid) => (uid, "as configured"),
+        // Read after connecting: the owner of the socket that answered, not of an earlier one.
+        None => (std::fs::metadata(socket)?.uid(), "the socket file's owner"),
+    };
+    if server_uid != expected {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            UnexpectedServer(format!(
+                "refusing to talk to the server on {}: it runs as uid {server_uid}, but the agent \
+                 must run as uid {expected} ({why}; set --expect-uid or ${EXPECTED_UID_ENV} if \
+                 the agent runs as another user)",
+                socket.display()
+            )),
+        ));
+    }
+    Ok(stream)
+}
 
 /// The socket path from `$PSST_SOCKET`, else the default.
 pub fn socket_path() -> PathBuf {
@@ -257,9 +343,10 @@ fn time(t: prost_types::Timestamp) -> Option<SystemTime> {
 }
 
 impl Client {
-    /// Connects to `$PSST_SOCKET`, else the default socket.
+    /// Connects to `$PSST_SOCKET`, else the default socket, checking the server's uid against
+    /// `$PSST_EXPECTED_UID`, else the socket's owner.
     pub async fn connect_default() -> Result<Self, Error> {
-        Self::connect(socket_path()).await
+        Self::connect_with(&ConnectOptions::from_env()?).await
     }
 
     /// Connects to the agent's socket, retrying for [`DEFAULT_STARTUP_WAIT`] while it is not
@@ -272,14 +359,21 @@ impl Client {
         socket: impl AsRef<Path>,
         wait: Duration,
     ) -> Result<Self, Error> {
-        let socket = socket.as_ref().to_owned();
-        let deadline = Instant::now() + wait;
+        let mut options = ConnectOptions::new(socket.as_ref());
+        options.startup_wait = wait;
+        Self::connect_with(&options).await
+    }
+
+    pub async fn connect_with(options: &ConnectOptions) -> Result<Self, Error> {
+        let deadline = Instant::now() + options.startup_wait;
         let mut delay = Duration::from_millis(20);
         loop {
-            match Self::connect_once(&socket).await {
+            match Self::connect_once(&options.socket, options.expected_server_uid).await {
                 Ok(client) => return Ok(client),
-                Err(e) if Instant::now() + delay < deadline => {
-                    let _ = e;
+                // Only an agent that is not there yet is waited for; the wrong server is not.
+                Err(e)
+                    if e.kind() == ErrorKind::Unavailable && Instant::now() + delay < deadline =>
+                {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }
@@ -288,28 +382,32 @@ impl Client {
         }
     }
 
-    async fn connect_once(socket: &Path) -> Result<Self, Error> {
+    async fn connect_once(socket: &Path, expected_uid: Option<u32>) -> Result<Self, Error> {
         let path = socket.to_owned();
         // The URI is required by the API but unused: the connector below dials the socket.
-        let channel =
-            Endpoint::from_static("http://localhost")
-                .connect_with_connector(tower::service_fn(move |_| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
-                    }
-                }))
-                .await
-                .map_err(|e| {
-                    Error::new(
-                        Code::Unavailable,
-                        format!(
-                            "cannot connect to the psst agent at {}: {}",
-                            socket.display(),
-                            source_chain(&e)
-                        ),
-                    )
-                })?;
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        connect_checked(&path, expected_uid).await?,
+                    ))
+                }
+            }))
+            .await
+            .map_err(|e| {
+                if let Some(unexpected) = find_source::<UnexpectedServer>(&e) {
+                    return Error::new(Code::FailedPrecondition, unexpected.to_string());
+                }
+                Error::new(
+                    Code::Unavailable,
+                    format!(
+                        "cannot connect to the psst agent at {}: {}",
+                        socket.display(),
+                        source_chain(&e)
+                    ),
+                )
+            })?;
         Ok(Self {
             secrets: SecretsClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
@@ -646,6 +744,27 @@ fn coalesce(batch: Vec<pb::WatchEvent>) -> Vec<pb::WatchEvent> {
         }
     }
     out
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        // An io::Error hides its custom payload from `source()`.
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<T>())
+        {
+            return Some(inner);
+        }
+        current = error.source();
+    }
+    None
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -185,7 +185,7 @@ impl fmt::Display for Failure {
     }
 }
 
-pub async fn run(socket: &Path, args: RenderArgs) -> anyhow::Result<u8> {
+pub async fn run(agent: &psst_client::ConnectOptions, args: RenderArgs) -> anyhow::Result<u8> {
     let settings = Settings::from_args(args)?;
     for job in &settings.jobs {
         match write::check_filesystem(&job.destination.path, settings.allow_disk) {
@@ -197,7 +197,7 @@ pub async fn run(socket: &Path, args: RenderArgs) -> anyhow::Result<u8> {
         }
     }
     let mut renderer = Renderer {
-        socket: socket.to_owned(),
+        agent: agent.clone(),
         jobs: settings.jobs,
         secrets: Secrets::new(),
         client: None,
@@ -309,7 +309,7 @@ impl Round {
 }
 
 struct Renderer {
-    socket: PathBuf,
+    agent: psst_client::ConnectOptions,
     jobs: Vec<Job>,
     /// Every secret fetched or pushed so far, by the reference as the templates wrote it.
     secrets: Secrets,
@@ -321,7 +321,7 @@ impl Renderer {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
-        let client = Client::connect(&self.socket).await?;
+        let client = Client::connect_with(&self.agent).await?;
         self.client = Some(client.clone());
         Ok(client)
     }

@@ -86,8 +86,8 @@ pub fn written(w: &Written) -> Value {
     })
 }
 
-pub fn whoami(who: &proto::WhoAmIResponse) -> Value {
-    let c = who.caller.clone().unwrap_or_default();
+pub fn whoami(who: &psst_client::Identity) -> Value {
+    let c = &who.caller;
     json!({
         "caller": {
             "uid": c.uid,
@@ -112,8 +112,8 @@ pub fn whoami(who: &proto::WhoAmIResponse) -> Value {
 }
 
 /// The aligned, human form of `whoami`.
-pub fn whoami_text(who: &proto::WhoAmIResponse) -> String {
-    let c = who.caller.clone().unwrap_or_default();
+pub fn whoami_text(who: &psst_client::Identity) -> String {
+    let c = &who.caller;
     let named = |id: u32, name: &str| {
         if name.is_empty() {
             id.to_string()

@@ -426,7 +426,7 @@ impl Renderer {
     ) {
         let references: Vec<&String> = references.iter().collect();
         let results = match self.client().await {
-            Ok(mut client) => client.batch_get(&references).await,
+            Ok(client) => client.batch_get(&references).await,
             Err(e) => Err(e),
         };
         match results {

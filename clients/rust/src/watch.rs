@@ -9,7 +9,7 @@ use std::{
 
 use futures_util::{Stream, StreamExt};
 
-use crate::{pb, Client, Code, Error, ErrorKind, Secret, DEFAULT_STARTUP_WAIT};
+use crate::{pb, Client, Code, Error, Secret, DEFAULT_STARTUP_WAIT};
 
 /// The longest pause between two reconnection attempts of a watch.
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(30);
@@ -34,6 +34,8 @@ pub struct WatchEvent {
 /// lasted [`DEFAULT_STARTUP_WAIT`], one `Err` of kind [`ErrorKind::Unavailable`] says so (a
 /// status item: the stream goes on, and resumes without repeating a version when the agent is
 /// back). Any other error (denied, not found, invalid) is the stream's last item.
+///
+/// [`ErrorKind::Unavailable`]: crate::ErrorKind::Unavailable
 pub struct Watch {
     inner: Pin<Box<dyn Stream<Item = Result<WatchEvent, Error>> + Send>>,
 }
@@ -119,15 +121,13 @@ impl State {
                     }
                     Err(status) => {
                         let error = Error::from(status);
-                        if error.kind() != ErrorKind::Unavailable {
+                        // A server going down can also cancel the call being made.
+                        if !is_broken_connection(&error) {
                             self.ended = true;
                             return Some(Err(error));
                         }
                         let since = *self.outage.get_or_insert_with(Instant::now);
-                        let report = !self.reported && since.elapsed() >= DEFAULT_STARTUP_WAIT;
-                        tokio::time::sleep(jittered(self.delay)).await;
-                        self.delay = (self.delay * 2).min(MAX_RECONNECT_DELAY);
-                        if report {
+                        if !self.reported && since.elapsed() >= DEFAULT_STARTUP_WAIT {
                             self.reported = true;
                             return Some(Err(Error::new(
                                 Code::Unavailable,
@@ -138,6 +138,8 @@ impl State {
                                 ),
                             )));
                         }
+                        tokio::time::sleep(jittered(self.delay)).await;
+                        self.delay = (self.delay * 2).min(MAX_RECONNECT_DELAY);
                         continue;
                     }
                 }

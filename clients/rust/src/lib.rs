@@ -22,6 +22,11 @@ mod source;
 mod watch;
 
 pub use source::{Source, SourceStatus};
+
+/// The README's examples, compiled as doctests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use watch::{Watch, WatchEvent};
 
 use std::{

@@ -675,3 +675,80 @@ fn the_example_templates_in_deploy_render_produce_the_files_their_programs_read(
         )
     );
 }
+
+#[test]
+fn a_replaced_file_signals_the_pid_files_process_and_reloads_the_unit_once_each() {
+    let agent = agent(None, ROOT_ALL);
+    put(&agent, "local:app/cfg", "a");
+    let dir = shm();
+    let template = dir.path().join("t");
+    fs::write(&template, "{{ secret('local:app/cfg') }}\n").unwrap();
+    // systemctl is not usable in this container: a stand-in on PATH records how it was called.
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("systemctl-calls");
+    fs::write(
+        bin.join("systemctl"),
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // A daemon that re-reads its config on SIGHUP, and says so.
+    let hups = dir.path().join("hups");
+    let mut daemon = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap 'echo hup >> {}' HUP; while :; do sleep 0.05; done",
+            hups.display()
+        ))
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("daemon.pid");
+    fs::write(&pid_file, format!("{}\n", daemon.id())).unwrap();
+
+    let config = dir.path().join("render.toml");
+    fs::write(
+        &config,
+        format!(
+            "[[template]]\nsource = \"{t}\"\ndestination = \"{d}/a.conf\"\nsignal = \"SIGHUP\"\npid_file = \"{p}\"\n\
+             [[template]]\nsource = \"{t}\"\ndestination = \"{d}/b.conf\"\nreload_unit = \"app.service\"\n\
+             [[template]]\nsource = \"{t}\"\ndestination = \"{d}/c.conf\"\nreload_unit = \"app.service\"\n",
+            t = template.display(),
+            d = dir.path().display(),
+            p = pid_file.display()
+        ),
+    )
+    .unwrap();
+    let render = || {
+        let out = agent
+            .psst_command(&["render", "--config", config.to_str().unwrap()])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+    };
+    render();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !hups.exists() && !calls.exists(),
+        "created files reload nothing"
+    );
+    render();
+    assert!(!calls.exists(), "unchanged files reload nothing");
+
+    put(&agent, "local:app/cfg", "b");
+    render();
+    assert!(eventually(Duration::from_secs(5), || read(&hups) == "hup\n"));
+    assert_eq!(
+        read(&calls),
+        "reload -- app.service\n",
+        "two files, one unit: one reload"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use psst_client::{proto, Secret, SecretMetadata, WatchEvent, Written};
+use psst_client::{Secret, SecretMetadata, WatchEvent, Written};
 use serde_json::{json, Value};
 
 /// A secret with its metadata. The value is a JSON string: its text when it is UTF-8, else its
@@ -61,7 +61,7 @@ pub fn watch_event(e: &WatchEvent, with_values: bool) -> Value {
     event
 }
 
-pub fn rotated(r: &proto::RotateSecretResponse) -> Value {
+pub fn rotated(r: &psst_client::Rotated) -> Value {
     json!({
         "reference": r.reference,
         "version_id": r.version_id,

@@ -348,6 +348,18 @@ pub struct SecretMetadata {
     pub updated_at: Option<SystemTime>,
 }
 
+/// What a `rotate` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotated {
+    /// The new current version as a reference with a version selector.
+    pub reference: String,
+    pub version_id: String,
+    pub previous_version_id: String,
+    /// The backend runs the rotation itself (a Secrets Manager rotation Lambda): the new version
+    /// appears when it finishes, and watchers see it then.
+    pub delegated: bool,
+}
+
 /// The version a `put` wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -588,17 +600,24 @@ impl Client {
         reference: &str,
         generator: Option<pb::GeneratorOptions>,
         json_key: Option<&str>,
-    ) -> Result<pb::RotateSecretResponse, Error> {
-        self.unary(|| {
-            let mut secrets = self.secrets.clone();
-            let request = pb::RotateSecretRequest {
-                reference: reference.to_owned(),
-                generator: generator.clone(),
-                json_key: json_key.unwrap_or_default().to_owned(),
-            };
-            async move { secrets.rotate_secret(request).await }
+    ) -> Result<Rotated, Error> {
+        let response = self
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                let request = pb::RotateSecretRequest {
+                    reference: reference.to_owned(),
+                    generator: generator.clone(),
+                    json_key: json_key.unwrap_or_default().to_owned(),
+                };
+                async move { secrets.rotate_secret(request).await }
+            })
+            .await?;
+        Ok(Rotated {
+            reference: response.reference,
+            version_id: response.version_id,
+            previous_version_id: response.previous_version_id,
+            delegated: response.delegated,
         })
-        .await
     }
 
     /// A random value from the agent's CSPRNG, generated as `options` say. Nothing is stored.

@@ -27,7 +27,7 @@ pub use source::{Source, SourceStatus};
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
-pub use watch::{Watch, WatchEvent};
+pub use watch::{Watch, WatchEvent, MAX_RECONNECT_DELAY};
 
 use std::{
     fmt,

@@ -16,8 +16,12 @@ Output, one record per line, fields separated by tabs:
     socket     WHERE  PATH                   a socket path: server.socket, PSST_SOCKET, ListenStream
     socketdir  WHERE  DIR                    a directory shared as the socket directory
     bundle     ID     HOSTDIR  MOUNTDIR      config files that a deployment shows at MOUNTDIR
+    render     ID     HOSTDIR  MOUNTDIR      a psst render config and its templates, shown at
+                                             MOUNTDIR; then one `dest ID DIR` per directory the
+                                             deployment gives it (a tmpfs) for its files
     command    WHERE  BUNDLE   ARGV          a psst or psstd command line (ARGV joined by \\x1f);
-                                             BUNDLE is the config bundle it runs with, or -
+                                             BUNDLE is the config bundle it runs with (for
+                                             psst render: its render bundle), or -
     skip       CHECK  REASON                 a check that could not run here, and why
     error      WHERE  MESSAGE                a problem (the exit status is then 1)
 """
@@ -47,14 +51,17 @@ KNOWN_FILES = {
     "systemd/psstd.service",
     "systemd/psstd.socket",
     "systemd/psst.sysusers",
+    "systemd/psst-render@.service",
     "kubernetes/daemonset.yaml",
     "kubernetes/app.yaml",
     "kubernetes/sidecar.yaml",
+    "kubernetes/render.yaml",
     "ecs/Dockerfile",
     "ecs/daemon-task.json",
     "ecs/daemon-service.json",
     "ecs/app-task.json",
     "ecs/sidecar-task.json",
+    "ecs/render-task.json",
     "ecs/config/psstd.toml",
     "ecs/config/policy.toml",
     "ecs/config/sidecar.toml",
@@ -66,8 +73,19 @@ KNOWN_FILES = {
     "container/Dockerfile.dockerignore",
     "container/psstd.toml",
     "container/policy.toml",
+    "render/README.md",
+    "render/nginx.toml",
+    "render/orders.toml",
+    "render/nginx-tls.crt.tmpl",
+    "render/nginx-tls.key.tmpl",
+    "render/pgpass.tmpl",
+    "render/application.properties.tmpl",
 }
-CHECKED_DIRS = ("systemd", "kubernetes", "ecs", "compose", "container")
+CHECKED_DIRS = ("systemd", "kubernetes", "ecs", "compose", "container", "render")
+# Where the ECS image puts deploy/render/ (deploy/ecs/Dockerfile) and the VM install guide too.
+RENDER_DIR = "/etc/psst/render"
+# The instance deploy/systemd/psst-render@.service is checked as (deploy/render/nginx.toml).
+RENDER_INSTANCE = "nginx"
 
 
 class Report:
@@ -97,6 +115,18 @@ class Report:
 
     def command(self, where, bundle, argv):
         self.record("command", where, bundle or "-", "\x1f".join(argv))
+
+    def render_bundle(self, bundle_id, files, mountdir, dest_dirs):
+        """A psst render config and its templates (name -> text) under OUTDIR/render/ID, and the
+        memory-backed directories the deployment gives it for its files."""
+        hostdir = self.out / "render" / bundle_id
+        hostdir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (hostdir / name).write_text(text)
+        self.record("render", bundle_id, hostdir, mountdir)
+        for d in sorted(dest_dirs):
+            self.record("dest", bundle_id, d)
+        return bundle_id
 
     def bundle(self, bundle_id, files, mountdir):
         """Writes `files` (name -> text) under OUTDIR/bundles/ID and records it."""
@@ -200,7 +230,59 @@ def check_invocation(report, where, argv, bundle):
     name = Path(argv[0]).name
     if argv[0] != f"{INSTALL_DIR}/{name}":
         report.error(where, f"call {name} as {INSTALL_DIR}/{name} (where the image installs it), not {argv[0]}")
-    report.command(where, bundle if name == "psstd" else None, argv)
+    report.command(where, bundle if name == "psstd" or "render" in argv[1:] else None, argv)
+
+
+def render_config(argv):
+    """The --config of a `psst render` command line, else None."""
+    args = argv[1:]
+    if "render" not in args:
+        return None
+    if "--config" not in args[args.index("render"):]:
+        return None
+    i = args.index("--config")
+    return args[i + 1] if i + 1 < len(args) else None
+
+
+def check_render(report, where, argv, files, mountdir, memory_dirs, bundle_id):
+    """A psst render command line with its config `files` (name -> text) shown at `mountdir`:
+    the config names templates that are there and destinations in `memory_dirs` (the
+    deployment's tmpfs mounts). Records the render bundle; returns its id (or None)."""
+    config = render_config(argv)
+    if config is None:
+        report.error(where, "psst render in a deployment takes its templates from --config FILE")
+        return None
+    if str(Path(config).parent) != mountdir:
+        report.error(where, f"--config {config} is not in the directory the deployment shows at {mountdir}")
+        return None
+    name = Path(config).name
+    if name not in files:
+        report.error(where, f"--config {config}: no {name} at {mountdir}")
+        return None
+    try:
+        data = tomllib.loads(files[name])
+    except tomllib.TOMLDecodeError as e:
+        report.error(where, f"{name} is not valid TOML: {e}")
+        return None
+    dest_dirs = set()
+    for i, template in enumerate(data.get("template", [])):
+        source = template.get("source")
+        if source is not None and source not in files:
+            report.error(where, f"{name} template {i + 1}: source {source} is not beside it at {mountdir}")
+        dest = Path(template.get("destination", ""))
+        if str(dest.parent) not in memory_dirs:
+            report.error(where, f"{name} template {i + 1}: {dest} is not in a memory-backed mount ({sorted(memory_dirs)}): the secrets would be on disk")
+        dest_dirs.add(str(dest.parent))
+    if not data.get("template"):
+        report.error(where, f"{name} renders no template")
+    if "--allow-disk" in argv or data.get("allow_disk"):
+        report.error(where, "deployments keep rendered secrets in memory: no --allow-disk / allow_disk")
+    return report.render_bundle(bundle_id, files, mountdir, dest_dirs)
+
+
+def render_files():
+    """deploy/render/, as the ECS image and the VM guide install it."""
+    return {p.name: p.read_text() for p in sorted((DEPLOY / "render").iterdir()) if p.is_file()}
 
 
 def is_health_probe(argv):
@@ -425,6 +507,31 @@ def check_systemd(report):
         report.error(where, "SocketMode=0666 expected (the policy decides, as with server.socket_mode)")
     if socket.get(("Socket", "Accept"), ["no"])[-1] != "no":
         report.error(where, "Accept=no expected: one psstd serves every connection")
+    check_render_unit(report)
+
+
+def check_render_unit(report):
+    """deploy/systemd/psst-render@.service, as the instance deploy/render/nginx.toml serves."""
+    path = DEPLOY / "systemd/psst-render@.service"
+    where = rel(path)
+    unit = unit_directives(path)
+    runtime = unit.get(("Service", "RuntimeDirectory"), [""])[-1]
+    if runtime != "psst-render/%i":
+        report.error(where, f"RuntimeDirectory=psst-render/%i expected (the files' tmpfs), found {runtime!r}")
+    for key, want in {"ProtectSystem": "strict", "NoNewPrivileges": "true", "UMask": "0077", "LimitCORE": "0"}.items():
+        got = unit.get(("Service", key))
+        if got is None or got[-1] != want:
+            report.error(where, f"[Service] {key}={want} expected, found {got}")
+    starts = unit.get(("Service", "ExecStart"), [])
+    if len(starts) != 1:
+        report.error(where, "one ExecStart expected")
+        return
+    argv = [a.replace("%i", RENDER_INSTANCE) for a in shlex.split(starts[0])]
+    if argv[1:3] != ["render", "--watch"]:
+        report.error(where, "ExecStart must run psst render --watch")
+    memory_dirs = {f"/run/{runtime.replace('%i', RENDER_INSTANCE)}"}
+    bundle = check_render(report, f"{where}:ExecStart", argv, render_files(), RENDER_DIR, memory_dirs, "systemd-render")
+    check_invocation(report, f"{where}:ExecStart", argv, bundle)
 
 
 # === Kubernetes ===
@@ -514,7 +621,10 @@ def check_pod(report, where, workload, spec, namespace, configmaps, image_argv):
             check_invocation(report, f"{cwhere}:probe", cmd, None)
         for inv in invocations:
             if Path(inv[0]).name == "psst":
-                check_invocation(report, f"{cwhere}:command", inv, None)
+                bundle = None
+                if "render" in inv[1:]:
+                    bundle = check_pod_render(report, cwhere, container, is_init, inv, mounts, volumes, namespace, configmaps)
+                check_invocation(report, f"{cwhere}:command", inv, bundle)
         if invocations or probes or "PSST_SOCKET" in env:
             mount = mounts.get(SOCKET_VOLUME)
             if not mount:
@@ -529,6 +639,32 @@ def check_pod(report, where, workload, spec, namespace, configmaps, image_argv):
         report.error(where, f"no {SOCKET_VOLUME} volume")
     if workload["kind"] == "DaemonSet" and runs_agent and spec.get("hostPID") is not True:
         report.error(where, "the DaemonSet agent needs hostPID: true to identify callers in other pods")
+
+
+def check_pod_render(report, where, container, is_init, argv, mounts, volumes, namespace, configmaps):
+    """psst render in a pod: --once in an init container, --watch in a native sidecar, the
+    config from a ConfigMap, the files in an emptyDir with medium: Memory."""
+    if "--watch" in argv and not (is_init and container.get("restartPolicy") == "Always"):
+        report.error(where, "psst render --watch runs as a native sidecar: an init container with restartPolicy: Always")
+    if "--watch" not in argv and not (is_init and "restartPolicy" not in container):
+        report.error(where, "psst render --once runs as an init container, so the app starts with its files")
+    config = render_config(argv)
+    mount = next((m for m in mounts.values() if config and str(Path(config).parent) == m["mountPath"]), None)
+    cm_name = volumes.get(mount["name"], {}).get("configMap", {}).get("name") if mount else None
+    cm = configmaps.get((namespace, cm_name))
+    if cm is None:
+        report.error(where, f"psst render --config {config}: not in a ConfigMap of deploy/kubernetes/ mounted at its directory")
+        return None
+    for name, text in cm["data"].items():
+        example = DEPLOY / "render" / name
+        if name.endswith(".tmpl") and (not example.is_file() or example.read_text() != text):
+            report.error(where, f"ConfigMap {cm_name}: {name} differs from deploy/render/{name}")
+    memory_dirs = {
+        m["mountPath"]
+        for m in mounts.values()
+        if volumes.get(m["name"], {}).get("emptyDir", {}).get("medium") == "Memory" and not m.get("readOnly")
+    }
+    return check_render(report, where, argv, cm["data"], mount["mountPath"], memory_dirs, f"k8s-{namespace}-{cm_name}")
 
 
 def check_agent_container(report, where, workload, spec, container, is_init, probes, mounts, volumes, namespace, configmaps, invocations):
@@ -579,6 +715,7 @@ def check_ecs(report, bundle):
         ("daemon-task.json", "RegisterTaskDefinition"),
         ("app-task.json", "RegisterTaskDefinition"),
         ("sidecar-task.json", "RegisterTaskDefinition"),
+        ("render-task.json", "RegisterTaskDefinition"),
         ("daemon-service.json", "CreateService"),
     ):
         path = DEPLOY / "ecs" / name
@@ -618,6 +755,16 @@ def check_task(report, where, task, bundle, grace):
                 report.error(cwhere, f"healthCheck must be [CMD, {INSTALL_DIR}/psst, health], not {health}")
             check_invocation(report, f"{cwhere}:healthCheck", health[1:], None)
         for inv in invocations:
+            if Path(inv[0]).name == "psst" and "render" in inv[1:]:
+                memory_dirs = {
+                    m["containerPath"]
+                    for m in c.get("mountPoints", [])
+                    if volumes.get(m["sourceVolume"], {}).get("dockerVolumeConfiguration", {}).get("driverOpts", {}).get("type") == "tmpfs"
+                    and not m.get("readOnly")
+                }
+                render = check_render(report, cwhere, inv, render_files(), RENDER_DIR, memory_dirs, "ecs-render")
+                check_invocation(report, f"{cwhere}:command", inv, render)
+                continue
             check_invocation(report, f"{cwhere}:command", inv, bundle)
         if invocations or health or "PSST_SOCKET" in env:
             mount = mounts.get(SOCKET_VOLUME)

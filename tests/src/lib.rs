@@ -200,6 +200,16 @@ impl Agent {
         self.spawn();
     }
 
+    /// Stops the agent, leaves it down for `down`, and starts it again with the same config,
+    /// state and socket: longer than a client's own reconnect window, for clients that must
+    /// never give up.
+    pub fn restart_after(&mut self, down: Duration) {
+        let status = self.stop();
+        assert!(status.success(), "{status}");
+        std::thread::sleep(down);
+        self.spawn();
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {

@@ -166,7 +166,7 @@ async fn a_hundred_concurrent_gets_of_an_uncached_secret_read_the_store_once() {
     let start = Arc::new(tokio::sync::Barrier::new(100));
     let tasks: Vec<_> = clients
         .into_iter()
-        .map(|mut client| {
+        .map(|client| {
             let start = Arc::clone(&start);
             tokio::spawn(async move {
                 start.wait().await;
@@ -194,7 +194,7 @@ async fn a_hundred_concurrent_gets_of_an_uncached_secret_read_the_store_once() {
 #[tokio::test]
 async fn malformed_references_are_invalid_argument_over_grpc() {
     let agent = Agent::dev();
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     for reference in [
         "",
         "nobackend",
@@ -231,7 +231,7 @@ async fn oversized_requests_are_refused_and_change_nothing() {
         "[[rule]]\nname = \"me\"\ncaller = { uid = [0] }\nallow = { read = [\"local:**\"], write = [\"local:**\"] }\n",
         "[limits]\nmax_value_bytes = 4096\n",
     );
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     client.put("local:a", b"original").await.unwrap();
     let too_big_value = client.put("local:a", &vec![1u8; 4097]).await.unwrap_err();
     assert_eq!(
@@ -538,7 +538,7 @@ fn serves_a_socket_passed_by_systemd() {
 #[tokio::test]
 async fn whoami_and_list_over_grpc() {
     let agent = Agent::dev();
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     client.put("local:x/one", b"1").await.unwrap();
     client.put("local:x/two", b"2").await.unwrap();
     client.put("local:x/two", b"22").await.unwrap();
@@ -549,7 +549,7 @@ async fn whoami_and_list_over_grpc() {
         .collect();
     assert_eq!(got, [("local:x/one", "1"), ("local:x/two", "2")]);
     let who = client.whoami().await.unwrap();
-    let caller = who.caller.unwrap();
+    let caller = who.caller;
     assert_eq!(caller.pid as u32, std::process::id());
     assert_eq!(caller.identity_source, "process");
     let secret = client.get("local:x/two?version=1").await.unwrap();

@@ -161,10 +161,10 @@ async fn a_name_a_full_arn_and_a_partial_arn_share_one_entry() {
          print(sm.create_secret(Name='shared/two', SecretString='v2')['ARN'])",
     );
     let arns: Vec<&str> = arns.lines().collect();
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     let calls_for = |spellings: Vec<String>, value: &'static [u8]| {
         let before = w.proxy.count("secretsmanager.GetSecretValue");
-        let mut client = client.clone();
+        let client = client.clone();
         async move {
             for _ in 0..2 {
                 for reference in &spellings {
@@ -227,7 +227,7 @@ async fn a_cold_burst_of_a_hundred_gets_makes_one_aws_call() {
         let start = Arc::new(tokio::sync::Barrier::new(100));
         let tasks: Vec<_> = clients
             .into_iter()
-            .map(|mut c| {
+            .map(|c| {
                 let start = Arc::clone(&start);
                 tokio::spawn(async move {
                     start.wait().await;
@@ -254,7 +254,7 @@ async fn batches_are_packed_into_batch_calls() {
         "for i in range(25):\n    ssm.put_parameter(Name=f'/batch/p{i}', Value=f'value-{i}', Type='SecureString')\n\
          for i in range(25):\n    sm.create_secret(Name=f'batch/s{i}', SecretString=f'secret-{i}')\n",
     );
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     let mut refs: Vec<String> = (0..25).map(|i| format!("ssm:/batch/p{i}")).collect();
     refs.push("ssm:/batch/missing".into());
     refs.extend((0..25).map(|i| format!("sm:batch/s{i}")));
@@ -308,7 +308,7 @@ async fn listings_page_through_everything() {
          for i in range(110):\n    sm.create_secret(Name=f'list/s{i:03}', SecretString='v')\n\
          sm.create_secret(Name='other/y', SecretString='v')\n",
     );
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     let params = client.list("ssm:/list/").await.unwrap();
     assert_eq!(params.len(), 60);
     assert_eq!(params[0].reference, "ssm:/list/p00");
@@ -332,7 +332,7 @@ async fn listings_page_through_everything() {
 #[tokio::test]
 async fn writes_through_the_agent_are_new_versions() {
     let w = world("", "");
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     let first = client.put("ssm:/w/param", b"one").await.unwrap();
     assert_eq!(
         (first.reference.as_str(), first.version_id.as_str()),
@@ -384,7 +384,7 @@ async fn an_unreachable_backend_serves_stale_then_unavailable_then_recovers() {
     );
     w.moto
         .boto3("sm.create_secret(Name='flaky', SecretString='cached-value')");
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     let fresh = client.get("sm:flaky").await.unwrap();
     assert!(!fresh.cache.stale);
 
@@ -428,7 +428,7 @@ async fn the_rate_limit_holds_under_a_burst() {
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(i, mut c)| {
+        .map(|(i, c)| {
             tokio::spawn(async move { c.get(&format!("ssm:/burst/p{i}")).await.map(|_| ()) })
         })
         .collect();

@@ -54,6 +54,9 @@ struct Manifests {
     socket_dirs: Vec<(String, String)>,
     /// Bundle id -> (directory with the files, where the deployment mounts them).
     bundles: BTreeMap<String, (PathBuf, PathBuf)>,
+    /// psst render bundle id -> (directory with its config and templates, where the deployment
+    /// mounts them, the memory-backed directories its files go to).
+    renders: BTreeMap<String, (PathBuf, PathBuf, BTreeSet<PathBuf>)>,
     commands: Vec<CommandLine>,
 }
 
@@ -90,6 +93,7 @@ fn check_manifests(report_skips: bool) -> Manifests {
         sockets: Vec::new(),
         socket_dirs: Vec::new(),
         bundles: BTreeMap::new(),
+        renders: BTreeMap::new(),
         commands: Vec::new(),
     };
     for line in stdout.lines() {
@@ -105,6 +109,20 @@ fn check_manifests(report_skips: bool) -> Manifests {
                 manifests
                     .bundles
                     .insert(id.to_string(), (PathBuf::from(host), PathBuf::from(mount)));
+            }
+            ["render", id, host, mount] => {
+                manifests.renders.insert(
+                    id.to_string(),
+                    (PathBuf::from(host), PathBuf::from(mount), BTreeSet::new()),
+                );
+            }
+            ["dest", id, dir] => {
+                manifests
+                    .renders
+                    .get_mut(*id)
+                    .expect("dest after its render record")
+                    .2
+                    .insert(PathBuf::from(dir));
             }
             ["command", origin, bundle, argv] => manifests.commands.push(CommandLine {
                 origin: origin.to_string(),
@@ -219,7 +237,14 @@ fn every_command_line_and_config_is_accepted_by_the_binaries() {
         match program.strip_prefix(&format!("{INSTALL_DIR}/")) {
             Some("psst") => {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let out = agent.psst(&args, None);
+                let out = match command
+                    .bundle
+                    .as_ref()
+                    .and_then(|b| manifests.renders.get(b))
+                {
+                    Some(render) => psst_render_as_deployed(&agent, render, &args),
+                    None => agent.psst(&args, None),
+                };
                 let stderr = String::from_utf8_lossy(&out.stderr);
                 let answered = match out.status.code() {
                     Some(0) => true,
@@ -320,6 +345,55 @@ fn every_command_line_and_config_is_accepted_by_the_binaries() {
             "bundle {id}: {unchecked:?} is neither a config nor a policy a config names"
         );
     }
+}
+
+/// `psst render ARGS` with its config and templates where the deployment mounts them and a
+/// fresh tmpfs directory at each destination directory, in a private mount namespace. `--watch`
+/// becomes `--once`: it renders the same way first, then would follow the secrets forever
+/// (tests/tests/render.rs tests the following). The agent's policy grants nothing, so a command
+/// line that parses, finds its templates and passes the tmpfs check ends in PERMISSION_DENIED.
+fn psst_render_as_deployed(
+    agent: &Agent,
+    (host, mount, dest_dirs): &(PathBuf, PathBuf, BTreeSet<PathBuf>),
+    args: &[&str],
+) -> Output {
+    let scratch: Vec<tempfile::TempDir> = dest_dirs
+        .iter()
+        .map(|_| tempfile::tempdir_in("/dev/shm").expect("/dev/shm is a tmpfs"))
+        .collect();
+    let targets: Vec<(&Path, &Path)> = std::iter::once((host.as_path(), mount.as_path()))
+        .chain(
+            scratch
+                .iter()
+                .map(|d| d.path())
+                .zip(dest_dirs.iter().map(PathBuf::as_path)),
+        )
+        .collect();
+    // in_mount_namespace creates a missing target only in a parent that exists: an empty
+    // directory goes first at each missing ancestor (/etc/psst for /etc/psst/render).
+    let empty = tempfile::tempdir().unwrap();
+    let mut ancestors: Vec<&Path> = targets
+        .iter()
+        .flat_map(|(_, target)| target.ancestors().skip(1))
+        .filter(|a| !a.exists() && a.parent().is_some_and(Path::exists))
+        .collect();
+    ancestors.sort();
+    ancestors.dedup();
+    let mut mounts: Vec<(&Path, &Path)> =
+        ancestors.into_iter().map(|a| (empty.path(), a)).collect();
+    mounts.extend(targets);
+    let psst = psst_bin();
+    let mut argv: Vec<&std::ffi::OsStr> = vec![
+        psst.as_os_str(),
+        "--socket".as_ref(),
+        agent.socket.as_os_str(),
+    ];
+    argv.extend(
+        args.iter()
+            .map(|a| if *a == "--watch" { "--once" } else { *a })
+            .map(std::ffi::OsStr::new),
+    );
+    in_mount_namespace(&mounts, &argv)
 }
 
 /// The config a psstd command line reads: `check-config PATH`, else `--config`/`-c`, else the
@@ -423,6 +497,10 @@ fn systemd_units_pass_systemd_analyze_verify() {
         return;
     }
     let units = repo().join("deploy/systemd");
+    // A template unit is verified as an instance: the one deploy/render/nginx.toml serves.
+    let instances = tempfile::tempdir().unwrap();
+    let render_unit = instances.path().join("psst-render@nginx.service");
+    fs::copy(units.join("psst-render@.service"), &render_unit).unwrap();
     // The units run /usr/local/bin/psstd: show the binaries just built there, in the namespace.
     let bin = tempfile::tempdir().unwrap();
     for name in ["psstd", "psst"] {
@@ -436,6 +514,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
             "verify".as_ref(),
             units.join("psstd.socket").as_os_str(),
             units.join("psstd.service").as_os_str(),
+            render_unit.as_os_str(),
         ],
     );
     let text = format!(
@@ -444,7 +523,10 @@ fn systemd_units_pass_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
     // verify exits 0 on warnings (an unknown key, a bad value): any line about our units fails.
-    let ours: Vec<&str> = text.lines().filter(|l| l.contains("psstd.")).collect();
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("psstd.") || l.contains("psst-render@"))
+        .collect();
     assert!(
         out.status.success() && ours.is_empty(),
         "systemd-analyze verify:\n{}",

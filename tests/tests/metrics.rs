@@ -54,7 +54,7 @@ async fn the_metrics_endpoint_shows_the_counters_moving() {
     let before = scrape(port);
     assert_eq!(sample(&before, "psst_cache_hits_total"), 0.0);
 
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     client.put("local:app/db", VALUE.as_bytes()).await.unwrap();
     client.get("local:app/db").await.unwrap(); // miss
     client.get("local:app/db").await.unwrap(); // hit

@@ -128,7 +128,7 @@ async fn watchers_see_rotations_made_outside_the_agent() {
     assert_eq!(second.secret.as_ref().unwrap().value(), b"k2");
 
     // Readers of the cache got the new value too (the poller refreshed it).
-    let mut reader = agent.client().await;
+    let reader = agent.client().await;
     assert_eq!(reader.get("ssm:/app/key").await.unwrap().value(), b"k2");
 }
 
@@ -174,7 +174,7 @@ async fn a_thousand_watchers_cost_one_poll_per_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_watcher_gets_only_the_newest_version() {
     let agent = agent("200ms", None, EVERYTHING);
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     client.put("local:slow/s", b"v1").await.unwrap();
     let mut slow = client.watch(&["local:slow/s"]);
     let mut fast = client.watch(&["local:slow/s"]);
@@ -213,7 +213,7 @@ async fn a_slow_watcher_gets_only_the_newest_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_grant_ends_the_stream_with_permission_denied() {
     let agent = agent("200ms", None, EVERYTHING);
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     client.put("local:revoked/s", b"v").await.unwrap();
     let mut watch = client.watch(&["local:revoked/s"]);
     next(&mut watch, Duration::from_secs(4)).await;
@@ -239,7 +239,7 @@ async fn revoking_the_grant_ends_the_stream_with_permission_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_resumes_after_an_agent_restart_without_repeating_a_version() {
     let mut agent = agent("200ms", None, EVERYTHING);
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     client.put("local:resume/s", b"v1").await.unwrap();
     let mut watch = client.watch(&["local:resume/s"]);
     assert_eq!(
@@ -247,7 +247,7 @@ async fn a_watch_resumes_after_an_agent_restart_without_repeating_a_version() {
         "1"
     );
     agent.restart();
-    let mut writer = agent.client().await;
+    let writer = agent.client().await;
     // Give the watch time to reconnect, then change the secret.
     tokio::time::sleep(Duration::from_millis(500)).await;
     writer.put("local:resume/s", b"v2").await.unwrap();
@@ -273,7 +273,7 @@ async fn rotation_through_the_agent_satisfies_the_generator_and_keeps_the_previo
          sm.create_secret(Name='rot/token', SecretString='old-token')\n\
          ssm.put_parameter(Name='/rot/key', Value='old-key', Type='SecureString')\n",
     );
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     client.put("local:rot/local", b"old-local").await.unwrap();
     let options = pb::GeneratorOptions {
         length: 24,
@@ -354,7 +354,7 @@ async fn rotation_through_the_agent_satisfies_the_generator_and_keeps_the_previo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_and_admin() {
     let agent = agent("1s", None, EVERYTHING);
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     let value = client
         .generate(pb::GeneratorOptions {
             length: 40,
@@ -430,7 +430,7 @@ fn shutdown_with_a_thousand_open_watches_finishes_within_the_grace_period() {
         .unwrap();
     let client: Client = runtime.block_on(agent.client());
     runtime.block_on(async {
-        let mut c = client.clone();
+        let c = client.clone();
         c.put("local:many/s", b"v").await.unwrap();
     });
     let watches: Vec<_> = runtime.block_on(async {

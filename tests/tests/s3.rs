@@ -184,7 +184,7 @@ fn a_secret_stored_with_the_articles_commands_is_read_by_psst_get() {
 async fn envelope_writes_round_trip_and_bind_each_object_to_its_place() {
     // A short TTL, so the tampered object below is read again soon.
     let w = world("kms_key_id = \"alias/psst\"\nttl = \"1s\"");
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     let value = b"envelope-secret-value";
     let written = client
         .put("s3:psst-secrets/app/api-key", value)
@@ -279,7 +279,7 @@ async fn next(watch: &mut Watch) -> WatchEvent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_versions_are_secret_versions_with_batch_list_watch_and_rotate() {
     let w = world("kms_key_id = \"alias/psst\"");
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     let v1 = client
         .put(
             "s3:psst-secrets/prod/db",
@@ -447,7 +447,7 @@ async fn object_versions_are_secret_versions_with_batch_list_watch_and_rotate() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unversioned_buckets_use_etags_and_writes_need_a_key() {
     let w = world("");
-    let mut client = w.agent.client().await;
+    let client = w.agent.client().await;
     // Without kms_key_id the agent cannot encrypt: it says so, and writes nothing.
     let err = client
         .put("s3:psst-unversioned/app/token", b"t")

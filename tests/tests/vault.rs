@@ -162,7 +162,7 @@ async fn batches_mix_paths_fields_and_failures() {
     bao.bao(&["kv", "put", "secret/batch/two", "user=u2", "password=p2"]);
     bao.bao(&["kv", "put", "secret/batch/deep/three", "value=three-value"]);
     let agent = root_agent(&bao, "", "");
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     let refs = [
         "vault:secret/batch/one#value",
         "vault:secret/batch/two#password",
@@ -208,7 +208,7 @@ async fn listings_walk_nested_directories_by_prefix() {
     }
     bao.bao(&["kv", "put", "secret/list/a", "k=v2"]);
     let agent = root_agent(&bao, "", "");
-    let mut client = agent.client().await;
+    let client = agent.client().await;
 
     let listed = client.list("vault:secret/list/").await.unwrap();
     let refs: Vec<&str> = listed.iter().map(|l| l.reference.as_str()).collect();
@@ -270,7 +270,7 @@ async fn writes_through_the_agent_are_new_versions_bao_sees() {
     assert_eq!(read["data"]["metadata"]["version"], 1);
     assert_eq!(get_text(&agent, "vault:secret/w/app#password"), "p-one");
 
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     let written = client
         .put(
             "vault:secret/w/app",
@@ -317,7 +317,7 @@ async fn rotating_a_field_keeps_the_others() {
         "password=old-pass",
     ]);
     let agent = root_agent(&bao, "", "");
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     let options = pb::GeneratorOptions {
         length: 24,
         exclude_punctuation: true,
@@ -493,7 +493,7 @@ async fn a_short_lived_token_is_renewed_before_it_expires() {
         &[],
     );
     std::fs::write(agent.path("vault-token"), &token).unwrap();
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     assert_eq!(
         client
             .get("vault:secret/app/db#password")
@@ -531,7 +531,7 @@ async fn a_token_at_its_max_ttl_stops_being_renewed_and_then_says_so() {
         &[],
     );
     std::fs::write(agent.path("vault-token"), &token).unwrap();
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     assert_eq!(
         client
             .get("vault:secret/app/db#password")
@@ -588,7 +588,7 @@ async fn approle_logs_in_and_logs_in_again_at_max_ttl() {
         &[],
     );
     std::fs::write(agent.path("secret-id"), &secret_id).unwrap();
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     assert_eq!(
         client
             .get("vault:secret/app/db#password")
@@ -642,7 +642,7 @@ async fn an_unreachable_vault_serves_stale_then_unavailable_then_recovers() {
         "[cache]\nmax_stale = \"4s\"\nttl_jitter = 0.0\n",
         &[("VAULT_TOKEN", ROOT_TOKEN)],
     );
-    let mut client = agent.client().await;
+    let client = agent.client().await;
     let fresh = client.get("vault:secret/app/flaky#password").await.unwrap();
     assert!(!fresh.cache.stale);
     for fault in [Fault::Reset, Fault::Blackhole] {

@@ -11,7 +11,7 @@ use std::{
     ffi::{OsStr, OsString},
     fmt,
     os::unix::{ffi::OsStrExt, process::ExitStatusExt},
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use anyhow::Context;
@@ -193,7 +193,7 @@ impl fmt::Display for FetchFailed {
 
 impl std::error::Error for FetchFailed {}
 
-pub async fn run(socket: &Path, args: ExecArgs) -> anyhow::Result<u8> {
+pub async fn run(agent: &psst_client::ConnectOptions, args: ExecArgs) -> anyhow::Result<u8> {
     let from_file = match &args.env_file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -211,7 +211,7 @@ pub async fn run(socket: &Path, args: ExecArgs) -> anyhow::Result<u8> {
         None => Vec::new(),
     };
     let mappings = merge(from_file, args.env).map_err(InvalidInput)?;
-    let environment = fetch(socket, &mappings).await?;
+    let environment = fetch(agent, &mappings).await?;
 
     let (program, program_args) = args
         .command
@@ -239,7 +239,7 @@ pub async fn run(socket: &Path, args: ExecArgs) -> anyhow::Result<u8> {
     }
     // Follow the secrets from before the program starts, so no rotation slips in between.
     let references: Vec<&str> = mappings.iter().map(|m| m.reference.as_str()).collect();
-    let mut watch = psst_client::Client::connect(socket)
+    let mut watch = psst_client::Client::connect_with(agent)
         .await?
         .watch(&references);
     let mut environment = environment;
@@ -257,7 +257,7 @@ pub async fn run(socket: &Path, args: ExecArgs) -> anyhow::Result<u8> {
                     "psst: a secret rotated; restarting {}",
                     program.to_string_lossy()
                 );
-                environment = fetch(socket, &mappings).await?;
+                environment = fetch(agent, &mappings).await?;
             }
         }
     }
@@ -271,9 +271,12 @@ enum Supervised {
 }
 
 /// Fetches every secret in one call; all or nothing.
-async fn fetch(socket: &Path, mappings: &[EnvMapping]) -> anyhow::Result<Vec<(String, OsString)>> {
+async fn fetch(
+    agent: &psst_client::ConnectOptions,
+    mappings: &[EnvMapping],
+) -> anyhow::Result<Vec<(String, OsString)>> {
     let references: Vec<&str> = mappings.iter().map(|m| m.reference.as_str()).collect();
-    let results = psst_client::Client::connect(socket)
+    let results = psst_client::Client::connect_with(agent)
         .await?
         .batch_get(&references)
         .await?;

@@ -2,12 +2,13 @@
 //!
 //! Layout: `main.rs` is the command line and the one-call commands (`get`, `batch`, `ls`, `put`,
 //! `whoami`, `health`); `output.rs` renders them as JSON; `exec.rs` runs a program with secrets in
-//! its environment; `call/` is the grpcurl-style caller that learns the API from the agent's
+//! its environment; `render/` writes secrets into files from templates and keeps them current; `call/` is the grpcurl-style caller that learns the API from the agent's
 //! server reflection at run time. Exit codes are in [`exit`] and in `psst --help`.
 
 mod call;
 mod exec;
 mod output;
+mod render;
 
 use std::{
     io::{Read, Write},
@@ -46,7 +47,8 @@ macro_rules! exit_codes_help {
          5  permission denied by the agent's policy\n  \
          6  unavailable (agent not running, or its backend unreachable)\n  \
          7  unauthenticated (the agent could not identify this process)\n  \
-         8  failed precondition (e.g. a backend that is not enabled)\n\n\
+         8  failed precondition (e.g. a backend that is not enabled, or the server on the\n     \
+         socket does not run as the expected uid: see --expect-uid)\n\n\
          `psst exec` exits with the program's own code, 128+N when signal N ended it."
     };
 }
@@ -84,6 +86,10 @@ struct Cli {
         value_hint = clap::ValueHint::FilePath
     )]
     socket: PathBuf,
+    /// The uid the agent must run as: checked (SO_PEERCRED) before anything is sent, so a
+    /// process that took the socket's place gets nothing. Default: the socket file's owner.
+    #[arg(long, global = true, env = psst_client::EXPECTED_UID_ENV, value_name = "UID")]
+    expect_uid: Option<u32>,
     /// How to print results (`call` always prints JSON).
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -210,6 +216,7 @@ enum Command {
         generator: GeneratorArgs,
     },
     Exec(exec::ExecArgs),
+    Render(render::RenderArgs),
     Call(call::CallArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
@@ -328,6 +335,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if let Some(fetch) = cause.downcast_ref::<exec::FetchFailed>() {
             return fetch.exit_code();
         }
+        if let Some(render) = cause.downcast_ref::<render::RenderFailed>() {
+            return render.exit_code();
+        }
         if cause.is::<InvalidInput>() {
             return exit::INVALID;
         }
@@ -340,7 +350,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     let output = if cli.json { Output::Json } else { cli.output };
-    let connect = || Client::connect(&cli.socket);
+    let agent = psst_client::ConnectOptions {
+        expected_server_uid: cli.expect_uid,
+        ..psst_client::ConnectOptions::new(&cli.socket)
+    };
+    let connect = || Client::connect_with(&agent);
     let mut stdout = std::io::stdout().lock();
     let code = match cli.command {
         Command::Get { reference } => {
@@ -408,10 +422,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Health => {
             // A probe wants an answer now: no waiting for an agent that is not there (yet).
-            let status = Client::connect_with_wait(&cli.socket, std::time::Duration::ZERO)
-                .await?
-                .health()
-                .await?;
+            let now = psst_client::ConnectOptions {
+                startup_wait: std::time::Duration::ZERO,
+                ..agent.clone()
+            };
+            let status = Client::connect_with(&now).await?.health().await?;
             match output {
                 Output::Text => writeln!(stdout, "{}", status.as_str_name())?,
                 Output::Json => writeln!(stdout, "{}", json!({ "status": status.as_str_name() }))?,
@@ -474,11 +489,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Exec(args) => {
             drop(stdout);
-            return exec::run(&cli.socket, args).await;
+            return exec::run(&agent, args).await;
+        }
+        Command::Render(args) => {
+            drop(stdout);
+            return render::run(&agent, args).await;
         }
         Command::Call(args) => {
             drop(stdout);
-            return call::run(&cli.socket, args).await;
+            return call::run(&agent, args).await;
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "psst", &mut stdout);

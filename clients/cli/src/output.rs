@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use base64::Engine as _;
-use psst_client::{proto, Secret, SecretMetadata, WatchEvent, Written};
+use psst_client::{Secret, SecretMetadata, WatchEvent, Written};
 use serde_json::{json, Value};
 
 /// A secret with its metadata. The value is a JSON string: its text when it is UTF-8, else its
@@ -61,7 +61,7 @@ pub fn watch_event(e: &WatchEvent, with_values: bool) -> Value {
     event
 }
 
-pub fn rotated(r: &proto::RotateSecretResponse) -> Value {
+pub fn rotated(r: &psst_client::Rotated) -> Value {
     json!({
         "reference": r.reference,
         "version_id": r.version_id,
@@ -86,8 +86,8 @@ pub fn written(w: &Written) -> Value {
     })
 }
 
-pub fn whoami(who: &proto::WhoAmIResponse) -> Value {
-    let c = who.caller.clone().unwrap_or_default();
+pub fn whoami(who: &psst_client::Identity) -> Value {
+    let c = &who.caller;
     json!({
         "caller": {
             "uid": c.uid,
@@ -135,8 +135,8 @@ pub fn whoami(who: &proto::WhoAmIResponse) -> Value {
 }
 
 /// The aligned, human form of `whoami`.
-pub fn whoami_text(who: &proto::WhoAmIResponse) -> String {
-    let c = who.caller.clone().unwrap_or_default();
+pub fn whoami_text(who: &psst_client::Identity) -> String {
+    let c = &who.caller;
     let named = |id: u32, name: &str| {
         if name.is_empty() {
             id.to_string()

@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), psst_client::Error> {
-//! let mut psst = psst_client::Client::connect_default().await?;
+//! let psst = psst_client::Client::connect_default().await?;
 //! let secret = psst.get("sm:prod/db#password").await?;
 //! let password: &[u8] = secret.value();
 //! # Ok(()) }
@@ -10,7 +10,24 @@
 //!
 //! The socket is `$PSST_SOCKET`, else `/run/psst/psst.sock`. Connecting retries for a few seconds
 //! while the agent starts. Errors keep the gRPC code: see [`ErrorKind`].
+//!
+//! Before anything is sent, the client checks who serves the socket: the server's uid, from the
+//! kernel (`SO_PEERCRED`), must be the expected one — the socket file's owner unless
+//! [`ConnectOptions::expected_server_uid`] (or `$PSST_EXPECTED_UID`) names another. A process
+//! that took the socket's place (a stale path re-bound by another user, a proxy run by someone
+//! else) gets no request, so no value written with `put` reaches it.
 #![forbid(unsafe_code)]
+
+mod source;
+mod watch;
+
+pub use source::{Source, SourceStatus};
+
+/// The README's examples, compiled as doctests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+pub use watch::{Watch, WatchEvent, MAX_RECONNECT_DELAY};
 
 use std::{
     fmt,
@@ -40,6 +57,92 @@ pub const DEFAULT_SOCKET: &str = "/run/psst/psst.sock";
 pub const SOCKET_ENV: &str = "PSST_SOCKET";
 /// How long `connect` keeps retrying while the agent is not up yet.
 pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(5);
+/// The environment variable naming the uid the agent must run as (see [`ConnectOptions`]).
+pub const EXPECTED_UID_ENV: &str = "PSST_EXPECTED_UID";
+/// How long one call may take, retries included, unless [`ConnectOptions::call_timeout`] says
+/// otherwise. Watches are not calls: they stay open.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    pub socket: PathBuf,
+    /// How long to keep retrying while nothing listens on the socket yet.
+    pub startup_wait: Duration,
+    /// The uid the server must run as; `None`: the socket file's owner.
+    pub expected_server_uid: Option<u32>,
+    /// The deadline of each unary call.
+    pub call_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            socket: socket.into(),
+            startup_wait: DEFAULT_STARTUP_WAIT,
+            expected_server_uid: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
+    /// `$PSST_SOCKET` and `$PSST_EXPECTED_UID`, else the defaults. A `$PSST_EXPECTED_UID` that
+    /// is not a number is an error rather than no check.
+    pub fn from_env() -> Result<Self, Error> {
+        let mut options = Self::new(socket_path());
+        if let Some(text) = std::env::var_os(EXPECTED_UID_ENV).filter(|v| !v.is_empty()) {
+            let uid = text
+                .to_str()
+                .and_then(|t| t.trim().parse().ok())
+                .ok_or_else(|| {
+                    Error::new(
+                        Code::InvalidArgument,
+                        format!(
+                            "${EXPECTED_UID_ENV} is not a uid: {}",
+                            text.to_string_lossy()
+                        ),
+                    )
+                })?;
+            options.expected_server_uid = Some(uid);
+        }
+        Ok(options)
+    }
+}
+
+/// The server on the socket is not who it should be: nothing was sent to it.
+#[derive(Debug)]
+struct UnexpectedServer(String);
+
+impl fmt::Display for UnexpectedServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnexpectedServer {}
+
+/// Connects to `socket` and checks the server's uid before anything is sent on the stream.
+async fn connect_checked(socket: &Path, expected: Option<u32>) -> std::io::Result<UnixStream> {
+    use std::os::unix::fs::MetadataExt;
+    let stream = UnixStream::connect(socket).await?;
+    let server_uid = stream.peer_cred()?.uid();
+    let (expected, why) = match expected {
+        Some(uid) => (uid, "as configured"),
+        // Read after connecting: the owner of the socket that answered, not of an earlier one.
+        None => (std::fs::metadata(socket)?.uid(), "the socket file's owner"),
+    };
+    if server_uid != expected {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            UnexpectedServer(format!(
+                "refusing to talk to the server on {}: it runs as uid {server_uid}, but the agent \
+                 must run as uid {expected} ({why}; set --expect-uid or ${EXPECTED_UID_ENV} if \
+                 the agent runs as another user)",
+                socket.display()
+            )),
+        ));
+    }
+    Ok(stream)
+}
 
 /// The socket path from `$PSST_SOCKET`, else the default.
 pub fn socket_path() -> PathBuf {
@@ -49,10 +152,12 @@ pub fn socket_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
-/// A connection to the agent. Cheap to clone: clones share one connection.
+/// A connection to the agent. Cheap to clone: clones share one connection, and every method
+/// takes `&self`, so one client (or its clones) serves any number of tasks.
 #[derive(Clone)]
 pub struct Client {
     channel: Channel,
+    call_timeout: Duration,
     secrets: SecretsClient<Channel>,
     admin: AdminClient<Channel>,
     health: HealthClient<Channel>,
@@ -172,6 +277,23 @@ pub struct CacheInfo {
 }
 
 impl Secret {
+    /// A secret with no stages, creation time or cache information: for tests and fakes of
+    /// code that takes secrets.
+    pub fn new(
+        reference: impl Into<String>,
+        value: Vec<u8>,
+        version_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            reference: reference.into(),
+            value: Zeroizing::new(value),
+            version_id: version_id.into(),
+            stages: Vec::new(),
+            created_at: None,
+            cache: CacheInfo::default(),
+        }
+    }
+
     pub fn value(&self) -> &[u8] {
         &self.value
     }
@@ -226,6 +348,18 @@ pub struct SecretMetadata {
     pub updated_at: Option<SystemTime>,
 }
 
+/// What a `rotate` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotated {
+    /// The new current version as a reference with a version selector.
+    pub reference: String,
+    pub version_id: String,
+    pub previous_version_id: String,
+    /// The backend runs the rotation itself (a Secrets Manager rotation Lambda): the new version
+    /// appears when it finishes, and watchers see it then.
+    pub delegated: bool,
+}
+
 /// The version a `put` wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
@@ -240,9 +374,10 @@ fn time(t: prost_types::Timestamp) -> Option<SystemTime> {
 }
 
 impl Client {
-    /// Connects to `$PSST_SOCKET`, else the default socket.
+    /// Connects to `$PSST_SOCKET`, else the default socket, checking the server's uid against
+    /// `$PSST_EXPECTED_UID`, else the socket's owner.
     pub async fn connect_default() -> Result<Self, Error> {
-        Self::connect(socket_path()).await
+        Self::connect_with(&ConnectOptions::from_env()?).await
     }
 
     /// Connects to the agent's socket, retrying for [`DEFAULT_STARTUP_WAIT`] while it is not
@@ -255,14 +390,24 @@ impl Client {
         socket: impl AsRef<Path>,
         wait: Duration,
     ) -> Result<Self, Error> {
-        let socket = socket.as_ref().to_owned();
-        let deadline = Instant::now() + wait;
+        let mut options = ConnectOptions::new(socket.as_ref());
+        options.startup_wait = wait;
+        Self::connect_with(&options).await
+    }
+
+    pub async fn connect_with(options: &ConnectOptions) -> Result<Self, Error> {
+        let deadline = Instant::now() + options.startup_wait;
         let mut delay = Duration::from_millis(20);
         loop {
-            match Self::connect_once(&socket).await {
-                Ok(client) => return Ok(client),
-                Err(e) if Instant::now() + delay < deadline => {
-                    let _ = e;
+            match Self::connect_once(&options.socket, options.expected_server_uid).await {
+                Ok(mut client) => {
+                    client.call_timeout = options.call_timeout;
+                    return Ok(client);
+                }
+                // Only an agent that is not there yet is waited for; the wrong server is not.
+                Err(e)
+                    if e.kind() == ErrorKind::Unavailable && Instant::now() + delay < deadline =>
+                {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }
@@ -271,29 +416,34 @@ impl Client {
         }
     }
 
-    async fn connect_once(socket: &Path) -> Result<Self, Error> {
+    async fn connect_once(socket: &Path, expected_uid: Option<u32>) -> Result<Self, Error> {
         let path = socket.to_owned();
         // The URI is required by the API but unused: the connector below dials the socket.
-        let channel =
-            Endpoint::from_static("http://localhost")
-                .connect_with_connector(tower::service_fn(move |_| {
-                    let path = path.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
-                    }
-                }))
-                .await
-                .map_err(|e| {
-                    Error::new(
-                        Code::Unavailable,
-                        format!(
-                            "cannot connect to the psst agent at {}: {}",
-                            socket.display(),
-                            source_chain(&e)
-                        ),
-                    )
-                })?;
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        connect_checked(&path, expected_uid).await?,
+                    ))
+                }
+            }))
+            .await
+            .map_err(|e| {
+                if let Some(unexpected) = find_source::<UnexpectedServer>(&e) {
+                    return Error::new(Code::FailedPrecondition, unexpected.to_string());
+                }
+                Error::new(
+                    Code::Unavailable,
+                    format!(
+                        "cannot connect to the psst agent at {}: {}",
+                        socket.display(),
+                        source_chain(&e)
+                    ),
+                )
+            })?;
         Ok(Self {
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             secrets: SecretsClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
             health: HealthClient::new(channel.clone()),
@@ -307,29 +457,66 @@ impl Client {
         self.channel.clone()
     }
 
-    pub async fn get(&mut self, reference: &str) -> Result<Secret, Error> {
+    /// Runs one unary call within the call timeout. A call that failed before it reached the
+    /// agent (nothing listening: the agent restarting) is tried again within the same deadline,
+    /// whatever the method: the agent never saw it, so nothing happens twice.
+    async fn unary<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.call_timeout;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(remaining, call()).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) if never_reached(&status) && Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Ok(Err(status)) => return Err(status.into()),
+                Err(_) => {
+                    return Err(Error::new(
+                        Code::DeadlineExceeded,
+                        format!(
+                            "the agent did not answer within {}ms",
+                            self.call_timeout.as_millis()
+                        ),
+                    ))
+                }
+            }
+        }
+    }
+
+    pub async fn get(&self, reference: &str) -> Result<Secret, Error> {
         let secret = self
-            .secrets
-            .get_secret(pb::GetSecretRequest {
-                reference: reference.to_owned(),
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                let request = pb::GetSecretRequest {
+                    reference: reference.to_owned(),
+                };
+                async move { secrets.get_secret(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(Secret::from_proto(secret))
     }
 
     /// One result per reference, in order. The outer error is for the call as a whole.
     pub async fn batch_get<S: AsRef<str>>(
-        &mut self,
+        &self,
         references: &[S],
     ) -> Result<Vec<Result<Secret, Error>>, Error> {
+        let references: Vec<String> = references.iter().map(|r| r.as_ref().to_owned()).collect();
         let response = self
-            .secrets
-            .batch_get_secrets(pb::BatchGetSecretsRequest {
-                references: references.iter().map(|r| r.as_ref().to_owned()).collect(),
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                let request = pb::BatchGetSecretsRequest {
+                    references: references.clone(),
+                };
+                async move { secrets.batch_get_secrets(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(response
             .results
             .into_iter()
@@ -346,14 +533,16 @@ impl Client {
             .collect())
     }
 
-    pub async fn list(&mut self, prefix: &str) -> Result<Vec<SecretMetadata>, Error> {
+    pub async fn list(&self, prefix: &str) -> Result<Vec<SecretMetadata>, Error> {
         let response = self
-            .secrets
-            .list_secrets(pb::ListSecretsRequest {
-                prefix: prefix.to_owned(),
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                let request = pb::ListSecretsRequest {
+                    prefix: prefix.to_owned(),
+                };
+                async move { secrets.list_secrets(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(response
             .secrets
             .into_iter()
@@ -365,15 +554,17 @@ impl Client {
             .collect())
     }
 
-    pub async fn put(&mut self, reference: &str, value: &[u8]) -> Result<Written, Error> {
+    pub async fn put(&self, reference: &str, value: &[u8]) -> Result<Written, Error> {
         let response = self
-            .secrets
-            .put_secret(pb::PutSecretRequest {
-                reference: reference.to_owned(),
-                value: bytes::Bytes::copy_from_slice(value),
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                let request = pb::PutSecretRequest {
+                    reference: reference.to_owned(),
+                    value: bytes::Bytes::copy_from_slice(value),
+                };
+                async move { secrets.put_secret(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(Written {
             reference: response.reference,
             version_id: response.version_id,
@@ -381,254 +572,225 @@ impl Client {
         })
     }
 
-    pub async fn whoami(&mut self) -> Result<pb::WhoAmIResponse, Error> {
-        Ok(self
-            .secrets
-            .who_am_i(pb::WhoAmIRequest {})
-            .await?
-            .into_inner())
+    /// How the agent sees this process and what the policy grants it.
+    pub async fn whoami(&self) -> Result<Identity, Error> {
+        let response = self
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                async move { secrets.who_am_i(pb::WhoAmIRequest {}).await }
+            })
+            .await?;
+        Ok(Identity::from_proto(response))
     }
 
     /// Follows secrets: each reference's current secret first, then one event per change. The
-    /// returned [`Watch`] reconnects by itself when the agent restarts (or the stream breaks)
-    /// and resumes from the versions it has delivered, so no version is delivered twice.
+    /// returned [`Watch`] is a [`futures_util::Stream`] that reconnects for as long as it is
+    /// open (the agent restarting, the stream breaking), resuming from the versions it has
+    /// delivered so no version is delivered twice. See [`Watch`].
     pub fn watch<S: AsRef<str>>(&self, references: &[S]) -> Watch {
-        Watch {
-            client: self.clone(),
-            references: references.iter().map(|r| r.as_ref().to_owned()).collect(),
-            known: std::collections::HashMap::new(),
-            stream: None,
-            ready: std::collections::VecDeque::new(),
-            failed: None,
-            retry_for: DEFAULT_STARTUP_WAIT,
-        }
+        Watch::new(
+            self.clone(),
+            references.iter().map(|r| r.as_ref().to_owned()).collect(),
+        )
     }
 
     /// Rotates a secret (see `RotateSecret`): a generated value becomes the current version.
     pub async fn rotate(
-        &mut self,
+        &self,
         reference: &str,
         generator: Option<pb::GeneratorOptions>,
         json_key: Option<&str>,
-    ) -> Result<pb::RotateSecretResponse, Error> {
-        Ok(self
-            .secrets
-            .rotate_secret(pb::RotateSecretRequest {
-                reference: reference.to_owned(),
-                generator,
-                json_key: json_key.unwrap_or_default().to_owned(),
+    ) -> Result<Rotated, Error> {
+        let response = self
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                let request = pb::RotateSecretRequest {
+                    reference: reference.to_owned(),
+                    generator: generator.clone(),
+                    json_key: json_key.unwrap_or_default().to_owned(),
+                };
+                async move { secrets.rotate_secret(request).await }
             })
-            .await?
-            .into_inner())
+            .await?;
+        Ok(Rotated {
+            reference: response.reference,
+            version_id: response.version_id,
+            previous_version_id: response.previous_version_id,
+            delegated: response.delegated,
+        })
     }
 
     /// A random value from the agent's CSPRNG, generated as `options` say. Nothing is stored.
     pub async fn generate(
-        &mut self,
+        &self,
         options: pb::GeneratorOptions,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let response = self
-            .secrets
-            .generate_password(pb::GeneratePasswordRequest {
-                options: Some(options),
+            .unary(|| {
+                let mut secrets = self.secrets.clone();
+                let request = pb::GeneratePasswordRequest {
+                    options: Some(options.clone()),
+                };
+                async move { secrets.generate_password(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(Zeroizing::new(response.value.to_vec()))
     }
 
     /// Admin: the agent's counters.
-    pub async fn stats(&mut self) -> Result<pb::StatsResponse, Error> {
-        Ok(self.admin.stats(pb::StatsRequest {}).await?.into_inner())
+    pub async fn stats(&self) -> Result<pb::StatsResponse, Error> {
+        self.unary(|| {
+            let mut admin = self.admin.clone();
+            async move { admin.stats(pb::StatsRequest {}).await }
+        })
+        .await
     }
 
     /// Admin: drops cached values of one reference (`prefix` empty) or under a prefix.
-    pub async fn invalidate(&mut self, reference: &str, prefix: &str) -> Result<u64, Error> {
-        Ok(self
-            .admin
-            .invalidate_cache(pb::InvalidateCacheRequest {
-                reference: reference.to_owned(),
-                prefix: prefix.to_owned(),
+    pub async fn invalidate(&self, reference: &str, prefix: &str) -> Result<u64, Error> {
+        let response = self
+            .unary(|| {
+                let mut admin = self.admin.clone();
+                let request = pb::InvalidateCacheRequest {
+                    reference: reference.to_owned(),
+                    prefix: prefix.to_owned(),
+                };
+                async move { admin.invalidate_cache(request).await }
             })
-            .await?
-            .into_inner()
-            .invalidated)
+            .await?;
+        Ok(response.invalidated)
     }
 
     /// Admin: reloads the agent's policy file; returns the number of rules now in force.
-    pub async fn reload_policy(&mut self) -> Result<u32, Error> {
-        Ok(self
-            .admin
-            .reload_policy(pb::ReloadPolicyRequest {})
-            .await?
-            .into_inner()
-            .rules)
+    pub async fn reload_policy(&self) -> Result<u32, Error> {
+        let response = self
+            .unary(|| {
+                let mut admin = self.admin.clone();
+                async move { admin.reload_policy(pb::ReloadPolicyRequest {}).await }
+            })
+            .await?;
+        Ok(response.rules)
     }
 
     /// The agent's gRPC health: `Serving` when it answers requests.
-    pub async fn health(&mut self) -> Result<ServingStatus, Error> {
+    pub async fn health(&self) -> Result<ServingStatus, Error> {
         let response = self
-            .health
-            .check(HealthCheckRequest {
-                service: String::new(),
+            .unary(|| {
+                let mut health = self.health.clone();
+                let request = HealthCheckRequest {
+                    service: String::new(),
+                };
+                async move { health.check(request).await }
             })
-            .await?
-            .into_inner();
+            .await?;
         Ok(response.status())
     }
 }
 
-/// What a [`Watch`] yields.
-#[derive(Debug)]
-pub struct WatchEvent {
-    pub reference: String,
-    pub kind: pb::watch_event::Kind,
-    /// For `Current` and `NewVersion`.
-    pub secret: Option<Secret>,
-    pub previous_version_id: String,
-    pub pending_version_id: String,
-}
-
-/// A watch that survives agent restarts: see [`Client::watch`].
-pub struct Watch {
-    client: Client,
-    references: Vec<String>,
-    // Reference → the version id last delivered: sent on reconnect so nothing repeats.
-    known: std::collections::HashMap<String, String>,
-    stream: Option<tonic::Streaming<pb::WatchEvent>>,
-    // Events already received and coalesced, not yet handed out.
-    ready: std::collections::VecDeque<pb::WatchEvent>,
-    // An error met while draining, handed out after the events before it.
-    failed: Option<Error>,
-    retry_for: Duration,
-}
-
-impl Watch {
-    /// The next event. Errors other than UNAVAILABLE (denied, not found, invalid) end the
-    /// watch; UNAVAILABLE (the agent restarting) is retried for a while, then returned.
-    pub async fn next(&mut self) -> Option<Result<WatchEvent, Error>> {
-        if let Some(event) = self.ready.pop_front() {
-            return Some(Ok(self.deliver(event)));
-        }
-        if let Some(error) = self.failed.take() {
-            return Some(Err(error));
-        }
-        let deadline_after_failure = self.retry_for;
-        let mut failing_since: Option<Instant> = None;
-        let mut delay = Duration::from_millis(50);
-        loop {
-            if self.stream.is_none() {
-                let request = pb::WatchSecretsRequest {
-                    references: self.references.clone(),
-                    known_versions: self.known.clone(),
-                };
-                match self.client.secrets.watch_secrets(request).await {
-                    Ok(response) => self.stream = Some(response.into_inner()),
-                    Err(status) => {
-                        let error = Error::from(status);
-                        if error.kind() != ErrorKind::Unavailable {
-                            return Some(Err(error));
-                        }
-                        let since = *failing_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > deadline_after_failure {
-                            return Some(Err(error));
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(1));
-                        continue;
-                    }
-                }
-            }
-            let stream = self.stream.as_mut().expect("connected above");
-            match stream.message().await {
-                Ok(Some(event)) => {
-                    // Whatever else has already arrived is folded in: a reader that fell behind
-                    // gets the newest version, not every version in between.
-                    let mut batch = vec![event];
-                    loop {
-                        match futures_util::FutureExt::now_or_never(stream.message()) {
-                            Some(Ok(Some(more))) => batch.push(more),
-                            Some(Ok(None)) => {
-                                self.stream = None;
-                                break;
-                            }
-                            Some(Err(status)) => {
-                                self.stream = None;
-                                let error = Error::from(status);
-                                if !is_broken_connection(&error) {
-                                    self.failed = Some(error);
-                                }
-                                break;
-                            }
-                            None => break,
-                        }
-                    }
-                    self.ready.extend(coalesce(batch));
-                    let first = self.ready.pop_front().expect("at least one event");
-                    return Some(Ok(self.deliver(first)));
-                }
-                Ok(None) => self.stream = None,
-                Err(status) => {
-                    self.stream = None;
-                    let error = Error::from(status);
-                    if !is_broken_connection(&error) {
-                        return Some(Err(error));
-                    }
-                }
+/// Whether a failed call never reached the agent: the connection could not be made (nothing
+/// listens on the socket, or the socket is gone), so the agent never saw the request.
+fn never_reached(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ) {
+                return true;
             }
         }
+        source = error.source();
     }
+    false
+}
 
-    fn deliver(&mut self, event: pb::WatchEvent) -> WatchEvent {
-        if let Some(secret) = &event.secret {
-            self.known
-                .insert(event.reference.clone(), secret.version_id.clone());
-        }
-        // Deleted: a secret created again while disconnected comes back as CURRENT.
-        if event.kind() == pb::watch_event::Kind::Deleted {
-            self.known.remove(&event.reference);
-        }
-        WatchEvent {
-            kind: event.kind(),
-            reference: event.reference,
-            secret: event.secret.map(Secret::from_proto),
-            previous_version_id: event.previous_version_id,
-            pending_version_id: event.pending_version_id,
+/// How the agent sees the calling process, and what the policy grants it (`whoami`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub caller: Caller,
+    /// What the policy grants, by operation.
+    pub grants: Vec<Grant>,
+    /// The policy rules that matched.
+    pub matched_rules: Vec<String>,
+}
+
+/// The calling process as the kernel and /proc describe it. Empty strings: not known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// 0 when the process is not visible to the agent (another PID namespace).
+    pub pid: i32,
+    pub user: String,
+    pub group: String,
+    pub supplementary_gids: Vec<u32>,
+    pub executable: String,
+    pub cgroup: String,
+    pub container_id: String,
+    pub pod_uid: String,
+    pub systemd_unit: String,
+    /// "process" when identified from /proc, "uid" when only uid and gid are known.
+    pub identity_source: String,
+}
+
+/// One operation the policy grants, on these patterns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub operation: String,
+    pub patterns: Vec<String>,
+}
+
+impl Identity {
+    fn from_proto(response: pb::WhoAmIResponse) -> Self {
+        let c = response.caller.unwrap_or_default();
+        Identity {
+            caller: Caller {
+                uid: c.uid,
+                gid: c.gid,
+                pid: c.pid,
+                user: c.user,
+                group: c.group,
+                supplementary_gids: c.supplementary_gids,
+                executable: c.executable,
+                cgroup: c.cgroup,
+                container_id: c.container_id,
+                pod_uid: c.pod_uid,
+                systemd_unit: c.systemd_unit,
+                identity_source: c.identity_source,
+            },
+            grants: response
+                .grants
+                .into_iter()
+                .map(|g| Grant {
+                    operation: g.operation,
+                    patterns: g.patterns,
+                })
+                .collect(),
+            matched_rules: response.matched_rules,
         }
     }
 }
 
-/// A broken connection (the agent restarting) shows as UNAVAILABLE, or as UNKNOWN, INTERNAL or
-/// CANCELLED when the stream is reset: reconnect and resume.
-fn is_broken_connection(error: &Error) -> bool {
-    matches!(
-        error.code(),
-        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
-    )
-}
-
-/// Folds events that arrived together: a later version of a reference replaces that reference's
-/// latest undelivered event when both carry a version (keeping the earlier one's previous
-/// version: what the reader last had). It never jumps over a DELETED or PENDING_VERSION event,
-/// so the reader sees them in order.
-fn coalesce(batch: Vec<pb::WatchEvent>) -> Vec<pb::WatchEvent> {
-    use pb::watch_event::Kind;
-    let carries_value = |e: &pb::WatchEvent| matches!(e.kind(), Kind::Current | Kind::NewVersion);
-    let mut out: Vec<pb::WatchEvent> = Vec::with_capacity(batch.len());
-    for mut event in batch {
-        let latest = out.iter().rposition(|o| o.reference == event.reference);
-        match latest {
-            Some(i) if carries_value(&out[i]) && carries_value(&event) => {
-                event.previous_version_id = std::mem::take(&mut out[i].previous_version_id);
-                if out[i].kind() == Kind::Current {
-                    event.set_kind(Kind::Current);
-                }
-                out[i] = event;
-            }
-            _ => out.push(event),
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
         }
+        // An io::Error hides its custom payload from `source()`.
+        if let Some(inner) = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<T>())
+        {
+            return Some(inner);
+        }
+        current = error.source();
     }
-    out
+    None
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -664,56 +826,6 @@ mod tests {
         let e = Error::from(tonic::Status::permission_denied("no"));
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert_eq!(e.to_string(), "PERMISSION_DENIED: no");
-    }
-
-    fn event(
-        reference: &str,
-        kind: pb::watch_event::Kind,
-        version: &str,
-        previous: &str,
-    ) -> pb::WatchEvent {
-        pb::WatchEvent {
-            reference: reference.into(),
-            kind: kind as i32,
-            secret: (!version.is_empty()).then(|| pb::Secret {
-                version_id: version.into(),
-                ..Default::default()
-            }),
-            previous_version_id: previous.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn folding_keeps_the_newest_version_and_the_order_of_deletions() {
-        use pb::watch_event::Kind::*;
-        let folded = coalesce(vec![
-            event("a", NewVersion, "2", "1"),
-            event("b", Current, "7", ""),
-            event("a", NewVersion, "3", "2"),
-            event("a", NewVersion, "4", "3"),
-        ]);
-        let got: Vec<_> = folded
-            .iter()
-            .map(|e| {
-                (
-                    e.reference.as_str(),
-                    e.kind(),
-                    e.secret.as_ref().unwrap().version_id.as_str(),
-                    e.previous_version_id.as_str(),
-                )
-            })
-            .collect();
-        assert_eq!(got, [("a", NewVersion, "4", "1"), ("b", Current, "7", "")]);
-
-        // A version after a deletion is not folded over it.
-        let folded = coalesce(vec![
-            event("a", Current, "1", ""),
-            event("a", Deleted, "", ""),
-            event("a", NewVersion, "2", ""),
-        ]);
-        let kinds: Vec<_> = folded.iter().map(|e| e.kind()).collect();
-        assert_eq!(kinds, [Current, Deleted, NewVersion]);
     }
 
     #[tokio::test]

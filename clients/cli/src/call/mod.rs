@@ -12,10 +12,7 @@ mod describe;
 mod reflection;
 mod resolve;
 
-use std::{
-    io::{Read, Write},
-    path::Path,
-};
+use std::io::{Read, Write};
 
 use anyhow::Context;
 use clap::Args;
@@ -70,8 +67,8 @@ pub struct CallArgs {
     describe: Option<String>,
 }
 
-pub async fn run(socket: &Path, args: CallArgs) -> anyhow::Result<u8> {
-    let channel = Client::connect(socket).await?.channel();
+pub async fn run(agent: &psst_client::ConnectOptions, args: CallArgs) -> anyhow::Result<u8> {
+    let channel = Client::connect_with(agent).await?.channel();
     let mut reflection = Reflection::new(channel.clone());
     let mut stdout = std::io::stdout().lock();
 

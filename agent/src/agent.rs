@@ -154,7 +154,7 @@ impl Agent {
         let cache = Arc::new(cache);
         let hub = WatchHub::new(backends.clone(), Arc::clone(&cache), watch);
         Self {
-            metrics: Arc::new(Metrics::new(Arc::clone(&cache), hub.clone())),
+            metrics: Arc::new(Metrics::new(Arc::clone(&cache), hub.clone(), backends.clone())),
             hub,
             backends,
             policy,

@@ -178,6 +178,10 @@ impl Backend for SecretsManager {
         BackendKind::Sm
     }
 
+    fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
+        vec![(self.guard.service(), self.guard.circuit_state())]
+    }
+
     fn cache_key(&self, reference: &SecretRef) -> Option<SecretRef> {
         let aliases = self.aliases.read().unwrap_or_else(|p| p.into_inner());
         aliases

@@ -1,0 +1,124 @@
+//! How the agent fails, end to end: a dead backend past the TTL, a Secrets Manager secret
+//! deleted and recreated, an empty policy written on reload, a full disk under the audit file,
+//! and what a core dump of the agent holds after values went through it. Real `psstd`, real
+//! `moto_server` behind the fault proxy of `tests/src/aws.rs`, real boto3.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use psst_tests::{
+    aws::{free_port, Fault, FaultProxy, Moto, AWS_ENV},
+    Agent, Mode,
+};
+
+const AWS_POLICY: &str = r#"
+[[rule]]
+name = "root"
+caller = { uid = [0] }
+allow = { read = ["sm:**"], write = ["sm:**"] }
+"#;
+
+fn scrape(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the sample line that starts with `series` (name and labels).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// An agent whose `sm` backend goes to moto through the fault proxy, with metrics on.
+fn sm_agent(moto: &Moto, proxy: &FaultProxy, metrics_port: u16, cache: &str) -> Agent {
+    let config = format!(
+        "[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[cache]\nttl_jitter = 0.0\n{cache}\n\
+         [log]\nlevel = \"psstd=debug,warn\"\n[policy]\nfile = \"{{dir}}/policy.toml\"\n\
+         [[backend]]\ntype = \"sm\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nttl = \"1s\"\n\
+         timeout = \"2s\"\n",
+        proxy.endpoint()
+    );
+    let _ = moto;
+    Agent::start(
+        Mode::Config {
+            config: &config,
+            policy: AWS_POLICY,
+        },
+        &AWS_ENV,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_probe() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(moto.port);
+    let port = free_port();
+    let agent = sm_agent(&moto, &proxy, port, "max_stale = \"5m\"\n");
+    moto.boto3("sm.create_secret(Name='steady', SecretString='old-but-good')");
+    let mut client = agent.client().await;
+    assert!(!client.get("sm:steady").await.unwrap().cache.stale);
+    let circuit = "psst_backend_circuit{backend=\"sm\",service=\"Secrets Manager\",state=";
+    assert_eq!(sample(&scrape(port), &format!("{circuit}\"closed\"}}")), 1.0);
+
+    for fault in [Fault::Blackhole, Fault::Reset] {
+        proxy.set(fault);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let calls_before = proxy.count("secretsmanager.GetSecretValue");
+        // Readers every 100 ms for 8 s: each answered at once with the old value, flagged stale.
+        let mut slowest = Duration::ZERO;
+        for _ in 0..80 {
+            let started = Instant::now();
+            let read = client.get("sm:steady").await.unwrap();
+            slowest = slowest.max(started.elapsed());
+            assert!(read.cache.stale, "{fault:?}");
+            assert_eq!(read.value(), b"old-but-good");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            slowest < Duration::from_millis(50),
+            "{fault:?}: slowest read {slowest:?}"
+        );
+        // The first refresh's three attempts opened the circuit; then one probe per 5 s.
+        let sent = proxy.count("secretsmanager.GetSecretValue") - calls_before;
+        assert!(sent <= 3 + 2, "{fault:?}: {sent} calls during the outage");
+        let metrics = scrape(port);
+        assert_eq!(
+            sample(&metrics, &format!("{circuit}\"closed\"}}")),
+            0.0,
+            "{fault:?}: {metrics}"
+        );
+        assert!(agent.logs().contains("circuit opened"));
+
+        // Back: within a cooldown a probe gets through, the circuit closes, values are fresh.
+        proxy.set(Fault::Pass);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let recovered = loop {
+            let read = client.get("sm:steady").await.unwrap();
+            if !read.cache.stale || Instant::now() > deadline {
+                break !read.cache.stale;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(recovered, "{fault:?}: fresh again after the outage");
+        assert_eq!(sample(&scrape(port), &format!("{circuit}\"closed\"}}")), 1.0);
+    }
+    assert!(!agent.logs().contains("old-but-good"));
+}

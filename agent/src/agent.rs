@@ -185,14 +185,17 @@ impl Agent {
         let rule = self.authorize(caller, Operation::Read, &reference, text)?;
         let result = match self.backend(reference.backend()) {
             Ok(configured) => {
-                let key = reference.without_key();
-                let key = configured.backend.cache_key(&key).unwrap_or(key);
-                let served = self
+                let own = reference.without_key();
+                let key = configured.backend.cache_key(&own).unwrap_or_else(|| own.clone());
+                let mut served = self
                     .cache
                     .get(&key, configured.ttl, || {
                         self.fetch_one(configured, key.clone())
                     })
                     .await;
+                if key != own && matches!(served, Err(CacheError::NotFound(_))) {
+                    served = self.read_again_as_spelled(configured, &own).await;
+                }
                 self.finish_read(caller, &reference, served)
             }
             Err(e) => Err(e),
@@ -279,15 +282,18 @@ impl Agent {
                 .boxed()
             });
             async move {
-                (
-                    items,
-                    self.cache.get_many(&keys, configured.ttl, fetch_many).await,
-                )
+                let served = self.cache.get_many(&keys, configured.ttl, fetch_many).await;
+                (items, keys, served)
             }
         });
-        for (items, served) in futures::future::join_all(groups).await {
-            for (i, served) in items.into_iter().zip(served) {
+        for (items, keys, served) in futures::future::join_all(groups).await {
+            for ((i, key), mut served) in items.into_iter().zip(keys).zip(served) {
                 let (reference, rule) = parsed[i].as_ref().expect("allowed item");
+                let own = reference.without_key();
+                if key != own && matches!(served, Err(CacheError::NotFound(_))) {
+                    let configured = self.backend(reference.backend()).expect("checked above");
+                    served = self.read_again_as_spelled(configured, &own).await;
+                }
                 let result = self.finish_read(caller, reference, served);
                 self.audit_read(caller, &texts[i], rule, &result);
                 results[i] = Some(result);
@@ -407,6 +413,21 @@ impl Agent {
                 Err(denied(op, text))
             }
         }
+    }
+
+    /// A read the backend answered NOT_FOUND under another name it knew the secret by (a Secrets
+    /// Manager ARN, which a delete and re-create changes): read again by the caller's own name,
+    /// which may now name a new secret. The old values under that name are dropped first, so a
+    /// value of the deleted secret is not served stale in its place.
+    async fn read_again_as_spelled(
+        &self,
+        configured: &Configured,
+        own: &SecretRef,
+    ) -> Result<Served, CacheError> {
+        self.cache.invalidate_secret(own, None).await;
+        self.cache
+            .get(own, configured.ttl, || self.fetch_one(configured, own.clone()))
+            .await
     }
 
     /// The backend read behind a cache miss, counted for `Stats`.

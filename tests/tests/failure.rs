@@ -122,3 +122,51 @@ async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_prob
     }
     assert!(!agent.logs().contains("old-but-good"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_deleted_and_created_again_is_found_again_after_the_ttl() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(moto.port);
+    let agent = sm_agent(&moto, &proxy, free_port(), "");
+    let old_arn = moto.boto3(
+        "print(sm.create_secret(Name='phoenix', SecretString='first-life')['ARN'], end='')\n\
+         sm.create_secret(Name='phoenix-batch', SecretString='first-batch')",
+    );
+    let mut client = agent.client().await;
+    // Read by name twice (the second is keyed by the ARN learned from the first), and in a batch.
+    for _ in 0..2 {
+        assert_eq!(client.get("sm:phoenix").await.unwrap().value(), b"first-life");
+        let batch = client.batch_get(&["sm:phoenix-batch"]).await.unwrap();
+        assert_eq!(batch[0].as_ref().unwrap().value(), b"first-batch");
+    }
+
+    moto.boto3(
+        "for name in ['phoenix', 'phoenix-batch']:\n\
+         \x20   sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)\n\
+         sm.create_secret(Name='phoenix', SecretString='second-life')\n\
+         sm.create_secret(Name='phoenix-batch', SecretString='second-batch')",
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Past the TTL the new secret is found (a read racing the refresh may get the old value,
+    // flagged stale, for the stale deadline's few milliseconds: never unflagged, never NOT_FOUND).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let read = client.get("sm:phoenix").await.unwrap();
+        let batch = client.batch_get(&["sm:phoenix-batch"]).await.unwrap();
+        let batched = batch[0].as_ref().unwrap();
+        if read.value() == b"second-life" && batched.value() == b"second-batch" {
+            break;
+        }
+        assert!(read.value() == b"second-life" || read.cache.stale);
+        assert!(batched.value() == b"second-batch" || batched.cache.stale);
+        assert!(Instant::now() < deadline, "still the deleted secret's value");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And keeps finding it, from the cache, under its new ARN.
+    let again = client.get("sm:phoenix").await.unwrap();
+    assert_eq!(again.value(), b"second-life");
+    assert!(again.cache.hit);
+    // The old ARN names the deleted secret: still NOT_FOUND, never the new one's value.
+    let err = client.get(&format!("sm:{old_arn}")).await.unwrap_err();
+    assert_eq!(err.code(), psst_client::Code::NotFound, "{err}");
+}

@@ -170,3 +170,40 @@ async fn a_secret_deleted_and_created_again_is_found_again_after_the_ttl() {
     let err = client.get(&format!("sm:{old_arn}")).await.unwrap_err();
     assert_eq!(err.code(), psst_client::Code::NotFound, "{err}");
 }
+
+#[test]
+fn an_empty_policy_written_on_reload_is_refused_and_the_previous_one_stays() {
+    let allow_root = "[[rule]]\nname = \"root\"\ncaller = { uid = [0] }\nallow = { read = [\"local:**\"], write = [\"local:**\"] }\n";
+    let agent = Agent::with_policy(allow_root, "");
+    assert!(agent.psst(&["put", "local:kept"], Some(b"v")).status.success());
+
+    // The file emptied (as `> policy.toml` leaves it), noticed by the file watch and by SIGHUP.
+    std::fs::write(agent.path("policy.toml"), "").unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        psst_tests::eventually(Duration::from_secs(5), || agent
+            .logs()
+            .contains("no rules, so it would deny every caller")),
+        "{}",
+        agent.logs()
+    );
+    assert!(agent.logs().contains("the previous policy stays in force"));
+    let get = agent.psst(&["get", "local:kept"], None);
+    assert!(
+        get.status.success(),
+        "the previous policy stays: {}",
+        psst_tests::describe(&get)
+    );
+
+    // Meant: the empty policy is taken, and denies.
+    std::fs::write(agent.path("policy.toml"), "allow_empty = true\n").unwrap();
+    assert!(
+        psst_tests::eventually(Duration::from_secs(5), || agent
+            .psst(&["get", "local:kept"], None)
+            .status
+            .code()
+            == Some(5)),
+        "{}",
+        agent.logs()
+    );
+}

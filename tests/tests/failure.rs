@@ -207,3 +207,130 @@ fn an_empty_policy_written_on_reload_is_refused_and_the_previous_one_stays() {
         agent.logs()
     );
 }
+
+/// A small tmpfs, unmounted when dropped: a disk that fills up.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", psst_tests::describe(&out));
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_local_store_says_so_without_saying_where_it_is() {
+    let disk = SmallDisk::mount("64k");
+    let store = disk.path().join("store");
+    let config = format!(
+        "[policy]\nfile = \"{{dir}}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{}\"\n",
+        store.display()
+    );
+    let policy = "[[rule]]\nname = \"root\"\ncaller = { uid = [0] }\nallow = { read = [\"local:**\"], write = [\"local:**\"] }\n";
+    let agent = Agent::start(
+        Mode::Config {
+            config: &config,
+            policy,
+        },
+        &[],
+    );
+    let mut client = agent.client().await;
+    let value = vec![b'x'; 16 * 1024];
+    let mut full = None;
+    for i in 0..16 {
+        if let Err(e) = client.put(&format!("local:fill/{i}"), &value).await {
+            full = Some(e);
+            break;
+        }
+    }
+    let err = full.expect("a 64 KiB disk fills up");
+    assert_eq!(err.code(), psst_client::Code::Unavailable, "{err}");
+    assert!(err.message().contains("No space left on device"), "{err}");
+    let root = disk.path().to_str().unwrap();
+    assert!(!err.message().contains(root), "the store's path reached the caller: {err}");
+    assert!(!err.message().contains("/@versions"), "{err}");
+    // The operator's log has the path.
+    assert!(agent.logs().contains(root));
+}
+
+/// A raw gRPC call on HTTP/2, as `tests/tests/wire.rs` makes them: (grpc-status, message).
+async fn raw_call(agent: &Agent, method: &str, message: &[u8]) -> (String, String) {
+    let io = tokio::net::UnixStream::connect(&agent.socket).await.unwrap();
+    let (sender, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let request = http::Request::post(format!("http://localhost/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = sender.send_request(request, false).unwrap();
+    send.send_data(bytes::Bytes::from(body), true).unwrap();
+    let response = response.await.unwrap();
+    let mut headers = response.headers().clone();
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let _ = chunk.unwrap();
+    }
+    if let Some(trailers) = body.trailers().await.unwrap() {
+        headers.extend(trailers);
+    }
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    (text("grpc-status"), text("grpc-message"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_requests_and_dot_mounts_are_invalid_arguments() {
+    let agent = Agent::dev();
+    // Field 1 (a string) holding bytes that are not UTF-8.
+    let not_utf8: &[u8] = &[0x0a, 0x02, 0xff, 0xfe];
+    for method in [
+        "psst.v1.Secrets/GetSecret",
+        "psst.v1.Secrets/BatchGetSecrets",
+        "psst.v1.Secrets/ListSecrets",
+        "psst.v1.Secrets/PutSecret",
+    ] {
+        let (status, message) = raw_call(&agent, method, not_utf8).await;
+        // 3 = INVALID_ARGUMENT (13 = INTERNAL before).
+        assert_eq!(status, "3", "{method}: {message}");
+    }
+    // A wrong wire type for a field is as bad.
+    let (status, message) = raw_call(&agent, "psst.v1.Secrets/GetSecret", &[0x0d, 1, 2, 3, 4]).await;
+    assert_eq!(status, "3", "{message}");
+
+    let mut client = agent.client().await;
+    for reference in ["vault:../sys/seal-status", "vault:./secret/a", "vault:secret/../sys"] {
+        let err = client.get(reference).await.unwrap_err();
+        assert_eq!(err.code(), psst_client::Code::InvalidArgument, "{reference}: {err}");
+        assert!(err.message().contains("'.' or '..'"), "{err}");
+    }
+}

@@ -94,6 +94,25 @@ pub enum PolicyError {
     },
 }
 
+impl PolicyError {
+    /// What is wrong, without the file's path: for callers (Admin's ReloadPolicy), who learn
+    /// what to fix but not where the agent keeps its files.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Read { source, .. } => format!("cannot read the policy file: {source}"),
+            Self::Unstable { .. } => "the policy file kept changing while it was read".into(),
+            Self::Syntax { message, .. } => {
+                format!("the policy is not valid TOML or has unknown keys: {message}")
+            }
+            Self::Invalid { problems, .. } => format!(
+                "the policy has {} problem(s): {}",
+                problems.len(),
+                problems.join("; ")
+            ),
+        }
+    }
+}
+
 impl Policy {
     /// Parses and validates a policy. `origin` names it in errors (usually the file path).
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, PolicyError> {

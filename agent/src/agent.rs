@@ -319,6 +319,7 @@ impl Agent {
             );
             return Err(denied(Operation::List, prefix));
         }
+        self.check_audit_trail(caller, Operation::List, prefix)?;
         let listed = match self.backend(kind) {
             Ok(configured) => configured
                 .backend
@@ -407,12 +408,39 @@ impl Agent {
     ) -> Result<String, Error> {
         let policy = self.policy.current();
         match policy.decide(caller, op, reference.backend(), reference.policy_name()) {
-            crate::policy::Decision::Allow { rule } => Ok(rule.to_owned()),
+            crate::policy::Decision::Allow { rule } => {
+                self.check_audit_trail(caller, op, text)?;
+                Ok(rule.to_owned())
+            }
             crate::policy::Decision::Deny => {
                 audit::record(&self.metrics, caller, op, text, None, Outcome::Denied);
                 Err(denied(op, text))
             }
         }
+    }
+
+    /// With `audit.fail_closed`, nothing is served while audit records cannot be written. The
+    /// refusal is itself recorded: the first record that gets written again ends the refusals.
+    fn check_audit_trail(&self, caller: &Caller, op: Operation, text: &str) -> Result<(), Error> {
+        let Some(health) = audit::health().filter(|h| h.refuses_requests()) else {
+            return Ok(());
+        };
+        audit::record(
+            &self.metrics,
+            caller,
+            op,
+            text,
+            None,
+            Outcome::Failed("unavailable"),
+        );
+        if health.refuses_requests() {
+            return Err(Error::Unavailable(
+                "the agent cannot write its audit trail, and refuses requests until it can \
+                 (audit.fail_closed)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A read the backend answered NOT_FOUND under another name it knew the secret by (a Secrets

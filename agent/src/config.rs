@@ -25,6 +25,8 @@ pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
+/// Audit write failures are counted and logged, and requests are still served.
+pub const DEFAULT_AUDIT_FAIL_CLOSED: bool = false;
 /// How long a read of a value past its TTL waits for the refresh before it gets the old value,
 /// flagged stale: well under what a caller notices, long enough for a healthy backend on a
 /// nearby network to answer.
@@ -157,6 +159,8 @@ pub struct AuditConfig {
     pub enabled: bool,
     /// Append audit records as JSON lines to this file instead of the main log.
     pub file: Option<PathBuf>,
+    /// Refuse requests (UNAVAILABLE) while audit records cannot be written.
+    pub fail_closed: bool,
 }
 
 impl Default for AuditConfig {
@@ -164,6 +168,7 @@ impl Default for AuditConfig {
         Self {
             enabled: true,
             file: None,
+            fail_closed: DEFAULT_AUDIT_FAIL_CLOSED,
         }
     }
 }
@@ -547,6 +552,9 @@ impl Config {
                 "watch.jitter must be between 0 and 0.5, got {}",
                 self.watch.jitter
             ));
+        }
+        if self.audit.fail_closed && !self.audit.enabled {
+            problems.push("audit.fail_closed needs audit.enabled".into());
         }
         if self.cache.max_bytes == 0 {
             problems.push("cache.max_bytes must be more than 0".into());

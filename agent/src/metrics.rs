@@ -177,6 +177,11 @@ impl Collector for Snapshot {
                 self.hub.watchers(),
             ),
             (
+                "audit_failing",
+                "1 while audit records cannot be written (with audit.fail_closed, requests are refused)",
+                crate::audit::health().map_or(0, |h| u64::from(h.failing())),
+            ),
+            (
                 "watched_secrets",
                 "Secrets with at least one watcher",
                 self.hub.watched_secrets() as u64,
@@ -200,6 +205,11 @@ impl Collector for Snapshot {
                 "cache_stale_served",
                 "Reads answered with a stale value while the backend failed",
                 counters.stale,
+            ),
+            (
+                "audit_write_failures",
+                "Audit records that could not be written (full disk, read-only file system)",
+                crate::audit::health().map_or(0, |h| h.failures()),
             ),
             (
                 "rotations_detected",

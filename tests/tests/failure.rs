@@ -334,3 +334,116 @@ async fn undecodable_requests_and_dot_mounts_are_invalid_arguments() {
         assert!(err.message().contains("'.' or '..'"), "{err}");
     }
 }
+
+/// Fills `dir`'s file system: a file of zeros written until ENOSPC. Removing it frees the space.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = [0u8; 4096];
+    loop {
+        if let Err(e) = file.write_all(&block) {
+            assert_eq!(e.raw_os_error(), Some(28), "{e}");
+            break;
+        }
+    }
+    filler
+}
+
+/// An agent writing its audit trail to a 64 KiB disk, with metrics on.
+fn audited_agent(disk: &SmallDisk, metrics_port: u16, fail_closed: bool) -> Agent {
+    let config = format!(
+        "[audit]\nfile = \"{}/audit.jsonl\"\nfail_closed = {fail_closed}\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
+         [policy]\nfile = \"{{dir}}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n",
+        disk.path().display()
+    );
+    let policy = "[[rule]]\nname = \"root\"\ncaller = { uid = [0] }\nallow = { read = [\"local:**\"], write = [\"local:**\"] }\n";
+    Agent::start(
+        Mode::Config {
+            config: &config,
+            policy,
+        },
+        &[],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_audit_file_is_counted_logged_and_by_default_not_fatal() {
+    let disk = SmallDisk::mount("64k");
+    let port = free_port();
+    let agent = audited_agent(&disk, port, false);
+    let mut client = agent.client().await;
+    client.put("local:audited", b"v").await.unwrap();
+    assert_eq!(sample(&scrape(port), "psst_audit_write_failures_total"), 0.0);
+    let written = std::fs::read_to_string(disk.path().join("audit.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 1, "{written}");
+
+    let filler = fill(disk.path());
+    // The audit file's last page still takes a few records; then writes fail.
+    let mut requests = 0;
+    while sample(&scrape(port), "psst_audit_failing") == 0.0 {
+        client.get("local:audited").await.unwrap();
+        requests += 1;
+        assert!(requests < 100, "the audit file never filled up");
+    }
+    let failed = sample(&scrape(port), "psst_audit_write_failures_total");
+    for _ in 0..20 {
+        // Served: fail open is the default.
+        assert_eq!(client.get("local:audited").await.unwrap().value(), b"v");
+    }
+    let metrics = scrape(port);
+    assert_eq!(
+        sample(&metrics, "psst_audit_write_failures_total"),
+        failed + 20.0
+    );
+    assert_eq!(sample(&metrics, "psst_audit_failing"), 1.0);
+    let logs = agent.logs();
+    assert!(logs.contains("cannot write audit records"), "{logs}");
+    assert!(logs.contains("No space left on device"), "{logs}");
+    assert_eq!(
+        logs.matches("cannot write audit records").count(),
+        1,
+        "rate-limited: one line for twenty-odd failures"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    client.get("local:audited").await.unwrap();
+    assert_eq!(sample(&scrape(port), "psst_audit_failing"), 0.0);
+    assert!(agent.logs().contains("audit records are written again"));
+    let written = std::fs::read_to_string(disk.path().join("audit.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), 2 + requests - 1, "{written}");
+    assert!(written.ends_with("}\n"), "no torn record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_fail_closed_nothing_is_served_while_the_audit_file_cannot_be_written() {
+    let disk = SmallDisk::mount("64k");
+    let port = free_port();
+    let agent = audited_agent(&disk, port, true);
+    let mut client = agent.client().await;
+    client.put("local:guarded", b"v").await.unwrap();
+    client.get("local:guarded").await.unwrap();
+
+    let filler = fill(disk.path());
+    // The audit file's last page still takes a few records. The request whose record fails is
+    // served (its record is the one that failed); from then on, nothing is.
+    let mut requests = 0;
+    while client.get("local:guarded").await.is_ok() {
+        requests += 1;
+        assert!(requests < 100, "the audit file never filled up");
+    }
+    for _ in 0..5 {
+        let err = client.get("local:guarded").await.unwrap_err();
+        assert_eq!(err.code(), psst_client::Code::Unavailable, "{err}");
+        assert!(err.message().contains("audit"), "{err}");
+        let err = client.put("local:guarded", b"w").await.unwrap_err();
+        assert_eq!(err.code(), psst_client::Code::Unavailable, "{err}");
+    }
+    assert_eq!(sample(&scrape(port), "psst_audit_failing"), 1.0);
+    assert!(agent.logs().contains("requests are refused (audit.fail_closed)"));
+
+    // Space again: the next request's record is written, and it is served.
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(client.get("local:guarded").await.unwrap().value(), b"v");
+    assert_eq!(sample(&scrape(port), "psst_audit_failing"), 0.0);
+}

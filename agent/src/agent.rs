@@ -154,7 +154,11 @@ impl Agent {
         let cache = Arc::new(cache);
         let hub = WatchHub::new(backends.clone(), Arc::clone(&cache), watch);
         Self {
-            metrics: Arc::new(Metrics::new(Arc::clone(&cache), hub.clone(), backends.clone())),
+            metrics: Arc::new(Metrics::new(
+                Arc::clone(&cache),
+                hub.clone(),
+                backends.clone(),
+            )),
             hub,
             backends,
             policy,
@@ -186,7 +190,10 @@ impl Agent {
         let result = match self.backend(reference.backend()) {
             Ok(configured) => {
                 let own = reference.without_key();
-                let key = configured.backend.cache_key(&own).unwrap_or_else(|| own.clone());
+                let key = configured
+                    .backend
+                    .cache_key(&own)
+                    .unwrap_or_else(|| own.clone());
                 let mut served = self
                     .cache
                     .get(&key, configured.ttl, || {
@@ -454,7 +461,9 @@ impl Agent {
     ) -> Result<Served, CacheError> {
         self.cache.invalidate_secret(own, None).await;
         self.cache
-            .get(own, configured.ttl, || self.fetch_one(configured, own.clone()))
+            .get(own, configured.ttl, || {
+                self.fetch_one(configured, own.clone())
+            })
             .await
     }
 

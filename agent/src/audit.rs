@@ -447,10 +447,16 @@ mod tests {
             emit();
             assert!(!health.failing() && !health.refuses_requests());
             assert_eq!(health.failures(), 3);
-            assert_eq!(std::fs::read_to_string(ok.path()).unwrap().lines().count(), 1);
+            assert_eq!(
+                std::fs::read_to_string(ok.path()).unwrap().lines().count(),
+                1
+            );
         });
         let open = AuditHealth::new(false);
         open.wrote(Err(std::io::Error::from_raw_os_error(28)));
-        assert!(open.failing() && !open.refuses_requests(), "fail open by default");
+        assert!(
+            open.failing() && !open.refuses_requests(),
+            "fail open by default"
+        );
     }
 }

@@ -526,7 +526,13 @@ mod tests {
         );
         assert!(parse_prefix("demo/").is_err());
         assert!(parse_prefix("local:a#b").is_err());
-        for text in ["vault:../", "vault:secret/../", "vault:..", "local:./a", "vault:."] {
+        for text in [
+            "vault:../",
+            "vault:secret/../",
+            "vault:..",
+            "local:./a",
+            "vault:.",
+        ] {
             let err = parse_prefix(text).unwrap_err().to_string();
             assert!(err.contains("'.' or '..'"), "{text}: {err}");
         }

@@ -53,11 +53,7 @@ pub fn init(log: &LogConfig, audit_config: &AuditConfig) -> anyhow::Result<()> {
             )
         }
         (None, true) => Some(
-            audit::AuditLayer::new(
-                log.format == LogFormat::Json,
-                audit::Sink::Stderr,
-                health,
-            )
+            audit::AuditLayer::new(log.format == LogFormat::Json, audit::Sink::Stderr, health)
                 .with_filter(audit_filter)
                 .boxed(),
         ),

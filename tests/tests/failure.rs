@@ -76,7 +76,10 @@ async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_prob
     let mut client = agent.client().await;
     assert!(!client.get("sm:steady").await.unwrap().cache.stale);
     let circuit = "psst_backend_circuit{backend=\"sm\",service=\"Secrets Manager\",state=";
-    assert_eq!(sample(&scrape(port), &format!("{circuit}\"closed\"}}")), 1.0);
+    assert_eq!(
+        sample(&scrape(port), &format!("{circuit}\"closed\"}}")),
+        1.0
+    );
 
     for fault in [Fault::Blackhole, Fault::Reset] {
         proxy.set(fault);
@@ -118,7 +121,10 @@ async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_prob
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert!(recovered, "{fault:?}: fresh again after the outage");
-        assert_eq!(sample(&scrape(port), &format!("{circuit}\"closed\"}}")), 1.0);
+        assert_eq!(
+            sample(&scrape(port), &format!("{circuit}\"closed\"}}")),
+            1.0
+        );
     }
     assert!(!agent.logs().contains("old-but-good"));
 }
@@ -135,7 +141,10 @@ async fn a_secret_deleted_and_created_again_is_found_again_after_the_ttl() {
     let mut client = agent.client().await;
     // Read by name twice (the second is keyed by the ARN learned from the first), and in a batch.
     for _ in 0..2 {
-        assert_eq!(client.get("sm:phoenix").await.unwrap().value(), b"first-life");
+        assert_eq!(
+            client.get("sm:phoenix").await.unwrap().value(),
+            b"first-life"
+        );
         let batch = client.batch_get(&["sm:phoenix-batch"]).await.unwrap();
         assert_eq!(batch[0].as_ref().unwrap().value(), b"first-batch");
     }
@@ -159,7 +168,10 @@ async fn a_secret_deleted_and_created_again_is_found_again_after_the_ttl() {
         }
         assert!(read.value() == b"second-life" || read.cache.stale);
         assert!(batched.value() == b"second-batch" || batched.cache.stale);
-        assert!(Instant::now() < deadline, "still the deleted secret's value");
+        assert!(
+            Instant::now() < deadline,
+            "still the deleted secret's value"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // And keeps finding it, from the cache, under its new ARN.
@@ -175,7 +187,10 @@ async fn a_secret_deleted_and_created_again_is_found_again_after_the_ttl() {
 fn an_empty_policy_written_on_reload_is_refused_and_the_previous_one_stays() {
     let allow_root = "[[rule]]\nname = \"root\"\ncaller = { uid = [0] }\nallow = { read = [\"local:**\"], write = [\"local:**\"] }\n";
     let agent = Agent::with_policy(allow_root, "");
-    assert!(agent.psst(&["put", "local:kept"], Some(b"v")).status.success());
+    assert!(agent
+        .psst(&["put", "local:kept"], Some(b"v"))
+        .status
+        .success());
 
     // The file emptied (as `> policy.toml` leaves it), noticed by the file watch and by SIGHUP.
     std::fs::write(agent.path("policy.toml"), "").unwrap();
@@ -217,7 +232,13 @@ impl SmallDisk {
     fn mount(size: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .unwrap();
@@ -268,7 +289,10 @@ async fn a_full_local_store_says_so_without_saying_where_it_is() {
     assert_eq!(err.code(), psst_client::Code::Unavailable, "{err}");
     assert!(err.message().contains("No space left on device"), "{err}");
     let root = disk.path().to_str().unwrap();
-    assert!(!err.message().contains(root), "the store's path reached the caller: {err}");
+    assert!(
+        !err.message().contains(root),
+        "the store's path reached the caller: {err}"
+    );
     assert!(!err.message().contains("/@versions"), "{err}");
     // The operator's log has the path.
     assert!(agent.logs().contains(root));
@@ -276,7 +300,9 @@ async fn a_full_local_store_says_so_without_saying_where_it_is() {
 
 /// A raw gRPC call on HTTP/2, as `tests/tests/wire.rs` makes them: (grpc-status, message).
 async fn raw_call(agent: &Agent, method: &str, message: &[u8]) -> (String, String) {
-    let io = tokio::net::UnixStream::connect(&agent.socket).await.unwrap();
+    let io = tokio::net::UnixStream::connect(&agent.socket)
+        .await
+        .unwrap();
     let (sender, connection) = h2::client::handshake(io).await.unwrap();
     tokio::spawn(connection);
     let mut sender = sender.ready().await.unwrap();
@@ -324,13 +350,22 @@ async fn undecodable_requests_and_dot_mounts_are_invalid_arguments() {
         assert_eq!(status, "3", "{method}: {message}");
     }
     // A wrong wire type for a field is as bad.
-    let (status, message) = raw_call(&agent, "psst.v1.Secrets/GetSecret", &[0x0d, 1, 2, 3, 4]).await;
+    let (status, message) =
+        raw_call(&agent, "psst.v1.Secrets/GetSecret", &[0x0d, 1, 2, 3, 4]).await;
     assert_eq!(status, "3", "{message}");
 
     let mut client = agent.client().await;
-    for reference in ["vault:../sys/seal-status", "vault:./secret/a", "vault:secret/../sys"] {
+    for reference in [
+        "vault:../sys/seal-status",
+        "vault:./secret/a",
+        "vault:secret/../sys",
+    ] {
         let err = client.get(reference).await.unwrap_err();
-        assert_eq!(err.code(), psst_client::Code::InvalidArgument, "{reference}: {err}");
+        assert_eq!(
+            err.code(),
+            psst_client::Code::InvalidArgument,
+            "{reference}: {err}"
+        );
         assert!(err.message().contains("'.' or '..'"), "{err}");
     }
 }
@@ -374,7 +409,10 @@ async fn a_full_disk_under_the_audit_file_is_counted_logged_and_by_default_not_f
     let agent = audited_agent(&disk, port, false);
     let mut client = agent.client().await;
     client.put("local:audited", b"v").await.unwrap();
-    assert_eq!(sample(&scrape(port), "psst_audit_write_failures_total"), 0.0);
+    assert_eq!(
+        sample(&scrape(port), "psst_audit_write_failures_total"),
+        0.0
+    );
     let written = std::fs::read_to_string(disk.path().join("audit.jsonl")).unwrap();
     assert_eq!(written.lines().count(), 1, "{written}");
 
@@ -440,10 +478,92 @@ async fn with_fail_closed_nothing_is_served_while_the_audit_file_cannot_be_writt
         assert_eq!(err.code(), psst_client::Code::Unavailable, "{err}");
     }
     assert_eq!(sample(&scrape(port), "psst_audit_failing"), 1.0);
-    assert!(agent.logs().contains("requests are refused (audit.fail_closed)"));
+    assert!(agent
+        .logs()
+        .contains("requests are refused (audit.fail_closed)"));
 
     // Space again: the next request's record is written, and it is served.
     std::fs::remove_file(filler).unwrap();
     assert_eq!(client.get("local:guarded").await.unwrap().value(), b"v");
     assert_eq!(sample(&scrape(port), "psst_audit_failing"), 0.0);
+}
+
+/// Takes a core of the running agent with gdb's `gcore`, as an attacker with ptrace (or a crash
+/// with core dumps on) would, and returns its bytes.
+fn core_of(agent: &Agent) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("core");
+    let out = std::process::Command::new("gcore")
+        .arg("-o")
+        .arg(&prefix)
+        .arg(agent.pid().to_string())
+        .output()
+        .expect("gdb's gcore (apt-get install gdb)");
+    assert!(out.status.success(), "{}", psst_tests::describe(&out));
+    std::fs::read(format!("{}.{}", prefix.display(), agent.pid())).unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_of_the_agent_holds_no_value_put_rejected_evicted_or_cached() {
+    let policy = "[[rule]]\nname = \"root\"\ncaller = { uid = [0] }\nallow = { read = [\"local:keep/**\"], write = [\"local:keep/**\"], admin = [\"local:**\"] }\n";
+    let agent = Agent::with_policy(policy, "");
+    let unique = std::process::id();
+    let canary = |what: &str| format!("psst-canary-{what}-{unique}-7f3a9c").into_bytes();
+    let (evicted, denied, malformed, cached, json) = (
+        canary("evicted"),
+        canary("denied"),
+        canary("malformed"),
+        canary("cached"),
+        canary("jsonkey"),
+    );
+    let mut client = agent.client().await;
+
+    // Written, read, then evicted from the cache.
+    client.put("local:keep/evicted", &evicted).await.unwrap();
+    assert_eq!(
+        client.get("local:keep/evicted").await.unwrap().value(),
+        &evicted[..]
+    );
+    // Rejected PutSecret bodies: denied by policy, and a malformed reference.
+    let err = client.put("local:other/denied", &denied).await.unwrap_err();
+    assert_eq!(err.code(), psst_client::Code::PermissionDenied, "{err}");
+    let err = client.put("local:keep/../x", &malformed).await.unwrap_err();
+    assert_eq!(err.code(), psst_client::Code::InvalidArgument, "{err}");
+    // A value still cached, and a JSON key picked out of one.
+    client.put("local:keep/cached", &cached).await.unwrap();
+    client.get("local:keep/cached").await.unwrap();
+    let document = format!("{{\"password\":\"{}\"}}", String::from_utf8_lossy(&json));
+    client
+        .put("local:keep/doc", document.as_bytes())
+        .await
+        .unwrap();
+    let picked = client.get("local:keep/doc#password").await.unwrap();
+    assert_eq!(picked.value(), &json[..]);
+    client.invalidate("local:keep/evicted", "").await.unwrap();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let core = core_of(&agent);
+    assert!(core.len() > 1 << 20, "a real core: {} bytes", core.len());
+    // The test's own control: text the agent holds that is not a secret is found.
+    assert!(
+        contains(&core, b"keep/cached"),
+        "the cache key (a name, not a value) is there"
+    );
+    for (what, value) in [
+        ("evicted", &evicted),
+        ("denied", &denied),
+        ("malformed", &malformed),
+        ("cached", &cached),
+        ("json key", &json),
+    ] {
+        if contains(&core, value) {
+            let _ = std::fs::write("/tmp/psst-failure-core", &core);
+        }
+        assert!(!contains(&core, value), "the {what} value is in the core");
+    }
 }

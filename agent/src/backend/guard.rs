@@ -417,7 +417,11 @@ mod tests {
         assert_eq!(answered.unwrap(), 7);
         assert_eq!(guard.circuit_state(), CircuitState::Closed);
         down(&guard, &calls).await;
-        assert_eq!(calls.load(SeqCst), DEFAULT_BREAKER_FAILURES + 4, "retried again");
+        assert_eq!(
+            calls.load(SeqCst),
+            DEFAULT_BREAKER_FAILURES + 4,
+            "retried again"
+        );
     }
 
     #[tokio::test(start_paused = true)]

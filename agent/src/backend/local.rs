@@ -460,7 +460,9 @@ fn load_or_create_master_key(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, Ba
 /// failed (e.g. "no space left on device"), never where the store lives.
 fn io_error(path: &Path, action: &str, e: io::Error) -> BackendError {
     tracing::warn!(path = %path.display(), error = %e, "local store: cannot {action}");
-    BackendError::Unavailable(format!("the local store cannot {action} a secret's files: {e}"))
+    BackendError::Unavailable(format!(
+        "the local store cannot {action} a secret's files: {e}"
+    ))
 }
 
 #[cfg(test)]

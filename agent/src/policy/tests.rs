@@ -263,7 +263,10 @@ fn reload_keeps_the_old_policy_when_the_new_one_is_broken() {
     // An empty file (a rewrite caught half-way, or a mistake) is refused: the old policy stays.
     std::fs::write(&path, "").unwrap();
     let err = source.reload_if_changed().unwrap_err().to_string();
-    assert!(err.contains("no rules") && err.contains("allow_empty"), "{err}");
+    assert!(
+        err.contains("no rules") && err.contains("allow_empty"),
+        "{err}"
+    );
     assert_eq!(source.current().rule_count(), 1);
     // Meaning it is allowed.
     std::fs::write(&path, "allow_empty = true\n").unwrap();
@@ -331,7 +334,11 @@ allow = { read = ["local:b"] }
                 "{e}"
             ),
         }
-        assert_eq!(source.current().rule_count(), 2, "a half-written file was read");
+        assert_eq!(
+            source.current().rule_count(),
+            2,
+            "a half-written file was read"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();

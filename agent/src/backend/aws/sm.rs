@@ -553,7 +553,9 @@ mod tests {
         assert!(sm
             .cache_key(&SecretRef::parse(&format!("sm:{}", &old[..old.len() - 7])).unwrap())
             .is_none());
-        assert!(sm.cache_key(&SecretRef::parse("sm:prod/api").unwrap()).is_some());
+        assert!(sm
+            .cache_key(&SecretRef::parse("sm:prod/api").unwrap())
+            .is_some());
         // The recreated secret's ARN is learned from the next answer by name.
         let new = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-QwErTy";
         sm.learn("prod/db", Some(new));

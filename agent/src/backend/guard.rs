@@ -472,7 +472,7 @@ mod tests {
         tokio::time::advance(DEFAULT_BREAKER_COOLDOWN).await;
         let abandoned = tokio::time::timeout(
             Duration::from_millis(10),
-            guard.call(|| std::future::pending::<Result<(), BackendError>>()),
+            guard.call(std::future::pending::<Result<(), BackendError>>),
         )
         .await;
         assert!(abandoned.is_err());

@@ -219,11 +219,15 @@ pub const STABLE_READ_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// Reads of a policy file before giving up on one that keeps changing (about a second).
 const STABLE_READ_ATTEMPTS: u32 = 20;
 
+/// What one read of a file saw: its bytes, and its size and modification time if they did not
+/// change while it was read.
+type Reading = (Vec<u8>, Option<(u64, std::time::SystemTime)>);
+
 /// The file's text once two reads `STABLE_READ_INTERVAL` apart agree (same bytes, same size and
 /// modification time), so a file rewritten in place (truncated, then written) is never taken
 /// half-written. A rename into place is atomic and agrees at once.
 fn read_stable(path: &std::path::Path) -> Result<String, PolicyError> {
-    let read = || -> std::io::Result<(Vec<u8>, Option<(u64, std::time::SystemTime)>)> {
+    let read = || -> std::io::Result<Reading> {
         let before = std::fs::metadata(path)?;
         let bytes = std::fs::read(path)?;
         let after = std::fs::metadata(path)?;

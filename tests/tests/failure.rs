@@ -76,10 +76,6 @@ async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_prob
     let mut client = agent.client().await;
     assert!(!client.get("sm:steady").await.unwrap().cache.stale);
     let circuit = "psst_backend_circuit{backend=\"sm\",service=\"Secrets Manager\",state=";
-    assert_eq!(
-        sample(&scrape(port), &format!("{circuit}\"closed\"}}")),
-        1.0
-    );
 
     for fault in [Fault::Blackhole, Fault::Reset] {
         proxy.set(fault);
@@ -87,18 +83,18 @@ async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_prob
         let calls_before = proxy.count("secretsmanager.GetSecretValue");
         // Readers every 100 ms for 8 s: each answered at once with the old value, flagged stale.
         let mut slowest = Duration::ZERO;
-        for _ in 0..80 {
+        for i in 0..80 {
             let started = Instant::now();
             let read = client.get("sm:steady").await.unwrap();
             slowest = slowest.max(started.elapsed());
+            assert!(
+                slowest < Duration::from_millis(50),
+                "{fault:?}: read {i} took {slowest:?}"
+            );
             assert!(read.cache.stale, "{fault:?}");
             assert_eq!(read.value(), b"old-but-good");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            slowest < Duration::from_millis(50),
-            "{fault:?}: slowest read {slowest:?}"
-        );
         // The first refresh's three attempts opened the circuit; then one probe per 5 s.
         let sent = proxy.count("secretsmanager.GetSecretValue") - calls_before;
         assert!(sent <= 3 + 2, "{fault:?}: {sent} calls during the outage");
@@ -387,10 +383,16 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 /// An agent writing its audit trail to a 64 KiB disk, with metrics on.
 fn audited_agent(disk: &SmallDisk, metrics_port: u16, fail_closed: bool) -> Agent {
     let config = format!(
-        "[audit]\nfile = \"{}/audit.jsonl\"\nfail_closed = {fail_closed}\n\
+        "[audit]\nfile = \"{}/audit.jsonl\"\n{}\
          [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
          [policy]\nfile = \"{{dir}}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n",
-        disk.path().display()
+        disk.path().display(),
+        // Left out when false: the default.
+        if fail_closed {
+            "fail_closed = true\n"
+        } else {
+            ""
+        }
     );
     let policy = "[[rule]]\nname = \"root\"\ncaller = { uid = [0] }\nallow = { read = [\"local:**\"], write = [\"local:**\"] }\n";
     Agent::start(

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ApiCodec")
         .bytes(".psst.v1")
         .skip_debug([
             ".psst.v1.Secret",

@@ -154,7 +154,11 @@ impl Agent {
         let cache = Arc::new(cache);
         let hub = WatchHub::new(backends.clone(), Arc::clone(&cache), watch);
         Self {
-            metrics: Arc::new(Metrics::new(Arc::clone(&cache), hub.clone())),
+            metrics: Arc::new(Metrics::new(
+                Arc::clone(&cache),
+                hub.clone(),
+                backends.clone(),
+            )),
             hub,
             backends,
             policy,
@@ -185,14 +189,20 @@ impl Agent {
         let rule = self.authorize(caller, Operation::Read, &reference, text)?;
         let result = match self.backend(reference.backend()) {
             Ok(configured) => {
-                let key = reference.without_key();
-                let key = configured.backend.cache_key(&key).unwrap_or(key);
-                let served = self
+                let own = reference.without_key();
+                let key = configured
+                    .backend
+                    .cache_key(&own)
+                    .unwrap_or_else(|| own.clone());
+                let mut served = self
                     .cache
                     .get(&key, configured.ttl, || {
                         self.fetch_one(configured, key.clone())
                     })
                     .await;
+                if key != own && matches!(served, Err(CacheError::NotFound(_))) {
+                    served = self.read_again_as_spelled(configured, &own).await;
+                }
                 self.finish_read(caller, &reference, served)
             }
             Err(e) => Err(e),
@@ -279,15 +289,18 @@ impl Agent {
                 .boxed()
             });
             async move {
-                (
-                    items,
-                    self.cache.get_many(&keys, configured.ttl, fetch_many).await,
-                )
+                let served = self.cache.get_many(&keys, configured.ttl, fetch_many).await;
+                (items, keys, served)
             }
         });
-        for (items, served) in futures::future::join_all(groups).await {
-            for (i, served) in items.into_iter().zip(served) {
+        for (items, keys, served) in futures::future::join_all(groups).await {
+            for ((i, key), mut served) in items.into_iter().zip(keys).zip(served) {
                 let (reference, rule) = parsed[i].as_ref().expect("allowed item");
+                let own = reference.without_key();
+                if key != own && matches!(served, Err(CacheError::NotFound(_))) {
+                    let configured = self.backend(reference.backend()).expect("checked above");
+                    served = self.read_again_as_spelled(configured, &own).await;
+                }
                 let result = self.finish_read(caller, reference, served);
                 self.audit_read(caller, &texts[i], rule, &result);
                 results[i] = Some(result);
@@ -313,6 +326,7 @@ impl Agent {
             );
             return Err(denied(Operation::List, prefix));
         }
+        self.check_audit_trail(caller, Operation::List, prefix)?;
         let listed = match self.backend(kind) {
             Ok(configured) => configured
                 .backend
@@ -401,12 +415,56 @@ impl Agent {
     ) -> Result<String, Error> {
         let policy = self.policy.current();
         match policy.decide(caller, op, reference.backend(), reference.policy_name()) {
-            crate::policy::Decision::Allow { rule } => Ok(rule.to_owned()),
+            crate::policy::Decision::Allow { rule } => {
+                self.check_audit_trail(caller, op, text)?;
+                Ok(rule.to_owned())
+            }
             crate::policy::Decision::Deny => {
                 audit::record(&self.metrics, caller, op, text, None, Outcome::Denied);
                 Err(denied(op, text))
             }
         }
+    }
+
+    /// With `audit.fail_closed`, nothing is served while audit records cannot be written. The
+    /// refusal is itself recorded: the first record that gets written again ends the refusals.
+    fn check_audit_trail(&self, caller: &Caller, op: Operation, text: &str) -> Result<(), Error> {
+        let Some(health) = audit::health().filter(|h| h.refuses_requests()) else {
+            return Ok(());
+        };
+        audit::record(
+            &self.metrics,
+            caller,
+            op,
+            text,
+            None,
+            Outcome::Failed("unavailable"),
+        );
+        if health.refuses_requests() {
+            return Err(Error::Unavailable(
+                "the agent cannot write its audit trail, and refuses requests until it can \
+                 (audit.fail_closed)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A read the backend answered NOT_FOUND under another name it knew the secret by (a Secrets
+    /// Manager ARN, which a delete and re-create changes): read again by the caller's own name,
+    /// which may now name a new secret. The old values under that name are dropped first, so a
+    /// value of the deleted secret is not served stale in its place.
+    async fn read_again_as_spelled(
+        &self,
+        configured: &Configured,
+        own: &SecretRef,
+    ) -> Result<Served, CacheError> {
+        self.cache.invalidate_secret(own, None).await;
+        self.cache
+            .get(own, configured.ttl, || {
+                self.fetch_one(configured, own.clone())
+            })
+            .await
     }
 
     /// The backend read behind a cache miss, counted for `Stats`.

@@ -130,6 +130,7 @@ pub async fn run(
         negative_ttl: config.cache.negative_ttl,
         max_stale: config.cache.max_stale,
         ttl_jitter: config.cache.ttl_jitter,
+        stale_deadline: config.cache.stale_deadline,
     });
     let limits = Limits {
         max_value_bytes: config.limits.max_value_bytes,

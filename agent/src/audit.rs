@@ -2,7 +2,18 @@
 //! (routed to its own file when `audit.file` is set). A record names the caller, the operation,
 //! the reference, the decision and the rule behind it, and how the request ended — never a value.
 
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
 use crate::{identity::Caller, metrics::Metrics, policy::Operation};
+
+/// While audit records cannot be written, a failure is logged at most this often.
+pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The tracing target audit records are emitted on.
 pub const TARGET: &str = "audit";
@@ -74,6 +85,96 @@ pub fn record(
     );
 }
 
+/// Whether audit records reach their sink: counted for metrics, logged (rate-limited), and with
+/// `audit.fail_closed` a reason to refuse requests until they do again.
+pub struct AuditHealth {
+    fail_closed: bool,
+    failures: AtomicU64,
+    failing: AtomicBool,
+    /// When a failure was last logged, and how many went unlogged since.
+    logged: Mutex<(Option<Instant>, u64)>,
+}
+
+/// The process's audit health, once the audit layer is installed (`telemetry::init`).
+static HEALTH: OnceLock<Arc<AuditHealth>> = OnceLock::new();
+
+/// The health of the audit trail in use, if there is one.
+pub fn health() -> Option<&'static Arc<AuditHealth>> {
+    HEALTH.get()
+}
+
+impl AuditHealth {
+    pub fn new(fail_closed: bool) -> Arc<Self> {
+        Arc::new(Self {
+            fail_closed,
+            failures: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            logged: Mutex::new((None, 0)),
+        })
+    }
+
+    /// Makes this the health `health()` returns: the one the installed audit layer reports to.
+    pub fn install(self: &Arc<Self>) {
+        let _ = HEALTH.set(Arc::clone(self));
+    }
+
+    /// Records written since start that could not be written.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The last record could not be written.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Requests must be refused: the trail is failing and `audit.fail_closed` is set.
+    pub fn refuses_requests(&self) -> bool {
+        self.fail_closed && self.failing()
+    }
+
+    fn wrote(&self, result: std::io::Result<()>) {
+        match result {
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+                    tracing::warn!(
+                        failures_total = self.failures(),
+                        "audit records are written again"
+                    );
+                    *logged = (None, 0);
+                }
+            }
+            Err(e) => {
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let was_failing = self.failing.swap(true, Ordering::Relaxed);
+                let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+                let due = !was_failing
+                    || logged
+                        .0
+                        .is_none_or(|at| at.elapsed() >= FAILURE_LOG_INTERVAL);
+                if due {
+                    tracing::error!(
+                        error = %e,
+                        failures_total = failures,
+                        unlogged = logged.1,
+                        fail_closed = self.fail_closed,
+                        "cannot write audit records; they are lost{}",
+                        if self.fail_closed {
+                            ", and requests are refused (audit.fail_closed) until they can be"
+                        } else {
+                            ""
+                        }
+                    );
+                    *logged = (Some(Instant::now()), 0);
+                } else {
+                    logged.1 += 1;
+                }
+            }
+        }
+    }
+}
+
 /// Writes audit records, one line each, in the layout `tracing_subscriber::fmt` gives them
 /// (`Full` text or JSON), without its general-purpose formatting machinery: every `GetSecret`
 /// writes one, and `fmt`'s field visitor, styling and `Debug` plumbing cost about 22k
@@ -81,6 +182,7 @@ pub fn record(
 pub struct AuditLayer {
     json: bool,
     sink: Sink,
+    health: Arc<AuditHealth>,
 }
 
 /// Where audit lines go: one `write` of the whole line each, so concurrent records never
@@ -135,16 +237,16 @@ pub fn reopen_file() -> Option<std::io::Result<()>> {
 }
 
 impl AuditLayer {
-    pub fn new(json: bool, sink: Sink) -> Self {
-        Self { json, sink }
+    pub fn new(json: bool, sink: Sink, health: Arc<AuditHealth>) -> Self {
+        Self { json, sink, health }
     }
 
-    fn write(&self, line: &[u8]) {
+    fn write(&self, line: &[u8]) -> std::io::Result<()> {
         use std::io::Write;
-        let _ = match &self.sink {
+        match &self.sink {
             Sink::Stderr => std::io::stderr().lock().write_all(line),
             Sink::File(file) => (&**file.file.load()).write_all(line),
-        };
+        }
     }
 }
 
@@ -154,7 +256,7 @@ thread_local! {
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        LINE.with_borrow_mut(|line| {
+        let written = LINE.with_borrow_mut(|line| {
             line.clear();
             let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
             let level = event.metadata().level();
@@ -180,8 +282,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditLayer {
                 line.push('}');
             }
             line.push('\n');
-            self.write(line.as_bytes());
+            self.write(line.as_bytes())
         });
+        // Outside the line's borrow: reporting a failure logs, which is another event.
+        self.health.wrote(written);
     }
 }
 
@@ -311,7 +415,7 @@ mod tests {
             };
             let subscriber = tracing_subscriber::registry()
                 .with(fmt_layer)
-                .with(AuditLayer::new(json, sink));
+                .with(AuditLayer::new(json, sink, AuditHealth::new(false)));
             tracing::subscriber::with_default(subscriber, emit);
             let expected = String::from_utf8(fmt_out.0.lock().unwrap().clone()).unwrap();
             let written = std::fs::read_to_string(ours.path()).unwrap();
@@ -322,5 +426,46 @@ mod tests {
             );
             assert!(written.ends_with('\n') && written.lines().count() == 1);
         }
+    }
+
+    #[test]
+    fn write_failures_are_counted_and_recovery_is_noticed() {
+        // /dev/full fails every write with ENOSPC, as a full disk does.
+        let full = std::fs::OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .unwrap();
+        let file = std::sync::Arc::new(AuditFile {
+            path: "/dev/full".into(),
+            file: arc_swap::ArcSwap::from_pointee(full),
+        });
+        let health = AuditHealth::new(true);
+        let layer = AuditLayer::new(true, Sink::File(Arc::clone(&file)), Arc::clone(&health));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let emit = || tracing::info!(target: TARGET, decision = "allow", "audit");
+        tracing::subscriber::with_default(subscriber, || {
+            assert!(!health.refuses_requests());
+            for _ in 0..3 {
+                emit();
+            }
+            assert_eq!(health.failures(), 3);
+            assert!(health.failing() && health.refuses_requests());
+            // Space again: the next record is written and the requests flow.
+            let ok = tempfile::NamedTempFile::new().unwrap();
+            file.file.store(Arc::new(ok.reopen().unwrap()));
+            emit();
+            assert!(!health.failing() && !health.refuses_requests());
+            assert_eq!(health.failures(), 3);
+            assert_eq!(
+                std::fs::read_to_string(ok.path()).unwrap().lines().count(),
+                1
+            );
+        });
+        let open = AuditHealth::new(false);
+        open.wrote(Err(std::io::Error::from_raw_os_error(28)));
+        assert!(
+            open.failing() && !open.refuses_requests(),
+            "fail open by default"
+        );
     }
 }

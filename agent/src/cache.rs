@@ -5,6 +5,11 @@
 //! - **Freshness is ours**, on tokio's clock (so tests pause time): an entry is fresh for its
 //!   backend's TTL, then kept up to `max_stale` longer so it can be served, flagged stale, while
 //!   the backend is unreachable. moka's own expiry only bounds memory at TTL + `max_stale`.
+//! - **Stale while revalidate**: a read of an entry past its TTL (but within `max_stale`) waits
+//!   for the refresh at most `stale_deadline`; then it gets the old value, flagged stale, and the
+//!   refresh goes on in the background. A backend that hangs or is down costs readers
+//!   milliseconds, not its timeouts and retries (and its `CallGuard`'s circuit breaker keeps an
+//!   outage to one probe per cooldown).
 //! - **Concurrent misses coalesce**: one fetch per key at a time; everyone waiting on it shares
 //!   its outcome, success or failure.
 //! - **NOT_FOUND is cached briefly** (`negative_ttl`), so a caller polling a missing secret
@@ -115,6 +120,9 @@ pub struct CacheSettings {
     /// Up to this fraction of a TTL is taken off at random, so that values fetched together
     /// (a fleet started together) do not all expire together.
     pub ttl_jitter: f64,
+    /// How long a read of a value past its TTL waits for the refresh before it is answered
+    /// with the old value, flagged stale.
+    pub stale_deadline: Duration,
 }
 
 type FetchOutcome = Result<Arc<Entry>, Arc<BackendError>>;
@@ -325,17 +333,36 @@ impl SecretCache {
         }
 
         let mut results = Vec::with_capacity(keys.len());
-        let pending = join_all(waits.into_iter().map(|wait| async move {
-            match wait {
-                Some((pending, started)) => Some((pending.await, started)),
-                None => None,
+        let deadline = self.inner.settings.stale_deadline;
+        let pending = join_all(waits.into_iter().zip(&cached).map(|(wait, entry)| {
+            let servable = entry.as_deref().is_some_and(|e| self.servable_stale(e));
+            async move {
+                let (pending, started) = wait?;
+                if !servable {
+                    return Some(Ok((pending.await, started)));
+                }
+                match tokio::time::timeout(deadline, pending.clone()).await {
+                    Ok(outcome) => Some(Ok((outcome, started))),
+                    Err(_) => {
+                        // The refresh goes on without this reader, and files its result.
+                        tokio::spawn(pending);
+                        Some(Err(()))
+                    }
+                }
             }
         }))
         .await;
         for ((answer, outcome), entry) in answers.into_iter().zip(pending).zip(cached) {
             results.push(match (answer, outcome) {
                 (Some(answer), _) => answer,
-                (None, Some((outcome, started))) => self.settle(outcome, started, entry.as_deref()),
+                (None, Some(Ok((outcome, started)))) => {
+                    self.settle(outcome, started, entry.as_deref())
+                }
+                (None, Some(Err(()))) => {
+                    self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                    self.inner.stale.fetch_add(1, Ordering::Relaxed);
+                    served(entry.as_deref().expect("servable"), true, true)
+                }
                 (None, None) => Err(CacheError::Backend(Arc::new(BackendError::Internal(
                     "no fetch for a missing key".into(),
                 )))),
@@ -425,9 +452,8 @@ impl SecretCache {
             Err(error) => match cached {
                 // Backend down or throttled, or the agent's own credentials refused: a value
                 // still within max_stale keeps being served, flagged stale.
-                Some(Entry::Found(secret))
-                    if error.serves_stale()
-                        && secret.fresh_until + self.inner.settings.max_stale > Instant::now() =>
+                Some(entry @ Entry::Found(secret))
+                    if error.serves_stale() && self.servable_stale(entry) =>
                 {
                     self.inner.stale.fetch_add(1, Ordering::Relaxed);
                     Ok(Served {
@@ -438,6 +464,16 @@ impl SecretCache {
                 }
                 _ => Err(CacheError::Backend(error)),
             },
+        }
+    }
+
+    /// A value still within `max_stale`: what a reader may get while its refresh fails or hangs.
+    fn servable_stale(&self, entry: &Entry) -> bool {
+        match entry {
+            Entry::Found(secret) => {
+                secret.fresh_until + self.inner.settings.max_stale > Instant::now()
+            }
+            Entry::Missing { .. } => false,
         }
     }
 
@@ -558,8 +594,11 @@ mod tests {
             negative_ttl: Duration::from_secs(5),
             max_stale,
             ttl_jitter: 0.0,
+            stale_deadline: STALE_DEADLINE,
         }))
     }
+
+    const STALE_DEADLINE: Duration = Duration::from_millis(20);
 
     fn r(text: &str) -> SecretRef {
         SecretRef::parse(text).unwrap()
@@ -759,5 +798,151 @@ mod tests {
         assert!(!get(&cache, &backend, &first).await.unwrap().hit);
         assert!(get(&cache, &backend, &other).await.unwrap().hit);
         assert_eq!(backend.fetches(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_refresh_costs_a_reader_the_stale_deadline_only() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("a", b"v1");
+        let cache = cache(Duration::from_secs(300));
+        let key = r("local:a");
+        get(&cache, &backend, &key).await.unwrap();
+        backend.insert("a", b"v2");
+        let gate = backend.hold_fetches();
+        tokio::time::advance(TTL).await;
+
+        let started = Instant::now();
+        let read = get(&cache, &backend, &key).await.unwrap();
+        assert_eq!(started.elapsed(), STALE_DEADLINE);
+        assert!(read.stale && read.hit);
+        assert_eq!(read.secret.value.expose(), b"v1");
+        // A second reader joins the same refresh, and waits no longer.
+        let started = Instant::now();
+        assert!(get(&cache, &backend, &key).await.unwrap().stale);
+        assert_eq!(started.elapsed(), STALE_DEADLINE);
+        assert_eq!(backend.fetches(), 2, "one refresh for both readers");
+
+        // The refresh was left running: once the backend answers, its value is filed.
+        gate.add_permits(1);
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        let fresh = get(&cache, &backend, &key).await.unwrap();
+        assert!(fresh.hit && !fresh.stale);
+        assert_eq!(fresh.secret.value.expose(), b"v2");
+        assert_eq!(backend.fetches(), 2);
+        assert_eq!(cache.counters().stale, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_value_to_fall_back_on_a_reader_waits_for_the_backend() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("a", b"v1");
+        let cache = cache(Duration::from_secs(300));
+        let gate = backend.hold_fetches();
+        let reader = {
+            let (cache, backend) = (Arc::clone(&cache), backend.clone());
+            tokio::spawn(async move { get(&cache, &backend, &r("local:a")).await })
+        };
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!reader.is_finished());
+        gate.add_permits(1);
+        let read = reader.await.unwrap().unwrap();
+        assert!(!read.stale && !read.hit);
+    }
+
+    /// A backend behind a real `CallGuard` whose every attempt times out after a second, as a
+    /// blackholed AWS endpoint does.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_costs_readers_milliseconds_and_the_backend_one_probe() {
+        use crate::backend::guard::{
+            CallGuard, CircuitState, Limits, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES,
+        };
+        let guard = Arc::new(CallGuard::new(
+            "test",
+            Limits {
+                rate_limit: 1000,
+                burst: 1000,
+                max_wait: Duration::from_secs(1),
+                max_attempts: 3,
+            },
+        ));
+        let attempts = Arc::new(AtomicU64::new(0));
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cache = cache(Duration::from_secs(300));
+        let key = r("local:a");
+        let read = |cache: Arc<SecretCache>| {
+            let (guard, attempts, up, key) = (
+                Arc::clone(&guard),
+                Arc::clone(&attempts),
+                Arc::clone(&up),
+                key.clone(),
+            );
+            async move {
+                cache
+                    .get(&key, TTL, move || async move {
+                        guard
+                            .call(|| {
+                                attempts.fetch_add(1, Ordering::SeqCst);
+                                let up = up.load(Ordering::SeqCst);
+                                async move {
+                                    if up {
+                                        Ok(Fetched {
+                                            value: SecretValue::from_slice(b"v1"),
+                                            version_id: "1".into(),
+                                            stages: vec![],
+                                            created_at: None,
+                                            canonical_name: None,
+                                            alias: None,
+                                        })
+                                    } else {
+                                        tokio::time::sleep(Duration::from_secs(1)).await;
+                                        Err(BackendError::Unavailable("timed out".into()))
+                                    }
+                                }
+                            })
+                            .await
+                    })
+                    .await
+            }
+        };
+        read(Arc::clone(&cache)).await.unwrap();
+        up.store(false, Ordering::SeqCst);
+        tokio::time::advance(TTL).await;
+
+        // Readers keep coming every 50 ms for ten seconds, through two cooldowns.
+        let before = attempts.load(Ordering::SeqCst);
+        let mut slowest = Duration::ZERO;
+        for _ in 0..200 {
+            let started = Instant::now();
+            let served = read(Arc::clone(&cache)).await.unwrap();
+            slowest = slowest.max(started.elapsed());
+            assert!(served.stale);
+            assert_eq!(served.secret.value.expose(), b"v1");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(slowest <= STALE_DEADLINE, "slowest read {slowest:?}");
+        // The first refresh's attempts opened the circuit; then one probe per cooldown.
+        let probes = (Duration::from_secs(10).as_secs() / DEFAULT_BREAKER_COOLDOWN.as_secs()) + 1;
+        let sent = attempts.load(Ordering::SeqCst) - before;
+        assert!(
+            sent <= u64::from(DEFAULT_BREAKER_FAILURES) + probes,
+            "{sent} attempts during the outage"
+        );
+        assert_eq!(guard.circuit_state(), CircuitState::Open);
+
+        // Back up: the next probe closes the circuit and a read gets a fresh value.
+        up.store(true, Ordering::SeqCst);
+        tokio::time::sleep(DEFAULT_BREAKER_COOLDOWN).await;
+        let mut fresh = read(Arc::clone(&cache)).await.unwrap();
+        for _ in 0..10 {
+            if !fresh.stale {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            fresh = read(Arc::clone(&cache)).await.unwrap();
+        }
+        assert!(!fresh.stale);
+        assert_eq!(guard.circuit_state(), CircuitState::Closed);
     }
 }

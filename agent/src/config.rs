@@ -25,6 +25,12 @@ pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
+/// Audit write failures are counted and logged, and requests are still served.
+pub const DEFAULT_AUDIT_FAIL_CLOSED: bool = false;
+/// How long a read of a value past its TTL waits for the refresh before it gets the old value,
+/// flagged stale: well under what a caller notices, long enough for a healthy backend on a
+/// nearby network to answer.
+pub const DEFAULT_STALE_DEADLINE: Duration = Duration::from_millis(25);
 /// How often each watched secret's versions are checked.
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Dev mode checks more often, so a rotation shows up while you look.
@@ -247,6 +253,8 @@ pub struct AuditConfig {
     pub enabled: bool,
     /// Append audit records as JSON lines to this file instead of the main log.
     pub file: Option<PathBuf>,
+    /// Refuse requests (UNAVAILABLE) while audit records cannot be written.
+    pub fail_closed: bool,
 }
 
 impl Default for AuditConfig {
@@ -254,6 +262,7 @@ impl Default for AuditConfig {
         Self {
             enabled: true,
             file: None,
+            fail_closed: DEFAULT_AUDIT_FAIL_CLOSED,
         }
     }
 }
@@ -290,6 +299,10 @@ pub struct CacheConfig {
     /// Up to this fraction of each TTL is taken off at random, so that agents started together
     /// do not refresh together.
     pub ttl_jitter: f64,
+    /// How long a read past the TTL waits for the refresh before it is served the old value,
+    /// flagged stale (the refresh goes on in the background).
+    #[serde(with = "humantime_serde")]
+    pub stale_deadline: Duration,
 }
 
 impl Default for CacheConfig {
@@ -299,6 +312,7 @@ impl Default for CacheConfig {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             max_stale: DEFAULT_MAX_STALE,
             ttl_jitter: DEFAULT_TTL_JITTER,
+            stale_deadline: DEFAULT_STALE_DEADLINE,
         }
     }
 }
@@ -724,6 +738,9 @@ impl Config {
             ));
         }
         problems.extend(self.identity.problems());
+        if self.audit.fail_closed && !self.audit.enabled {
+            problems.push("audit.fail_closed needs audit.enabled".into());
+        }
         if self.cache.max_bytes == 0 {
             problems.push("cache.max_bytes must be more than 0".into());
         }

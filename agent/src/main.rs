@@ -17,6 +17,13 @@ use psstd::{
     telemetry,
 };
 
+/// Every buffer the agent frees is wiped first: request bodies (PutSecret's, rejected ones too),
+/// HTTP/2 frames, SDK response buffers and whatever parsing copied out of them. Values that stay
+/// live are in `SecretValue`'s protected arena (`agent/src/secret.rs`).
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 /// Exit code for a configuration error (EX_CONFIG would be 78; linkerd and BSD use 64, usage).
 const EXIT_CONFIG: u8 = 64;
 const DEFAULT_CONFIG: &str = "/etc/psst/psstd.toml";

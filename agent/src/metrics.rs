@@ -23,7 +23,13 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{cache::SecretCache, policy::Operation, reference::BackendKind, rotation::WatchHub};
+use crate::{
+    backend::{guard::CircuitState, Backends},
+    cache::SecretCache,
+    policy::Operation,
+    reference::BackendKind,
+    rotation::WatchHub,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabel {
@@ -48,7 +54,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(cache: Arc<SecretCache>, hub: WatchHub) -> Self {
+    pub fn new(cache: Arc<SecretCache>, hub: WatchHub, backends: Backends) -> Self {
         let mut registry = Registry::with_prefix("psst");
         let backend_calls = Family::<BackendLabel, Counter>::default();
         let backend_errors = Family::<BackendLabel, Counter>::default();
@@ -76,7 +82,11 @@ impl Metrics {
             "Policy decisions, by operation and decision (allow or deny)",
             decisions.clone(),
         );
-        registry.register_collector(Box::new(Snapshot { cache, hub }));
+        registry.register_collector(Box::new(Snapshot {
+            cache,
+            hub,
+            backends,
+        }));
         Self {
             registry,
             backend_calls,
@@ -134,6 +144,14 @@ impl Metrics {
 struct Snapshot {
     cache: Arc<SecretCache>,
     hub: WatchHub,
+    backends: Backends,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CircuitLabels {
+    backend: &'static str,
+    service: &'static str,
+    state: &'static str,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -157,6 +175,11 @@ impl Collector for Snapshot {
                 "watchers",
                 "Open watches, over all secrets",
                 self.hub.watchers(),
+            ),
+            (
+                "audit_failing",
+                "1 while audit records cannot be written (with audit.fail_closed, requests are refused)",
+                crate::audit::health().map_or(0, |h| u64::from(h.failing())),
             ),
             (
                 "watched_secrets",
@@ -184,6 +207,11 @@ impl Collector for Snapshot {
                 counters.stale,
             ),
             (
+                "audit_write_failures",
+                "Audit records that could not be written (full disk, read-only file system)",
+                crate::audit::health().map_or(0, |h| h.failures()),
+            ),
+            (
                 "rotations_detected",
                 "New versions found by change detection",
                 self.hub.rotations_seen(),
@@ -201,6 +229,27 @@ impl Collector for Snapshot {
                 None,
                 counter.metric_type(),
             )?)?;
+        }
+        // One series per state, 1 for the current one (the Prometheus way to show an enum).
+        let mut circuit = encoder.encode_descriptor(
+            "backend_circuit",
+            "Circuit breaker of each remote service a backend calls: 1 for its current state \
+             (closed: calls flow; open: calls fail at once; half_open: one probe is out)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (kind, configured) in self.backends.iter() {
+            for (service, current) in configured.backend.circuits() {
+                for state in CircuitState::ALL {
+                    let labels = CircuitLabels {
+                        backend: kind.prefix(),
+                        service,
+                        state: state.as_str(),
+                    };
+                    let gauge = ConstGauge::new(i64::from(state == current));
+                    gauge.encode(circuit.encode_family(&labels)?)?;
+                }
+            }
         }
         Ok(())
     }

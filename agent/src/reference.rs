@@ -295,6 +295,14 @@ pub fn parse_prefix(text: &str) -> Result<(BackendKind, &str), ReferenceError> {
             "prefix '{text}' may not contain whitespace, control characters, '?' or '#'"
         )));
     }
+    // Vault's names are URL paths and the local store's are file paths: no step outside.
+    if matches!(backend, BackendKind::Vault | BackendKind::Local)
+        && rest.split('/').any(|s| s == "." || s == "..")
+    {
+        return Err(ReferenceError::new(format!(
+            "prefix '{text}' may not contain '.' or '..' segments"
+        )));
+    }
     Ok((backend, rest))
 }
 
@@ -402,7 +410,12 @@ fn validate_name(backend: BackendKind, name: &str) -> Result<(), ReferenceError>
             if mount.is_empty() || path.is_empty() || path.iter().any(|s| s.is_empty()) {
                 return bad("must be MOUNT/PATH with no empty segments, e.g. secret/prod/db");
             }
-            if path.iter().any(|s| *s == "." || *s == "..") {
+            // The mount too: `vault:../sys/...` would reach past the KV mounts in Vault's URL
+            // space (`/v1/../sys/...`), wherever the grant's patterns pointed.
+            if std::iter::once(&mount)
+                .chain(&path)
+                .any(|s| *s == "." || *s == "..")
+            {
                 return bad("may not contain '.' or '..' segments");
             }
             Ok(())
@@ -489,6 +502,9 @@ mod tests {
             ("s3:bucket/", "empty object key"),
             ("vault:secret", "MOUNT/PATH"),
             ("vault:secret/a?version=latest", "does not apply"),
+            ("vault:secret/../sys", "'.' or '..'"),
+            ("vault:../sys/seal-status", "'.' or '..'"),
+            ("vault:./secret/a", "'.' or '..'"),
         ] {
             let err = SecretRef::parse(text).expect_err(text).to_string();
             assert!(err.contains(says), "{text:?}: {err}");
@@ -510,6 +526,17 @@ mod tests {
         );
         assert!(parse_prefix("demo/").is_err());
         assert!(parse_prefix("local:a#b").is_err());
+        for text in [
+            "vault:../",
+            "vault:secret/../",
+            "vault:..",
+            "local:./a",
+            "vault:.",
+        ] {
+            let err = parse_prefix(text).unwrap_err().to_string();
+            assert!(err.contains("'.' or '..'"), "{text}: {err}");
+        }
+        assert!(parse_prefix("vault:secret/a.b/").is_ok());
     }
 
     fn segment() -> impl Strategy<Value = String> {

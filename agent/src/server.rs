@@ -425,7 +425,7 @@ async fn answer_get_secret(
         }
     }?;
     let request = psst_proto::v1::GetSecretRequest::decode(&framed[5..])
-        .map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))?;
+        .map_err(|e| Status::invalid_argument(format!("the message could not be decoded: {e}")))?;
     drop(budget);
     let caller = api::connected(caller)?;
     let secret = api::get_secret(&shared.agent, caller, request.reference).await?;

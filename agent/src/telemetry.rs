@@ -39,19 +39,21 @@ pub fn init(log: &LogConfig, audit_config: &AuditConfig) -> anyhow::Result<()> {
     .with_filter(filter);
 
     let audit_filter = Targets::new().with_target(audit::TARGET, Level::INFO);
+    let health = audit::AuditHealth::new(audit_config.fail_closed);
+    health.install();
     let audit_layer = match (&audit_config.file, audit_config.enabled) {
         (_, false) => None,
         (Some(path), true) => {
             let file = audit::AuditFile::open(path)
                 .with_context(|| format!("opening audit file {}", path.display()))?;
             Some(
-                audit::AuditLayer::new(true, audit::Sink::File(file))
+                audit::AuditLayer::new(true, audit::Sink::File(file), health)
                     .with_filter(audit_filter)
                     .boxed(),
             )
         }
         (None, true) => Some(
-            audit::AuditLayer::new(log.format == LogFormat::Json, audit::Sink::Stderr)
+            audit::AuditLayer::new(log.format == LogFormat::Json, audit::Sink::Stderr, health)
                 .with_filter(audit_filter)
                 .boxed(),
         ),

@@ -5,6 +5,68 @@
 //! prints `value: <redacted N bytes>` instead of the bytes.
 #![forbid(unsafe_code)]
 
+pub mod codec {
+    //! The codec of the generated clients and servers: prost's, except that a message that cannot
+    //! be decoded (a wrong wire type, invalid UTF-8 in a string field) is `INVALID_ARGUMENT`: it
+    //! is the sender's mistake, and a retry will not fix it. tonic-prost says `INTERNAL`.
+
+    use std::marker::PhantomData;
+
+    use tonic::{
+        codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+        Code, Status,
+    };
+    use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+
+    pub struct ApiCodec<T, U>(PhantomData<(T, U)>);
+
+    impl<T, U> Default for ApiCodec<T, U> {
+        fn default() -> Self {
+            Self(PhantomData)
+        }
+    }
+
+    impl<T, U> Codec for ApiCodec<T, U>
+    where
+        T: prost::Message + Send + 'static,
+        U: prost::Message + Default + Send + 'static,
+    {
+        type Encode = T;
+        type Decode = U;
+        type Encoder = ProstEncoder<T>;
+        type Decoder = ApiDecoder<U>;
+
+        fn encoder(&mut self) -> Self::Encoder {
+            ProstCodec::<T, U>::default().encoder()
+        }
+
+        fn decoder(&mut self) -> Self::Decoder {
+            ApiDecoder(ProstCodec::<T, U>::default().decoder())
+        }
+    }
+
+    pub struct ApiDecoder<U>(ProstDecoder<U>);
+
+    impl<U: prost::Message + Default> Decoder for ApiDecoder<U> {
+        type Item = U;
+        type Error = Status;
+
+        fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+            self.0.decode(buf).map_err(|status| match status.code() {
+                Code::Internal => Status::invalid_argument(format!(
+                    "the message could not be decoded: {}",
+                    status.message()
+                )),
+                _ => status,
+            })
+        }
+
+        fn buffer_settings(&self) -> BufferSettings {
+            self.0.buffer_settings()
+        }
+    }
+}
+
 pub mod v1 {
     #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
     include!(concat!(env!("OUT_DIR"), "/psst.v1.rs"));

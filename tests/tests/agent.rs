@@ -442,7 +442,7 @@ fn refuses_to_replace_a_path_that_is_not_a_socket() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("psst.sock");
     std::fs::write(&path, b"precious").unwrap();
-    std::fs::write(dir.path().join("policy.toml"), "").unwrap();
+    std::fs::write(dir.path().join("policy.toml"), "allow_empty = true\n").unwrap();
     std::fs::write(
         dir.path().join("psstd.toml"),
         format!(

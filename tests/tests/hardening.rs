@@ -81,7 +81,7 @@ fn canary(agent: &Agent, during: Duration) -> Vec<Duration> {
         let end = Instant::now() + during;
         while Instant::now() < end {
             let started = Instant::now();
-            let mut client = psst_client::Client::connect(&agent.socket)
+            let client = psst_client::Client::connect(&agent.socket)
                 .await
                 .expect("the canary connects");
             let secret = client
@@ -353,7 +353,7 @@ fn the_request_rate_of_one_uid_is_limited() {
         .build()
         .unwrap();
     let codes: Vec<String> = runtime.block_on(async {
-        let mut client = psst_client::Client::connect(&agent.socket).await.unwrap();
+        let client = psst_client::Client::connect(&agent.socket).await.unwrap();
         let mut codes = Vec::new();
         for _ in 0..10 {
             codes.push(match client.get("local:canary/value").await {

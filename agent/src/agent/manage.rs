@@ -226,9 +226,13 @@ impl Agent {
             Ok(false) => Err(Error::FailedPrecondition(
                 "the policy did not come from a file (dev mode): nothing to reload".into(),
             )),
-            Err(e) => Err(Error::FailedPrecondition(format!(
-                "policy not reloaded, the previous one stays in force: {e}"
-            ))),
+            Err(e) => {
+                tracing::error!(error = %e, "policy not reloaded; the previous policy stays in force");
+                Err(Error::FailedPrecondition(format!(
+                    "policy not reloaded, the previous one stays in force: {}",
+                    e.reason()
+                )))
+            }
         }
     }
 

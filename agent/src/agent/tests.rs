@@ -28,6 +28,7 @@ fn agent_with(backend: &MemoryBackend) -> Agent {
         negative_ttl: Duration::from_secs(5),
         max_stale: Duration::ZERO,
         ttl_jitter: 0.0,
+        stale_deadline: crate::config::DEFAULT_STALE_DEADLINE,
     });
     let watch = crate::rotation::WatchSettings {
         interval: Duration::from_secs(60),

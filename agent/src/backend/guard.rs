@@ -1,11 +1,20 @@
-//! The rate limit and retries every call to a remote backend (AWS, Vault) goes through.
+//! The rate limit, retries and circuit breaker every call to a remote backend (AWS, Vault) goes
+//! through.
 
-use std::{future::Future, num::NonZeroU32, time::Duration};
+use std::{future::Future, num::NonZeroU32, sync::Mutex, time::Duration};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use tokio::time::Instant;
+
 use super::BackendError;
+
+/// Failed attempts in a row (the service unreachable or timing out) that open a backend's
+/// circuit: from then on its calls fail at once, and readers get their stale values at once.
+pub const DEFAULT_BREAKER_FAILURES: u32 = 3;
+/// How long an open circuit refuses calls before it lets one probe through.
+pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
 
 /// How much a backend may be asked, and how hard a call is tried.
 #[derive(Clone, Copy, Debug)]
@@ -22,11 +31,17 @@ pub struct Limits {
 
 /// Every call to a remote backend goes through its guard: one token from the backend's token
 /// bucket per attempt, and transient failures retried with exponential backoff and full jitter.
+///
+/// A circuit breaker sits in front of both: once `DEFAULT_BREAKER_FAILURES` attempts in a row
+/// found the service unreachable, calls fail at once (no retries, no waiting) until the cooldown
+/// has passed; then one call is let through as a probe (a single attempt) while the others keep
+/// failing at once. An outage costs one probe per cooldown, not every reader's retries.
 pub struct CallGuard {
     service: &'static str,
     limiter: DefaultDirectRateLimiter,
     max_wait: Duration,
     backoff: ExponentialBuilder,
+    circuit: Circuit,
 }
 
 impl CallGuard {
@@ -42,7 +57,18 @@ impl CallGuard {
                 .with_max_delay(Duration::from_secs(2))
                 .with_max_times(settings.max_attempts.saturating_sub(1) as usize)
                 .with_jitter(),
+            circuit: Circuit::new(DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_COOLDOWN),
         }
+    }
+
+    /// The service this guard protects, as its messages name it.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// Where the circuit breaker stands now.
+    pub fn circuit_state(&self) -> CircuitState {
+        self.circuit.state()
     }
 
     /// A read: retried on any transient failure.
@@ -75,7 +101,19 @@ impl CallGuard {
         Fut: Future<Output = Result<T, BackendError>>,
     {
         let mut delays = self.backoff.build();
+        let mut last_error = None;
         loop {
+            let mut ticket = match self.circuit.admit() {
+                Ok(ticket) => ticket,
+                Err(reopens_in) => {
+                    return Err(last_error.unwrap_or_else(|| {
+                        BackendError::Unavailable(format!(
+                            "{} failed repeatedly; calls are held back for {:?} more",
+                            self.service, reopens_in
+                        ))
+                    }))
+                }
+            };
             // The limit holds for every request the agent sends, however many callers wait.
             if tokio::time::timeout(self.max_wait, self.limiter.until_ready())
                 .await
@@ -86,16 +124,163 @@ impl CallGuard {
                     self.service, self.max_wait
                 )));
             }
-            match attempt().await {
+            let result = attempt().await;
+            let outage = matches!(&result, Err(BackendError::Unavailable(_)));
+            ticket.settle(outage, self.service);
+            match result {
                 Ok(value) => return Ok(value),
-                Err(e) if retry(&e) => match delays.next() {
+                // A probe is one attempt: the service has been failing.
+                Err(e) if retry(&e) && !ticket.probe => match delays.next() {
                     Some(delay) => {
                         tracing::debug!(service = self.service, error = %e, ?delay, "retrying");
                         tokio::time::sleep(delay).await;
+                        last_error = Some(e);
                     }
                     None => return Err(e),
                 },
                 Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A circuit breaker's state, as metrics show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CircuitState {
+    /// Calls go through.
+    Closed,
+    /// Calls fail at once until the cooldown ends.
+    Open,
+    /// One probe is out; other calls fail at once until it answers.
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub const ALL: [CircuitState; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Breaker {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    Probing,
+}
+
+struct Circuit {
+    threshold: u32,
+    cooldown: Duration,
+    breaker: Mutex<Breaker>,
+}
+
+/// Leave to make one attempt; settled with its outcome. A probe dropped unsettled (its caller
+/// went away) lets the next call probe at once.
+struct Ticket<'a> {
+    circuit: &'a Circuit,
+    probe: bool,
+    settled: bool,
+}
+
+impl Circuit {
+    fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            breaker: Mutex::new(Breaker::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state(&self) -> CircuitState {
+        match *self.lock() {
+            Breaker::Closed { .. } => CircuitState::Closed,
+            Breaker::Open { .. } => CircuitState::Open,
+            Breaker::Probing => CircuitState::HalfOpen,
+        }
+    }
+
+    /// A ticket for one attempt, or how long until the circuit lets a probe through.
+    fn admit(&self) -> Result<Ticket<'_>, Duration> {
+        let mut breaker = self.lock();
+        let probe = match *breaker {
+            Breaker::Closed { .. } => false,
+            Breaker::Open { until } => {
+                let now = Instant::now();
+                if now < until {
+                    return Err(until - now);
+                }
+                *breaker = Breaker::Probing;
+                true
+            }
+            Breaker::Probing => return Err(Duration::ZERO),
+        };
+        Ok(Ticket {
+            circuit: self,
+            probe,
+            settled: false,
+        })
+    }
+}
+
+impl Ticket<'_> {
+    /// Records one attempt: `outage` when the service could not be reached or did not answer.
+    /// Any answer, an error one included, shows the service is up.
+    fn settle(&mut self, outage: bool, service: &'static str) {
+        self.settled = true;
+        let circuit = self.circuit;
+        let mut breaker = circuit.lock();
+        let open = |breaker: &mut Breaker| {
+            *breaker = Breaker::Open {
+                until: Instant::now() + circuit.cooldown,
+            }
+        };
+        match (*breaker, outage) {
+            (Breaker::Closed { .. }, false) => *breaker = Breaker::Closed { failures: 0 },
+            (Breaker::Closed { failures }, true) if failures + 1 >= circuit.threshold => {
+                tracing::warn!(
+                    service,
+                    failures = failures + 1,
+                    cooldown = ?circuit.cooldown,
+                    "backend unreachable: circuit opened, its calls fail at once (stale values \
+                     are served) until a probe gets through"
+                );
+                open(&mut breaker);
+            }
+            (Breaker::Closed { failures }, true) => {
+                *breaker = Breaker::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (Breaker::Probing, false) if self.probe => {
+                tracing::info!(service, "backend answered the probe: circuit closed");
+                *breaker = Breaker::Closed { failures: 0 };
+            }
+            (Breaker::Probing, true) if self.probe => open(&mut breaker),
+            // A call admitted before the circuit opened ends while it is open or probing: the
+            // probe decides.
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.settled {
+            let mut breaker = self.circuit.lock();
+            if matches!(*breaker, Breaker::Probing) {
+                *breaker = Breaker::Open {
+                    until: Instant::now(),
+                };
             }
         }
     }
@@ -130,6 +315,8 @@ mod tests {
         assert!(matches!(result, Err(BackendError::Unavailable(_))));
         assert_eq!(calls, 3, "max_attempts in all");
 
+        // A fresh guard for each case: three outages in a row opened the first one's circuit.
+        let guard = self::guard(1000, Duration::from_secs(1), 3);
         let mut calls = 0;
         let result: Result<(), _> = guard
             .call(|| {
@@ -150,6 +337,7 @@ mod tests {
         assert!(matches!(result, Err(BackendError::Unavailable(_))));
         assert_eq!(calls, 1, "a write that may have happened is not sent again");
 
+        let guard = self::guard(1000, Duration::from_secs(1), 3);
         let mut calls = 0;
         let result: Result<(), _> = guard
             .call_write(|| {
@@ -183,5 +371,114 @@ mod tests {
         );
         assert!(throttled > 0, "a burst of 20 at 5/s must be held back");
         assert_eq!(allowed + throttled, 20);
+    }
+
+    async fn down(guard: &CallGuard, calls: &std::sync::atomic::AtomicU32) -> BackendError {
+        guard
+            .call(|| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err::<(), _>(BackendError::Unavailable("connection refused".into())) }
+            })
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_opens_the_circuit_and_costs_one_probe_per_cooldown() {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+        let guard = guard(1000, Duration::from_secs(1), 3);
+        let calls = AtomicU32::new(0);
+        assert_eq!(guard.circuit_state(), CircuitState::Closed);
+        // The first reader's retries find the service down three times: the circuit opens.
+        down(&guard, &calls).await;
+        assert_eq!(calls.load(SeqCst), DEFAULT_BREAKER_FAILURES);
+        assert_eq!(guard.circuit_state(), CircuitState::Open);
+
+        // Every other reader fails at once, without an attempt and without waiting.
+        let started = Instant::now();
+        for _ in 0..50 {
+            let e = down(&guard, &calls).await;
+            assert!(e.is_transient(), "{e}");
+        }
+        assert_eq!(calls.load(SeqCst), DEFAULT_BREAKER_FAILURES);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+
+        // After the cooldown one probe (one attempt, no retries) goes out; it fails: open again.
+        tokio::time::advance(DEFAULT_BREAKER_COOLDOWN).await;
+        down(&guard, &calls).await;
+        assert_eq!(calls.load(SeqCst), DEFAULT_BREAKER_FAILURES + 1);
+        assert_eq!(guard.circuit_state(), CircuitState::Open);
+        down(&guard, &calls).await;
+        assert_eq!(calls.load(SeqCst), DEFAULT_BREAKER_FAILURES + 1);
+
+        // The service is back: the next probe closes the circuit and calls flow again.
+        tokio::time::advance(DEFAULT_BREAKER_COOLDOWN).await;
+        let answered = guard.call(|| async { Ok::<_, BackendError>(7) }).await;
+        assert_eq!(answered.unwrap(), 7);
+        assert_eq!(guard.circuit_state(), CircuitState::Closed);
+        down(&guard, &calls).await;
+        assert_eq!(
+            calls.load(SeqCst),
+            DEFAULT_BREAKER_FAILURES + 4,
+            "retried again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_probe_at_a_time_and_an_error_answer_closes_the_circuit() {
+        let guard = std::sync::Arc::new(guard(1000, Duration::from_secs(1), 3));
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        down(&guard, &calls).await;
+        tokio::time::advance(DEFAULT_BREAKER_COOLDOWN).await;
+        // The probe hangs (a blackholed service): everyone else fails at once meanwhile.
+        let (release, hold) = tokio::sync::oneshot::channel::<()>();
+        let probe = {
+            let guard = std::sync::Arc::clone(&guard);
+            let mut hold = Some(hold);
+            tokio::spawn(async move {
+                guard
+                    .call(|| {
+                        let hold = hold.take();
+                        async move {
+                            if let Some(hold) = hold {
+                                let _ = hold.await;
+                            }
+                            Err::<(), _>(BackendError::NotFound("no such secret".into()))
+                        }
+                    })
+                    .await
+            })
+        };
+        while guard.circuit_state() != CircuitState::HalfOpen {
+            tokio::task::yield_now().await;
+        }
+        let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(down(&guard, &calls).await.is_transient());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), before);
+        // The probe's answer is an error, but an answer: the service is up again.
+        release.send(()).unwrap();
+        assert!(matches!(
+            probe.await.unwrap(),
+            Err(BackendError::NotFound(_))
+        ));
+        assert_eq!(guard.circuit_state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_whose_caller_gave_up_lets_the_next_call_probe() {
+        let guard = guard(1000, Duration::from_secs(1), 3);
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        down(&guard, &calls).await;
+        tokio::time::advance(DEFAULT_BREAKER_COOLDOWN).await;
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(10),
+            guard.call(std::future::pending::<Result<(), BackendError>>),
+        )
+        .await;
+        assert!(abandoned.is_err());
+        assert_eq!(guard.circuit_state(), CircuitState::Open);
+        let answered = guard.call(|| async { Ok::<_, BackendError>(()) }).await;
+        assert!(answered.is_ok());
+        assert_eq!(guard.circuit_state(), CircuitState::Closed);
     }
 }

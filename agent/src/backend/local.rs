@@ -456,8 +456,13 @@ fn load_or_create_master_key(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, Ba
     }
 }
 
+/// A failure of the store's files. The path goes to the agent's log only: callers learn what
+/// failed (e.g. "no space left on device"), never where the store lives.
 fn io_error(path: &Path, action: &str, e: io::Error) -> BackendError {
-    BackendError::Unavailable(format!("cannot {action} {}: {e}", path.display()))
+    tracing::warn!(path = %path.display(), error = %e, "local store: cannot {action}");
+    BackendError::Unavailable(format!(
+        "the local store cannot {action} a secret's files: {e}"
+    ))
 }
 
 #[cfg(test)]

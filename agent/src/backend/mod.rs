@@ -168,6 +168,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Writes `value` as the new current version of the named secret.
     async fn put(&self, name: &str, value: SecretValue) -> Result<Written, BackendError>;
+
+    /// The circuit breakers of the services this backend calls (one per `CallGuard`), for
+    /// metrics. Backends that call no remote service have none.
+    fn circuits(&self) -> Vec<(&'static str, guard::CircuitState)> {
+        Vec::new()
+    }
 }
 
 /// A backend as configured: the backend and how long its values stay fresh in the cache.
@@ -192,6 +198,10 @@ impl Backends {
 
     pub fn kinds(&self) -> impl Iterator<Item = BackendKind> + '_ {
         self.0.keys().copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (BackendKind, &Configured)> + '_ {
+        self.0.iter().map(|(kind, configured)| (*kind, configured))
     }
 }
 

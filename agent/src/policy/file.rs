@@ -18,6 +18,10 @@ use super::{
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
+    /// A policy without rules denies everything and ends every watch. That is what an empty file
+    /// says, and an empty file is more often a rewrite caught half-way: it must be meant.
+    #[serde(default)]
+    allow_empty: bool,
     #[serde(default)]
     rule: Vec<RuleFile>,
 }
@@ -115,11 +119,32 @@ pub enum PolicyError {
     },
     #[error("policy {origin} is not valid TOML or has unknown keys: {message}")]
     Syntax { origin: String, message: String },
+    #[error("policy {path} kept changing while it was read; it is read again when it settles")]
+    Unstable { path: String },
     #[error("policy {origin} has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
     Invalid {
         origin: String,
         problems: Vec<String>,
     },
+}
+
+impl PolicyError {
+    /// What is wrong, without the file's path: for callers (Admin's ReloadPolicy), who learn
+    /// what to fix but not where the agent keeps its files.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::Read { source, .. } => format!("cannot read the policy file: {source}"),
+            Self::Unstable { .. } => "the policy file kept changing while it was read".into(),
+            Self::Syntax { message, .. } => {
+                format!("the policy is not valid TOML or has unknown keys: {message}")
+            }
+            Self::Invalid { problems, .. } => format!(
+                "the policy has {} problem(s): {}",
+                problems.len(),
+                problems.join("; ")
+            ),
+        }
+    }
 }
 
 impl Policy {
@@ -130,6 +155,13 @@ impl Policy {
             message: e.to_string().trim().to_owned(),
         })?;
         let mut problems = Vec::new();
+        if file.rule.is_empty() && !file.allow_empty {
+            problems.push(
+                "it has no rules, so it would deny every caller and end every watch: add a \
+                 [[rule]], or set `allow_empty = true` if that is what you mean"
+                    .to_owned(),
+            );
+        }
         let mut rules = Vec::new();
         let mut names = std::collections::HashSet::new();
         for (i, rule) in file.rule.into_iter().enumerate() {
@@ -254,12 +286,61 @@ impl Policy {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = read_stable(path)?;
         Self::from_toml(&text, &path.display().to_string())
     }
+}
+
+/// Time between the two reads of a policy file that must agree: longer than a writer pauses
+/// between two writes of one rewrite.
+pub const STABLE_READ_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// Reads of a policy file before giving up on one that keeps changing (about a second).
+const STABLE_READ_ATTEMPTS: u32 = 20;
+
+/// What one read of a file saw: its bytes, and its size and modification time if they did not
+/// change while it was read.
+type Reading = (Vec<u8>, Option<(u64, std::time::SystemTime)>);
+
+/// The file's text once two reads `STABLE_READ_INTERVAL` apart agree (same bytes, same size and
+/// modification time), so a file rewritten in place (truncated, then written) is never taken
+/// half-written. A rename into place is atomic and agrees at once.
+fn read_stable(path: &std::path::Path) -> Result<String, PolicyError> {
+    let read = || -> std::io::Result<Reading> {
+        let before = std::fs::metadata(path)?;
+        let bytes = std::fs::read(path)?;
+        let after = std::fs::metadata(path)?;
+        let stamp = |m: &std::fs::Metadata| (m.len(), m.modified().ok());
+        let settled = (stamp(&before) == stamp(&after) && after.len() == bytes.len() as u64)
+            .then(|| after.modified().ok().map(|t| (after.len(), t)))
+            .flatten();
+        Ok((bytes, settled))
+    };
+    let failed = |source| PolicyError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let wait = || match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        // On the agent's runtime: let the other tasks of this worker move to another one.
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| std::thread::sleep(STABLE_READ_INTERVAL))
+        }
+        _ => std::thread::sleep(STABLE_READ_INTERVAL),
+    };
+    let mut last = read().map_err(failed)?;
+    for _ in 0..STABLE_READ_ATTEMPTS {
+        wait();
+        let next = read().map_err(failed)?;
+        if next.1.is_some() && next == last {
+            return String::from_utf8(next.0).map_err(|_| PolicyError::Syntax {
+                origin: path.display().to_string(),
+                message: "the file is not UTF-8 text".into(),
+            });
+        }
+        last = next;
+    }
+    Err(PolicyError::Unstable {
+        path: path.display().to_string(),
+    })
 }
 
 fn selector_is_only_any(c: &CallerFile) -> bool {

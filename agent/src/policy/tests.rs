@@ -33,7 +33,7 @@ allow = { read = ["sm:prod/billing/*", "ssm:/prod/billing/**"], list = ["sm:prod
 
 #[test]
 fn deny_by_default() {
-    let empty = policy("");
+    let empty = policy("allow_empty = true\n");
     assert_eq!(
         empty.decide(&caller(1000), Operation::Read, BackendKind::Local, "x"),
         Decision::Deny
@@ -261,9 +261,90 @@ fn reload_keeps_the_old_policy_when_the_new_one_is_broken() {
         "a broken file is reported once"
     );
 
+    // An empty file (a rewrite caught half-way, or a mistake) is refused: the old policy stays.
     std::fs::write(&path, "").unwrap();
+    let err = source.reload_if_changed().unwrap_err().to_string();
+    assert!(
+        err.contains("no rules") && err.contains("allow_empty"),
+        "{err}"
+    );
+    assert_eq!(source.current().rule_count(), 1);
+    // Meaning it is allowed.
+    std::fs::write(&path, "allow_empty = true\n").unwrap();
     assert!(source.reload_if_changed().unwrap());
     assert_eq!(source.current().rule_count(), 0);
+}
+
+#[test]
+fn a_policy_without_rules_must_be_meant() {
+    for text in ["", "# nothing yet\n", "allow_empty = false\n"] {
+        let err = Policy::from_toml(text, "p").unwrap_err().to_string();
+        assert!(err.contains("no rules"), "{text:?}: {err}");
+    }
+    assert_eq!(policy("allow_empty = true\n").rule_count(), 0);
+    // With rules, allow_empty changes nothing.
+    assert_eq!(
+        policy(&format!("allow_empty = true\n{BILLING}")).rule_count(),
+        1
+    );
+}
+
+/// A file rewritten in place, a piece at a time (truncate, then write, as `>` in a shell and
+/// many editors do): no reload may take the piece written so far for the whole policy.
+#[test]
+fn a_file_being_rewritten_is_never_read_half_way() {
+    const TWO_RULES: &str = r#"
+[[rule]]
+name = "first"
+caller = { uid = [1] }
+allow = { read = ["local:a"] }
+
+[[rule]]
+name = "second"
+caller = { uid = [2] }
+allow = { read = ["local:b"] }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, TWO_RULES).unwrap();
+    let source = PolicySource::from_file(&path).unwrap();
+    let split = TWO_RULES.find("[[rule]]\nname = \"second\"").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, stop) = (path.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            use std::io::Write;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut file = std::fs::File::create(&path).unwrap();
+                file.write_all(&TWO_RULES.as_bytes()[..split]).unwrap();
+                // Shorter than the interval between the reader's two reads.
+                std::thread::sleep(super::file::STABLE_READ_INTERVAL / 4);
+                file.write_all(&TWO_RULES.as_bytes()[split..]).unwrap();
+                drop(file);
+                std::thread::sleep(super::file::STABLE_READ_INTERVAL / 4);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        match source.reload() {
+            Ok(_) => {}
+            // Caught right after the truncation, with the writer descheduled: empty, refused.
+            Err(e) => assert!(
+                e.to_string().contains("kept changing") || e.to_string().contains("no rules"),
+                "{e}"
+            ),
+        }
+        assert_eq!(
+            source.current().rule_count(),
+            2,
+            "a half-written file was read"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    // Once the writer is done, the file is read.
+    assert!(source.reload().unwrap());
 }
 
 #[test]

@@ -706,7 +706,7 @@ fn never_reached(status: &tonic::Status) -> bool {
 }
 
 /// How the agent sees the calling process, and what the policy grants it (`whoami`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Identity {
     pub caller: Caller,
     /// What the policy grants, by operation.
@@ -715,8 +715,9 @@ pub struct Identity {
     pub matched_rules: Vec<String>,
 }
 
-/// The calling process as the kernel and /proc describe it. Empty strings: not known.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The calling process as the kernel and /proc describe it, and as the configured platform
+/// attestors (Kubernetes, ECS, Docker) found it. Empty strings: not known.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
@@ -732,6 +733,14 @@ pub struct Caller {
     pub systemd_unit: String,
     /// "process" when identified from /proc, "uid" when only uid and gid are known.
     pub identity_source: String,
+    /// The caller's pod, when the agent's Kubernetes attestor found it.
+    pub kubernetes: Option<pb::KubernetesWorkload>,
+    /// The caller's ECS task, when the agent's ECS attestor found it.
+    pub ecs: Option<pb::EcsWorkload>,
+    /// The caller's Docker container, when the agent's Docker attestor found it.
+    pub container: Option<pb::ContainerWorkload>,
+    /// Why a configured attestor could not say who the caller is.
+    pub attestation_failures: Vec<String>,
 }
 
 /// One operation the policy grants, on these patterns.
@@ -758,6 +767,10 @@ impl Identity {
                 pod_uid: c.pod_uid,
                 systemd_unit: c.systemd_unit,
                 identity_source: c.identity_source,
+                kubernetes: c.kubernetes,
+                ecs: c.ecs,
+                container: c.container,
+                attestation_failures: c.attestation_failures,
             },
             grants: response
                 .grants

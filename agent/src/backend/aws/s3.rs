@@ -370,6 +370,13 @@ impl Backend for S3Store {
         BackendKind::S3
     }
 
+    fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
+        vec![
+            (self.s3_guard.service(), self.s3_guard.circuit_state()),
+            (self.kms_guard.service(), self.kms_guard.circuit_state()),
+        ]
+    }
+
     async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {
         let (bucket, key) = split(reference.name())?;
         let version = match reference.selector() {

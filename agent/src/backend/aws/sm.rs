@@ -40,7 +40,9 @@ pub struct SecretsManager {
     guard: CallGuard,
     // Spellings of a secret → its full ARN, learned from Secrets Manager's own answers: the name
     // a GetSecretValue by name resolved to, and the partial form of every full ARN seen. Only
-    // answers teach it, so a bare name never maps to another account's secret.
+    // answers teach it, so a bare name never maps to another account's secret. A NOT_FOUND for
+    // an ARN unlearns every spelling of it: a secret deleted and created again under its name has
+    // a new ARN, which the next read by name learns.
     aliases: RwLock<HashMap<String, String>>,
 }
 
@@ -108,6 +110,19 @@ impl SecretsManager {
         }
     }
 
+    /// Forgets every spelling learned for `arn`, which Secrets Manager no longer knows.
+    fn forget(&self, arn: &str) {
+        let mut aliases = self.aliases.write().unwrap_or_else(|p| p.into_inner());
+        let before = aliases.len();
+        aliases.retain(|_, known| known != arn);
+        if aliases.len() != before {
+            tracing::debug!(
+                forgotten = before - aliases.len(),
+                "a secret's ARN is gone: its names will be looked up again"
+            );
+        }
+    }
+
     async fn client(&self) -> &Client {
         self.client
             .get_or_init(|| async { Client::new(&self.settings.sdk_config().await) })
@@ -156,17 +171,19 @@ impl SecretsManager {
                         v.arn,
                     );
                 }
-                match errors.iter().find(|e| e.secret_id.as_deref() == Some(id)) {
-                    Some(e) => Err(super::classify_code(
+                let error = match errors.iter().find(|e| e.secret_id.as_deref() == Some(id)) {
+                    Some(e) => super::classify_code(
                         SERVICE,
                         &format!("secret {reference}"),
                         e.error_code.as_deref().unwrap_or("Unknown"),
                         e.message.as_deref().unwrap_or(""),
-                    )),
-                    None => Err(BackendError::NotFound(format!(
-                        "secret {reference} not found"
-                    ))),
+                    ),
+                    None => BackendError::NotFound(format!("secret {reference} not found")),
+                };
+                if matches!(error, BackendError::NotFound(_)) {
+                    self.forget(id);
                 }
+                Err(error)
             })
             .collect()
     }
@@ -176,6 +193,10 @@ impl SecretsManager {
 impl Backend for SecretsManager {
     fn kind(&self) -> BackendKind {
         BackendKind::Sm
+    }
+
+    fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
+        vec![(self.guard.service(), self.guard.circuit_state())]
     }
 
     fn cache_key(&self, reference: &SecretRef) -> Option<SecretRef> {
@@ -205,7 +226,12 @@ impl Backend for SecretsManager {
                     .await
                     .map_err(|e| classify(SERVICE, &what, e))
             })
-            .await?;
+            .await
+            .inspect_err(|e| {
+                if matches!(e, BackendError::NotFound(_)) {
+                    self.forget(reference.name());
+                }
+            })?;
         self.learn(reference.name(), output.arn.as_deref());
         fetched(
             reference,
@@ -502,6 +528,39 @@ fn fetched(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forgotten_arn_no_longer_keys_its_names() {
+        let sm = SecretsManager::new(AwsSettings {
+            service: SERVICE,
+            region: None,
+            endpoint: None,
+            timeout: std::time::Duration::from_secs(1),
+            max_attempts: 1,
+            rate_limit: 1,
+            burst: 1,
+            max_wait: std::time::Duration::from_secs(1),
+            kms_key_id: None,
+        });
+        let old = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
+        let other = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/api-ZyXwVu";
+        sm.learn("prod/db", Some(old));
+        sm.learn("prod/api", Some(other));
+        let by_name = SecretRef::parse("sm:prod/db").unwrap();
+        assert_eq!(sm.cache_key(&by_name).unwrap().name(), old);
+        sm.forget(old);
+        assert!(sm.cache_key(&by_name).is_none(), "looked up by name again");
+        assert!(sm
+            .cache_key(&SecretRef::parse(&format!("sm:{}", &old[..old.len() - 7])).unwrap())
+            .is_none());
+        assert!(sm
+            .cache_key(&SecretRef::parse("sm:prod/api").unwrap())
+            .is_some());
+        // The recreated secret's ARN is learned from the next answer by name.
+        let new = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-QwErTy";
+        sm.learn("prod/db", Some(new));
+        assert_eq!(sm.cache_key(&by_name).unwrap().name(), new);
+    }
 
     #[test]
     fn ids_that_name_one_secret() {

@@ -95,6 +95,10 @@ impl Backend for ParameterStore {
         BackendKind::Ssm
     }
 
+    fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
+        vec![(self.guard.service(), self.guard.circuit_state())]
+    }
+
     async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {
         let client = self.client().await;
         let name = parameter_name(reference);

@@ -267,17 +267,16 @@ fn file_stamp(path: &Path) -> Option<SystemTime> {
 
 /// A token or secret id from a file, surrounding whitespace trimmed.
 fn read_secret_file(path: &Path, key: &str) -> Result<SecretValue, BackendError> {
+    // Callers see which setting is at fault; the path is for the agent's log only.
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        BackendError::AgentDenied(format!(
-            "cannot read the agent's Vault {key} {}: {e}",
-            path.display()
-        ))
+        tracing::warn!(path = %path.display(), error = %e, "cannot read the Vault {key}");
+        BackendError::AgentDenied(format!("cannot read the agent's Vault {key}: {e}"))
     })?);
     let text = bytes.trim_ascii();
     if text.is_empty() {
+        tracing::warn!(path = %path.display(), "the Vault {key} is empty");
         return Err(BackendError::AgentDenied(format!(
-            "the agent's Vault {key} {} is empty",
-            path.display()
+            "the agent's Vault {key} is empty"
         )));
     }
     Ok(SecretValue::from_slice(text))
@@ -372,10 +371,7 @@ async fn approle_login(
 ) -> Result<Session, BackendError> {
     let secret_id = read_secret_file(secret_id_file, "secret_id_file")?;
     let secret_id = std::str::from_utf8(secret_id.expose()).map_err(|_| {
-        BackendError::AgentDenied(format!(
-            "the agent's Vault secret_id_file {} is not UTF-8",
-            secret_id_file.display()
-        ))
+        BackendError::AgentDenied("the agent's Vault secret_id_file is not UTF-8".into())
     })?;
     // Serialized straight into a buffer that is wiped, sized for the worst escaping so it never reallocates (a
     // `json!` value or a growing Vec would leave copies of the secret id behind).

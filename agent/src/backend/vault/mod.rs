@@ -425,6 +425,10 @@ impl Backend for VaultBackend {
         BackendKind::Vault
     }
 
+    fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
+        vec![(self.inner.guard.service(), self.inner.guard.circuit_state())]
+    }
+
     async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {
         let (mount, path) = split_name(reference.name())?;
         let mut api_path = kv_path(mount, "data", path);

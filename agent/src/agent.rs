@@ -18,11 +18,14 @@ use serde_json::value::RawValue;
 
 use crate::{
     audit::{self, Outcome},
-    backend::{BackendError, Backends, Configured, Listed, Written},
+    backend::{
+        aws::role::{session_identity, AssumedRole},
+        BackendError, Backends, Configured, Listed, Written,
+    },
     cache::{CacheError, CachedSecret, FetchMany, SecretCache, Served},
     identity::Caller,
     metrics::Metrics,
-    policy::{Grants, Operation, PolicySource},
+    policy::{Grants, Operation, PolicySource, RoleMapping},
     reference::{self, BackendKind, SecretRef},
     rotation::{WatchHub, WatchSettings},
     secret::SecretValue,
@@ -82,6 +85,7 @@ impl Error {
             BackendError::AgentDenied(m) => {
                 Self::FailedPrecondition(format!("the agent itself was refused by {kind}: {m}"))
             }
+            BackendError::RoleDenied(m) => Self::PermissionDenied(m.clone()),
             BackendError::Unavailable(m) => {
                 Self::Unavailable(format!("{kind} backend unavailable: {m}"))
             }
@@ -154,7 +158,11 @@ impl Agent {
         let cache = Arc::new(cache);
         let hub = WatchHub::new(backends.clone(), Arc::clone(&cache), watch);
         Self {
-            metrics: Arc::new(Metrics::new(Arc::clone(&cache), hub.clone())),
+            metrics: Arc::new(Metrics::new(
+                Arc::clone(&cache),
+                hub.clone(),
+                backends.roles().cloned(),
+            )),
             hub,
             backends,
             policy,
@@ -183,14 +191,19 @@ impl Agent {
     pub async fn get(&self, caller: &Caller, text: &str) -> Result<ServedSecret, Error> {
         let reference = SecretRef::parse(text)?;
         let rule = self.authorize(caller, Operation::Read, &reference, text)?;
-        let result = match self.backend(reference.backend()) {
+        let role = self.role_for(caller, reference.backend());
+        let result = match self.backend_as(reference.backend(), role.as_ref()) {
             Ok(configured) => {
                 let key = reference.without_key();
-                let key = configured.backend.cache_key(&key).unwrap_or(key);
+                let key = configured
+                    .backend
+                    .cache_key(&key)
+                    .unwrap_or(key)
+                    .read_as(role);
                 let served = self
                     .cache
                     .get(&key, configured.ttl, || {
-                        self.fetch_one(configured, key.clone())
+                        self.fetch_one(&configured, key.clone())
                     })
                     .await;
                 self.finish_read(caller, &reference, served)
@@ -256,13 +269,34 @@ impl Agent {
                 }
             }
         }
-        let groups = by_backend.into_iter().map(|(kind, items)| {
-            let configured = self.backend(kind).expect("checked above");
+        let mut groups = Vec::with_capacity(by_backend.len());
+        for (kind, items) in by_backend {
+            let role = self.role_for(caller, kind);
+            let configured = match self.backend_as(kind, role.as_ref()) {
+                Ok(configured) => configured,
+                Err(e) => {
+                    for i in items {
+                        let result = Err(e.clone());
+                        self.audit_read(
+                            caller,
+                            &texts[i],
+                            &parsed[i].as_ref().expect("allowed item").1,
+                            &result,
+                        );
+                        results[i] = Some(result);
+                    }
+                    continue;
+                }
+            };
             let keys: Vec<SecretRef> = items
                 .iter()
                 .map(|i| {
                     let key = parsed[*i].as_ref().expect("allowed item").0.without_key();
-                    configured.backend.cache_key(&key).unwrap_or(key)
+                    configured
+                        .backend
+                        .cache_key(&key)
+                        .unwrap_or(key)
+                        .read_as(role.clone())
                 })
                 .collect();
             let backend = Arc::clone(&configured.backend);
@@ -278,13 +312,9 @@ impl Agent {
                 }
                 .boxed()
             });
-            async move {
-                (
-                    items,
-                    self.cache.get_many(&keys, configured.ttl, fetch_many).await,
-                )
-            }
-        });
+            let ttl = configured.ttl;
+            groups.push(async move { (items, self.cache.get_many(&keys, ttl, fetch_many).await) });
+        }
         for (items, served) in futures::future::join_all(groups).await {
             for (i, served) in items.into_iter().zip(served) {
                 let (reference, rule) = parsed[i].as_ref().expect("allowed item");
@@ -313,7 +343,8 @@ impl Agent {
             );
             return Err(denied(Operation::List, prefix));
         }
-        let listed = match self.backend(kind) {
+        let role = self.role_for(caller, kind);
+        let listed = match self.backend_as(kind, role.as_ref()) {
             Ok(configured) => configured
                 .backend
                 .list(name_prefix)
@@ -371,7 +402,8 @@ impl Agent {
             )));
         }
         let rule = self.authorize(caller, Operation::Write, &reference, text)?;
-        let result = self.write(&reference, value).await;
+        let role = self.role_for(caller, reference.backend());
+        let result = self.write(&reference, role.as_ref(), value).await;
         let outcome = match &result {
             Ok(_) => Outcome::Done,
             Err(e) => Outcome::Failed(e.code_name()),
@@ -389,6 +421,39 @@ impl Agent {
 
     pub fn whoami(&self, caller: &Caller) -> Grants {
         self.policy.current().grants_for(caller)
+    }
+
+    /// The IAM role `caller` reads AWS under, and the `[[role]]` that says so (for `WhoAmI`).
+    pub fn aws_role(&self, caller: &Caller) -> Option<(String, AssumedRole)> {
+        let policy = self.policy.current();
+        let mapping = policy.role_for(caller)?;
+        Some((mapping.name.clone(), assumed_role(mapping, caller)))
+    }
+
+    /// The IAM role `caller` reads `kind` under: the first `[[role]]` selecting it, for the AWS
+    /// backends; None (the agent's own credentials) otherwise.
+    fn role_for(&self, caller: &Caller, kind: BackendKind) -> Option<Arc<AssumedRole>> {
+        if !kind.reads_under_iam_role() {
+            return None;
+        }
+        let policy = self.policy.current();
+        policy
+            .role_for(caller)
+            .map(|mapping| Arc::new(assumed_role(mapping, caller)))
+    }
+
+    /// The backend of `kind` as a read under `role` sees it.
+    fn backend_as(
+        &self,
+        kind: BackendKind,
+        role: Option<&Arc<AssumedRole>>,
+    ) -> Result<Configured, Error> {
+        self.backend(kind)?;
+        self.backends.resolve(kind, role).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "the {kind} backend cannot read under an IAM role on this agent"
+            ))
+        })
     }
 
     /// Checks policy and records a denial. Returns the allowing rule's name.
@@ -504,7 +569,12 @@ impl Agent {
         );
     }
 
-    async fn write(&self, reference: &SecretRef, value: SecretValue) -> Result<Written, Error> {
+    async fn write(
+        &self,
+        reference: &SecretRef,
+        role: Option<&Arc<AssumedRole>>,
+        value: SecretValue,
+    ) -> Result<Written, Error> {
         if value.is_empty() {
             return Err(Error::InvalidArgument(
                 "empty value: a secret needs at least one byte".into(),
@@ -518,7 +588,7 @@ impl Agent {
             )));
         }
         let kind = reference.backend();
-        let configured = self.backend(kind)?;
+        let configured = self.backend_as(kind, role)?;
         let written = configured
             .backend
             .put(reference.name(), value)
@@ -538,6 +608,15 @@ impl Agent {
             .ok()
             .and_then(|c| c.backend.cache_key(&key));
         self.cache.invalidate_secret(&key, alias.as_ref()).await
+    }
+}
+
+/// What a `[[role]]` mapping makes of one caller: the role, assumed as this caller.
+fn assumed_role(mapping: &RoleMapping, caller: &Caller) -> AssumedRole {
+    AssumedRole {
+        arn: mapping.aws_role.clone(),
+        external_id: mapping.external_id.clone(),
+        identity: session_identity(caller),
     }
 }
 

@@ -12,7 +12,13 @@ use crate::{
     agent::{Agent, Limits},
     api::{AdminApi, SecretsApi},
     backend::{
-        aws::{s3::S3Store, sm::SecretsManager, ssm::ParameterStore, AwsSettings},
+        aws::{
+            role::{RoleSessions, RoleSettings},
+            s3::S3Store,
+            sm::SecretsManager,
+            ssm::ParameterStore,
+            AwsSettings,
+        },
         local::LocalStore,
         vault::{VaultBackend, VaultSettings},
         Backends,
@@ -61,7 +67,8 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
             }
         }
     }
-    Ok(backends)
+    let roles = RoleSessions::new(RoleSettings::new(&config.aws_roles));
+    Ok(backends.with_roles(Arc::new(roles)))
 }
 
 /// Runs the agent until `shutdown` resolves, then drains for at most the grace period.

@@ -46,6 +46,15 @@ pub const DEFAULT_SM_RATE_LIMIT: u32 = 50;
 /// cryptographic-operation quota is shared by the account: leave room for the fleet.
 pub const DEFAULT_S3_RATE_LIMIT: u32 = 50;
 /// Per-attempt timeout of a Vault call (connect and answer).
+/// One `AssumeRole` per session per hour (STS's default maximum for a role).
+pub const DEFAULT_ROLE_SESSION_DURATION: Duration = Duration::from_secs(3600);
+pub const DEFAULT_ROLE_REFRESH_AHEAD: Duration = Duration::from_secs(300);
+pub const DEFAULT_ROLE_RETRY_DENIED_AFTER: Duration = Duration::from_secs(60);
+pub const DEFAULT_ROLE_MAX_SESSIONS: u64 = 1024;
+/// STS's own minimum `DurationSeconds`.
+pub const STS_MIN_SESSION_DURATION: Duration = Duration::from_secs(900);
+/// STS allows far more per account; the agent needs about one call per session per hour.
+pub const DEFAULT_STS_RATE_LIMIT: u32 = 10;
 pub const DEFAULT_VAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per Vault read, the first included; transient failures are retried with backoff.
 pub const DEFAULT_VAULT_MAX_ATTEMPTS: u32 = 3;
@@ -64,7 +73,56 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub watch: WatchConfig,
     pub metrics: MetricsConfig,
+    pub aws_roles: AwsRolesConfig,
     pub backends: Vec<BackendConfig>,
+}
+
+/// `[aws_roles]`: how the agent assumes the IAM roles `[[role]]` mappings in the policy name.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsRolesConfig {
+    /// STS region. Unset: the standard chain (AWS_REGION, the profile, instance metadata).
+    pub region: Option<String>,
+    /// STS endpoint override (an emulator, a VPC endpoint). Unset: AWS_ENDPOINT_URL or STS's.
+    pub endpoint: Option<String>,
+    /// `DurationSeconds` of each `AssumeRole`: STS takes 15m to the role's maximum (1h unless
+    /// raised). Shorter is accepted only with `endpoint` set (an emulator, for tests).
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+    /// A session used this long before it expires is refreshed in the background (at most half
+    /// its lifetime before).
+    #[serde(with = "humantime_serde")]
+    pub refresh_ahead: Duration,
+    /// After STS refuses a role (or the agent's credentials), the same answer is given without
+    /// asking STS again for this long.
+    #[serde(with = "humantime_serde")]
+    pub retry_denied_after: Duration,
+    /// Sessions (role × caller identity) held at most; the least used go first.
+    pub max_sessions: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    /// `AssumeRole` calls per second, at most.
+    pub rate_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for AwsRolesConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint: None,
+            session_duration: DEFAULT_ROLE_SESSION_DURATION,
+            refresh_ahead: DEFAULT_ROLE_REFRESH_AHEAD,
+            retry_denied_after: DEFAULT_ROLE_RETRY_DENIED_AFTER,
+            max_sessions: DEFAULT_ROLE_MAX_SESSIONS,
+            timeout: DEFAULT_AWS_TIMEOUT,
+            max_attempts: DEFAULT_AWS_MAX_ATTEMPTS,
+            rate_limit: DEFAULT_STS_RATE_LIMIT,
+            max_wait: DEFAULT_AWS_MAX_WAIT,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -419,8 +477,17 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 9] = [
-    "server", "log", "audit", "policy", "cache", "limits", "watch", "metrics", "backend",
+const SECTIONS: [&str; 10] = [
+    "server",
+    "log",
+    "audit",
+    "policy",
+    "cache",
+    "limits",
+    "watch",
+    "metrics",
+    "aws_roles",
+    "backend",
 ];
 
 impl Config {
@@ -456,6 +523,7 @@ impl Config {
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
         let watch: WatchConfig = section(&table, "watch", &mut problems);
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
+        let aws_roles: AwsRolesConfig = section(&table, "aws_roles", &mut problems);
         let mut backends = Vec::new();
         match table.get("backend") {
             None => {}
@@ -481,6 +549,7 @@ impl Config {
             limits,
             watch,
             metrics,
+            aws_roles,
             backends,
         };
         problems.extend(config.validate());
@@ -538,6 +607,28 @@ impl Config {
                 "watch.jitter must be between 0 and 0.5, got {}",
                 self.watch.jitter
             ));
+        }
+        let roles = &self.aws_roles;
+        if roles.session_duration < STS_MIN_SESSION_DURATION && roles.endpoint.is_none() {
+            problems.push(format!(
+                "aws_roles.session_duration must be at least {} (STS's minimum), got {}",
+                humantime::format_duration(STS_MIN_SESSION_DURATION),
+                humantime::format_duration(roles.session_duration)
+            ));
+        }
+        if roles.session_duration < Duration::from_secs(1)
+            || roles.session_duration > Duration::from_secs(12 * 3600)
+        {
+            problems.push("aws_roles.session_duration must be between 1s and 12h".into());
+        }
+        if roles.refresh_ahead >= roles.session_duration {
+            problems.push("aws_roles.refresh_ahead must be shorter than session_duration".into());
+        }
+        if roles.max_sessions == 0 {
+            problems.push("aws_roles.max_sessions must be at least 1".into());
+        }
+        if roles.rate_limit == 0 || roles.max_attempts == 0 {
+            problems.push("aws_roles.rate_limit and max_attempts must be at least 1".into());
         }
         if self.cache.max_bytes == 0 {
             problems.push("cache.max_bytes must be more than 0".into());
@@ -621,6 +712,7 @@ impl Config {
                 ..WatchConfig::default()
             },
             metrics: MetricsConfig::default(),
+            aws_roles: AwsRolesConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,
             // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
             backends: vec![

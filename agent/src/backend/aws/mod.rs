@@ -2,11 +2,12 @@
 //! agent makes no AWS call and no metadata lookup at startup), each backend's `CallGuard` (rate
 //! limit and retries), and the mapping of SDK errors onto `BackendError`.
 
+pub mod role;
 pub mod s3;
 pub mod sm;
 pub mod ssm;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use super::{
     error_chain,
@@ -15,6 +16,7 @@ use super::{
 };
 use crate::config::AwsBackendConfig;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 
 /// The settings of one AWS backend, resolved from its config.
@@ -29,6 +31,8 @@ pub struct AwsSettings {
     pub burst: u32,
     pub max_wait: Duration,
     pub kms_key_id: Option<String>,
+    /// An assumed role's credentials (`role.rs`); None: the standard chain, the agent's own.
+    pub credentials: Option<SharedCredentialsProvider>,
 }
 
 impl AwsSettings {
@@ -44,12 +48,22 @@ impl AwsSettings {
             burst: config.burst.unwrap_or(rate_limit),
             max_wait: config.max_wait,
             kms_key_id: config.kms_key_id.clone(),
+            credentials: None,
         }
     }
 
-    /// The rate limit and retries for this backend's calls.
-    pub fn guard(&self) -> CallGuard {
-        CallGuard::new(
+    /// The same settings with an assumed role's credentials.
+    pub fn under_role(&self, credentials: SharedCredentialsProvider) -> Self {
+        Self {
+            credentials: Some(credentials),
+            ..self.clone()
+        }
+    }
+
+    /// The rate limit and retries for this backend's calls: shared by the backend and its
+    /// role-scoped copies, so the limit holds per service, not per role.
+    pub fn guard(&self) -> Arc<CallGuard> {
+        Arc::new(CallGuard::new(
             self.service,
             Limits {
                 rate_limit: self.rate_limit,
@@ -57,7 +71,7 @@ impl AwsSettings {
                 max_wait: self.max_wait,
                 max_attempts: self.max_attempts,
             },
-        )
+        ))
     }
 
     /// The SDK configuration: the standard chain (environment, profile, web identity for EKS
@@ -77,6 +91,9 @@ impl AwsSettings {
         }
         if let Some(endpoint) = &self.endpoint {
             loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(credentials) = &self.credentials {
+            loader = loader.credentials_provider(credentials.clone());
         }
         loader.load().await
     }

@@ -17,7 +17,10 @@ use super::{
 use crate::config::AwsBackendConfig;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ssm::{
+    config::http::HttpResponse,
+    error::{ProvideErrorMetadata, SdkError},
+};
 
 /// The settings of one AWS backend, resolved from its config.
 #[derive(Clone, Debug)]
@@ -121,12 +124,25 @@ where
 }
 
 /// Maps an SDK error onto the agent's error kinds. `what` names the secret for messages.
-pub fn classify<E, R>(service: &str, what: &str, error: SdkError<E, R>) -> BackendError
+pub fn classify<E>(service: &str, what: &str, error: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match &error {
+        // A refusal whose body the SDK cannot read (an emulator answering a JSON service in
+        // XML): the status alone says it was a refusal, not an outage.
+        SdkError::ResponseError(context) if context.raw().status().as_u16() == 403 => {
+            BackendError::AgentDenied(format!(
+                "{service} refused the agent's credentials for {what} (HTTP 403, AccessDenied)"
+            ))
+        }
+        SdkError::ServiceError(context)
+            if context.err().code().is_none() && context.raw().status().as_u16() == 403 =>
+        {
+            BackendError::AgentDenied(format!(
+                "{service} refused the agent's credentials for {what} (HTTP 403, AccessDenied)"
+            ))
+        }
         SdkError::ServiceError(context) => {
             let err = context.err();
             let code = err.code().unwrap_or("Unknown");

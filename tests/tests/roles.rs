@@ -7,8 +7,9 @@
 //!
 //! moto 5 evaluates actions, not resource ARNs, for Secrets Manager and Parameter Store (their
 //! requests reach the policy check with resource `*`), so the two roles differ by service: role A
-//! may only `ssm:GetParameter`, role B may also `secretsmanager:GetSecretValue`. The agent's own
-//! IAM user may only assume the two roles: it cannot read a secret itself.
+//! may only read Parameter Store, role B may also `secretsmanager:GetSecretValue`; neither may
+//! write. The agent's own IAM user may only assume the two roles: it cannot read a secret
+//! itself. A third user is mapped to role A with an external id the role's trust refuses.
 
 use std::{
     process::{Command, Output},
@@ -84,9 +85,9 @@ def allow(actions):
     return json.dumps({{'Version': '2012-10-17',
                        'Statement': [{{'Effect': 'Allow', 'Action': actions, 'Resource': '*'}}]}})
 iam.create_role(RoleName='workload-a', AssumeRolePolicyDocument=trust({{'StringEquals': {{'sts:ExternalId': 'ext-a'}}}}))
-iam.put_role_policy(RoleName='workload-a', PolicyName='read', PolicyDocument=allow(['ssm:GetParameter', 'ssm:GetParameters']))
+iam.put_role_policy(RoleName='workload-a', PolicyName='read', PolicyDocument=allow(['ssm:GetParameter', 'ssm:GetParameters', 'ssm:DescribeParameters']))
 iam.create_role(RoleName='workload-b', AssumeRolePolicyDocument=trust(None))
-iam.put_role_policy(RoleName='workload-b', PolicyName='read', PolicyDocument=allow(['ssm:GetParameter', 'ssm:GetParameters', 'secretsmanager:GetSecretValue']))
+iam.put_role_policy(RoleName='workload-b', PolicyName='read', PolicyDocument=allow(['ssm:GetParameter', 'ssm:GetParameters', 'ssm:DescribeParameters', 'secretsmanager:GetSecretValue']))
 key = iam.create_access_key(UserName='psst-agent')['AccessKey']
 print(key['AccessKeyId'], key['SecretAccessKey'])
 "#,
@@ -189,12 +190,12 @@ fn policy(a: &str, b: &str, c: &str) -> String {
 name = "workload a"
 caller = {{ user = ["{a}", "{c}"] }}
 # Wrong on purpose: A may read B's secret as far as psst is concerned. IAM must still say no.
-allow = {{ read = ["ssm:/team-a/*", "ssm:/shared/*", "sm:team-b/*"] }}
+allow = {{ read = ["ssm:/team-a/*", "ssm:/shared/*", "sm:team-b/*"], watch = ["ssm:/team-a/*"] }}
 
 [[rule]]
 name = "workload b"
 caller = {{ user = ["{b}"] }}
-allow = {{ read = ["sm:team-b/*", "ssm:/shared/*"] }}
+allow = {{ read = ["sm:team-b/*", "ssm:/shared/*"], rotate = ["ssm:/shared/*"] }}
 
 [[rule]]
 name = "root administers"
@@ -231,7 +232,12 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
         TempUser::new("psst-roles-c"),
     );
     let (a, b, c) = (a.0.as_str(), b.0.as_str(), c.0.as_str());
-    let w = world(&policy(a, b, c), "", "ttl = \"1h\"");
+    // Watches poll every 300 ms, so the test sees the polls.
+    let w = world(
+        &policy(a, b, c),
+        "[watch]\ninterval = \"300ms\"",
+        "ttl = \"1h\"",
+    );
 
     // Each reads its own secret, under its own role.
     assert_eq!(text_as(&w, a, "ssm:/team-a/token"), "a-secret");
@@ -286,6 +292,31 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
         "one refused AssumeRole, not one per request"
     );
 
+    // A rotation (a write) goes out under the caller's role too: role B may not PutParameter,
+    // so AWS refuses it although psst's policy allows it.
+    let before = w.aws.count("AmazonSSM.PutParameter");
+    let out = w.agent.psst_as(b, &["rotate", "ssm:/shared/config"]);
+    assert_eq!(out.status.code(), Some(EXIT_DENIED), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&role_arn("workload-b")),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(w.aws.count("AmazonSSM.PutParameter"), before + 1);
+    assert_eq!(text_as(&w, b, "ssm:/shared/config"), "shared-value");
+
+    // A watch is served, and polled, under its holder's role (the agent's own credentials read
+    // nothing): its value is A's cached entry, its version polls are counted for role A below.
+    let watched = Command::new("runuser")
+        .args(["-u", a, "--", "timeout", "3"])
+        .arg(psst_tests::psst_bin())
+        .args(["watch", "--with-values", "ssm:/team-a/token"])
+        .env("PSST_SOCKET", &w.agent.socket)
+        .output()
+        .unwrap();
+    let events = String::from_utf8_lossy(&watched.stdout);
+    assert!(events.contains("a-secret"), "{}", describe(&watched));
+
     // whoami shows the role a caller reads under; root has none.
     let who = json(&w.agent.psst_as(a, &["whoami", "--json"]));
     assert_eq!(who["aws_role"]["role_arn"], role_arn("workload-a"));
@@ -311,8 +342,9 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
     assert_eq!(number(&ra["assumeCalls"]), 2, "{ra}");
     assert_eq!(number(&ra["assumeFailures"]), 1, "{ra}");
     assert_eq!(number(&rb["assumeCalls"]), 1, "{rb}");
-    // A: /team-a/token, /shared/config and the two refused reads of sm:team-b/db.
-    assert_eq!(number(&ra["backendCalls"]), 4, "{ra}");
+    // A: /team-a/token, /shared/config, the two refused reads of sm:team-b/db, and the watch's
+    // version polls, which all worked: under role A, which may DescribeParameters.
+    assert!(number(&ra["backendCalls"]) >= 6, "{ra}");
     assert_eq!(number(&ra["backendErrors"]), 2, "{ra}");
     assert_eq!(number(&ra["cacheEntries"]), 2, "{ra}");
     // B: /shared/config, and sm:team-b/db filed under its name and its ARN.

@@ -415,3 +415,28 @@ fn role_credentials_are_refreshed_ahead_and_an_sts_outage_serves_cached_values()
         get_as(&w, a, "ssm:/shared/config").status.success()
     }));
 }
+
+/// STS calls per role per hour at the default duration, measured at 1/450 scale: the default
+/// session (1 h, refreshed 5 min ahead) becomes 8 s refreshed 667 ms ahead. A caller reading
+/// continuously for 24 s (3 scaled hours) must cause one AssumeRole at first use and one per
+/// 7.33 s after: 4 in all, i.e. 3600 / 3300 ≈ 1.09 per hour per session in steady state.
+#[test]
+fn sts_calls_per_session_hour_at_the_default_ratio() {
+    let a = TempUser::new("psst-roles-h");
+    let w = world(
+        &policy(&a.0, "psst-roles-unused-b", "psst-roles-unused-c"),
+        "session_duration = \"8s\"\nrefresh_ahead = \"667ms\"",
+        "ttl = \"100ms\"",
+    );
+    let a = a.0.as_str();
+    let started = Instant::now();
+    let mut reads = 0;
+    while started.elapsed() < Duration::from_secs(24) {
+        assert_eq!(text_as(&w, a, "ssm:/team-a/token"), "a-secret");
+        reads += 1;
+        thread::sleep(Duration::from_millis(100));
+    }
+    let assumed = w.sts.count("AssumeRole");
+    eprintln!("{assumed} AssumeRole calls for {reads} reads in 24 s (3 scaled hours)");
+    assert!((4..=5).contains(&assumed), "{assumed} AssumeRole calls");
+}

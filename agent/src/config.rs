@@ -979,6 +979,42 @@ max_attempts = 0
     }
 
     #[test]
+    fn aws_role_sessions_respect_sts_limits() {
+        let local = "[[backend]]\ntype = \"local\"\ndir = \"/var/lib/psst/store\"\n";
+        let problems = |text: &str| match Config::from_toml(&format!("{local}{text}"), "t") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems,
+        };
+        let defaults = Config::from_toml(local, "t").unwrap().aws_roles;
+        assert_eq!(defaults.session_duration, DEFAULT_ROLE_SESSION_DURATION);
+        assert_eq!(defaults.refresh_ahead, DEFAULT_ROLE_REFRESH_AHEAD);
+        let short = problems("[aws_roles]\nsession_duration = \"5m\"\nrefresh_ahead = \"1m\"\n");
+        assert!(
+            short
+                .iter()
+                .any(|p| p.contains("at least 15m (STS's minimum)")),
+            "{short:?}"
+        );
+        // An emulator takes what STS would not: allowed only with an endpoint.
+        assert!(problems(
+            "[aws_roles]\nendpoint = \"http://127.0.0.1:5000\"\nsession_duration = \"4s\"\nrefresh_ahead = \"2s\"\n"
+        )
+        .is_empty());
+        let all = problems(
+            "[aws_roles]\nsession_duration = \"20m\"\nrefresh_ahead = \"20m\"\nmax_sessions = 0\nrate_limit = 0\n",
+        );
+        for says in [
+            "refresh_ahead must be shorter than session_duration",
+            "max_sessions must be at least 1",
+            "rate_limit and max_attempts must be at least 1",
+        ] {
+            assert!(all.iter().any(|p| p.contains(says)), "{says}: {all:?}");
+        }
+        let unknown = problems("[aws_roles]\nwho = 1\n");
+        assert!(unknown[0].contains("unknown field `who`"), "{unknown:?}");
+    }
+
+    #[test]
     fn the_reference_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
         Config::load(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -420,6 +420,7 @@ fn role_credentials_are_refreshed_ahead_and_an_sts_outage_serves_cached_values()
 /// session (1 h, refreshed 5 min ahead) becomes 8 s refreshed 667 ms ahead. A caller reading
 /// continuously for 24 s (3 scaled hours) must cause one AssumeRole at first use and one per
 /// 7.33 s after: 4 in all, i.e. 3600 / 3300 ≈ 1.09 per hour per session in steady state.
+/// Before that, eight concurrent first uses make one.
 #[test]
 fn sts_calls_per_session_hour_at_the_default_ratio() {
     let a = TempUser::new("psst-roles-h");
@@ -429,6 +430,22 @@ fn sts_calls_per_session_hour_at_the_default_ratio() {
         "ttl = \"100ms\"",
     );
     let a = a.0.as_str();
+    // Concurrent first uses of the role (two secrets, so the value cache cannot be what
+    // coalesces them) wait for one AssumeRole.
+    thread::scope(|scope| {
+        let readers: Vec<_> = (0..8)
+            .map(|i| {
+                let reference = ["ssm:/team-a/token", "ssm:/shared/config"][i % 2];
+                let w = &w;
+                scope.spawn(move || get_as(w, a, reference))
+            })
+            .collect();
+        for reader in readers {
+            let out = reader.join().unwrap();
+            assert!(out.status.success(), "{}", describe(&out));
+        }
+    });
+    assert_eq!(w.sts.count("AssumeRole"), 1, "{:?}", w.sts.operations());
     let started = Instant::now();
     let mut reads = 0;
     while started.elapsed() < Duration::from_secs(24) {

@@ -12,13 +12,14 @@
 //! itself. A third user is mapped to role A with an external id the role's trust refuses.
 
 use std::{
+    io::{Read, Write},
     process::{Command, Output},
     thread,
     time::{Duration, Instant},
 };
 
 use psst_tests::{
-    aws::{Fault, FaultProxy, Moto},
+    aws::{free_port, Fault, FaultProxy, Moto},
     describe, ensure_user, Agent, Mode,
 };
 use serde_json::Value;
@@ -232,10 +233,11 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
         TempUser::new("psst-roles-c"),
     );
     let (a, b, c) = (a.0.as_str(), b.0.as_str(), c.0.as_str());
-    // Watches poll every 300 ms, so the test sees the polls.
+    // Watches poll every 300 ms, so the test sees the polls; metrics on a free port.
+    let metrics_port = free_port();
     let w = world(
         &policy(a, b, c),
-        "[watch]\ninterval = \"300ms\"",
+        &format!("[watch]\ninterval = \"300ms\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\""),
         "ttl = \"1h\"",
     );
 
@@ -350,6 +352,24 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
     // B: /shared/config, and sm:team-b/db filed under its name and its ARN.
     assert_eq!(number(&rb["cacheEntries"]), 3, "{rb}");
     assert!(number(&rb["cacheBytes"]) > 0, "{rb}");
+
+    // The same, per role, in the metrics.
+    let mut metrics = String::new();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    stream.read_to_string(&mut metrics).unwrap();
+    let arn_a = role_arn("workload-a");
+    for line in [
+        format!("psst_role_assume_calls_total{{role=\"{arn_a}\"}} 2"),
+        format!("psst_role_assume_failures_total{{role=\"{arn_a}\"}} 1"),
+        format!("psst_role_sessions{{role=\"{arn_a}\"}} 2"),
+        format!("psst_role_cache_entries{{role=\"{arn_a}\"}} 2"),
+        format!("psst_role_backend_errors_total{{role=\"{arn_a}\"}} 2"),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
 
     // The agent's log names roles and sessions, never a value.
     let logs = w.agent.logs();

@@ -18,7 +18,7 @@ use crate::config::AwsBackendConfig;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::{
-    config::http::HttpResponse,
+    config::{http::HttpResponse, SharedHttpClient},
     error::{ProvideErrorMetadata, SdkError},
 };
 
@@ -36,6 +36,10 @@ pub struct AwsSettings {
     pub kms_key_id: Option<String>,
     /// An assumed role's credentials (`role.rs`); None: the standard chain, the agent's own.
     pub credentials: Option<SharedCredentialsProvider>,
+    /// The HTTP client (connection pool) of this backend, shared with its role-scoped copies:
+    /// connections carry no credentials (every request is signed), so sessions need no pool
+    /// of their own. Set by the first SDK configuration loaded.
+    http_client: Arc<std::sync::OnceLock<SharedHttpClient>>,
 }
 
 impl AwsSettings {
@@ -52,6 +56,7 @@ impl AwsSettings {
             max_wait: config.max_wait,
             kms_key_id: config.kms_key_id.clone(),
             credentials: None,
+            http_client: Arc::default(),
         }
     }
 
@@ -98,7 +103,14 @@ impl AwsSettings {
         if let Some(credentials) = &self.credentials {
             loader = loader.credentials_provider(credentials.clone());
         }
-        loader.load().await
+        if let Some(http_client) = self.http_client.get() {
+            loader = loader.http_client(http_client.clone());
+        }
+        let config = loader.load().await;
+        if let Some(http_client) = config.http_client() {
+            let _ = self.http_client.set(http_client);
+        }
+        config
     }
 }
 

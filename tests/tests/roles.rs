@@ -371,6 +371,23 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
 
+    // A batch goes out under the caller's role too: A's own item is served, B's is refused by
+    // AWS (not by psst, which allows it) and named as refused for role A.
+    let out = w
+        .agent
+        .psst_as(a, &["batch", "ssm:/team-a/token", "sm:team-b/db"]);
+    assert_eq!(out.status.code(), Some(EXIT_DENIED), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("a-secret"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&role_arn("workload-a")),
+        "{}",
+        describe(&out)
+    );
+
     // The agent's log names roles and sessions, never a value.
     let logs = w.agent.logs();
     for value in ["a-secret", "b-secret", "shared-value"] {

@@ -581,11 +581,19 @@ impl Backend for RoleBackend {
         if let Err(e) = self.ready().await {
             return references.iter().map(|_| Err(e.clone())).collect();
         }
-        self.inner
-            .fetch_many(references)
-            .await
+        let results = self.inner.fetch_many(references).await;
+        // One batch is one call (or a few): counted once, as failed if any item failed.
+        let counters = &self.session.counters;
+        counters.backend_calls.fetch_add(1, Ordering::Relaxed);
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(e) if !matches!(e, BackendError::NotFound(_))))
+        {
+            counters.backend_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        results
             .into_iter()
-            .map(|r| self.counted(r))
+            .map(|r| r.map_err(|e| self.denied(e)))
             .collect()
     }
 

@@ -132,7 +132,7 @@ impl fmt::Display for Selector {
 /// A parsed reference. Construct it with `parse` (or `FromStr`); every instance is valid.
 ///
 /// As a cache key it also says whose read it is: `read_as` an assumed IAM role (see
-/// `backend/aws/role.rs`), so equal keys are equal secrets read with equal IAM permissions. The
+/// `backend/aws/role/`), so equal keys are equal secrets read with equal IAM permissions. The
 /// role is never part of the text form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SecretRef {

@@ -76,7 +76,7 @@ pub struct Policy {
     roles: Vec<RoleMapping>,
 }
 
-/// `[[role]]`: the IAM role the callers it selects read AWS under (`backend/aws/role.rs`).
+/// `[[role]]`: the IAM role the callers it selects read AWS under (`backend/aws/role/`).
 /// The first mapping that selects a caller applies to every AWS read, write, watch and rotation
 /// of that caller, whichever rule allowed it: so IAM checks every grant the policy makes.
 #[derive(Debug)]

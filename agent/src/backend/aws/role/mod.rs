@@ -1,4 +1,5 @@
-//! Per-workload AWS identity: a caller that the policy maps to an IAM role (`[[role]]`) reads
+//! Per-workload AWS identity (`identity.rs` says what STS is told about a caller, `backend.rs`
+//! is a backend as a session reads it): a caller that the policy maps to an IAM role (`[[role]]`) reads
 //! `ssm:`, `sm:` and `s3:` under that role, so IAM enforces and CloudTrail records the workload,
 //! not the agent.
 //!
@@ -8,7 +9,7 @@
 //! refresh window is refreshed in the background while its credentials still work; a refused
 //! `AssumeRole` is remembered for `retry_denied_after`, so a denied caller cannot make the agent
 //! call STS in a loop. Each session builds its own SDK clients of the AWS backends
-//! ([`Backend::under_role`]) sharing the agent's rate limits, and [`RoleBackend`] wraps them so
+//! ([`Backend::under_role`]) sharing the agent's rate limits, and `backend.rs` wraps them so
 //! AWS refusing the role is `RoleDenied` (the caller's `PERMISSION_DENIED`, naming the role).
 //!
 //! The cache key carries the `AssumedRole` (`SecretRef::read_as`): a value read under one role
@@ -24,7 +25,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
 use aws_credential_types::{
     provider::{error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider},
@@ -33,88 +33,26 @@ use aws_credential_types::{
 use aws_sdk_sts::types::Tag;
 use tokio::sync::OnceCell;
 
+mod backend;
+mod identity;
+
+pub use identity::{session_identity, SessionIdentity, TAG_UID, TAG_UNIT, TAG_USER};
+
+use self::backend::RoleBackend;
 use super::classify;
 use crate::{
     backend::{
         guard::{CallGuard, Limits},
-        Backend, BackendError, Fetched, Listed, VersionState, Written,
+        Backend, BackendError,
     },
     config::AwsRolesConfig,
-    identity::Caller,
-    reference::{BackendKind, SecretRef},
-    secret::SecretValue,
+    reference::BackendKind,
 };
 
 const SERVICE: &str = "STS";
-/// STS's limits on `RoleSessionName` and `SourceIdentity`: 2 to 64 characters.
-const MAX_SESSION_NAME: usize = 64;
-const MAX_TAG_VALUE: usize = 256;
-/// Session tag keys the agent sets; trust and ABAC policies refer to them as
-/// `aws:RequestTag/psst-…` and `aws:PrincipalTag/psst-…` (see `deploy/iam/`).
-pub const TAG_UID: &str = "psst-uid";
-pub const TAG_USER: &str = "psst-user";
-pub const TAG_UNIT: &str = "psst-unit";
 /// A failed background refresh is tried again no sooner than this, while the credentials held
 /// still work.
 const REFRESH_RETRY: Duration = Duration::from_secs(1);
-
-/// How a caller appears to AWS: the session name (also its `SourceIdentity`, which CloudTrail
-/// records and which stays with the session) and the session tags (for ABAC conditions).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionIdentity {
-    pub name: String,
-    pub tags: Vec<(String, String)>,
-}
-
-/// The one place a caller becomes an AWS session identity.
-///
-/// The workload is named by the most specific fact the agent has about the caller that the
-/// caller cannot choose: its systemd unit, else its user name, else its uid. The name is
-/// `psst-<workload>`, cut to STS's character set (`[\w+=,.@-]`, other characters become `-`)
-/// and length (64). Tags carry each fact separately (`psst-uid`, `psst-user`, `psst-unit`).
-///
-/// Two callers with the same identity here look the same to IAM, so they share credentials and
-/// cached values; a fact added here (a Kubernetes namespace and service account, an ECS task
-/// family) must therefore also go into the name or the tags, and it then separates them.
-pub fn session_identity(caller: &Caller) -> SessionIdentity {
-    let workload = caller
-        .systemd_unit
-        .clone()
-        .or_else(|| caller.user.clone())
-        .unwrap_or_else(|| format!("uid-{}", caller.uid));
-    let mut tags = vec![(TAG_UID.to_owned(), caller.uid.to_string())];
-    if let Some(user) = &caller.user {
-        tags.push((TAG_USER.to_owned(), tag_value(user)));
-    }
-    if let Some(unit) = &caller.systemd_unit {
-        tags.push((TAG_UNIT.to_owned(), tag_value(unit)));
-    }
-    SessionIdentity {
-        name: session_name(&workload),
-        tags,
-    }
-}
-
-/// `psst-<workload>` in STS's `RoleSessionName`/`SourceIdentity` alphabet.
-fn session_name(workload: &str) -> String {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
-    let mut name: String = format!("psst-{workload}")
-        .chars()
-        .map(|c| if allowed(c) { c } else { '-' })
-        .collect();
-    name.truncate(MAX_SESSION_NAME);
-    name
-}
-
-/// A session tag value in IAM's tag alphabet (letters, digits, spaces and `_.:/=+-@`).
-fn tag_value(value: &str) -> String {
-    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c);
-    value
-        .chars()
-        .map(|c| if allowed(c) { c } else { '-' })
-        .take(MAX_TAG_VALUE)
-        .collect()
-}
 
 /// A role as one caller reads under it: everything that goes into `AssumeRole` and so decides
 /// what IAM allows. Equal values may share credentials and cached secrets; nothing else may.
@@ -519,177 +457,5 @@ impl ProvideCredentials for SessionCredentials {
                 .await
                 .map_err(|e| CredentialsError::provider_error(e.to_string()))
         })
-    }
-}
-
-/// An AWS backend under a role: every call first makes sure the session has credentials (so
-/// STS refusing is `RoleDenied` and STS down is `Unavailable`, each naming the role), then goes
-/// to the session's own client; AWS refusing the role is `RoleDenied` too.
-struct RoleBackend {
-    session: Arc<RoleSession>,
-    inner: Arc<dyn Backend>,
-}
-
-impl RoleBackend {
-    async fn ready(&self) -> Result<(), BackendError> {
-        self.session.credentials().await.map(|_| ())
-    }
-
-    fn counted<T>(&self, result: Result<T, BackendError>) -> Result<T, BackendError> {
-        let counters = &self.session.counters;
-        counters.backend_calls.fetch_add(1, Ordering::Relaxed);
-        match result {
-            Err(e) => {
-                if !matches!(e, BackendError::NotFound(_)) {
-                    counters.backend_errors.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(self.denied(e))
-            }
-            ok => ok,
-        }
-    }
-
-    fn denied(&self, error: BackendError) -> BackendError {
-        match error {
-            BackendError::AgentDenied(m) => BackendError::RoleDenied(format!(
-                "AWS refused role {}: {}",
-                self.session.role,
-                m.replace("refused the agent's credentials", "refused the role")
-            )),
-            other => other,
-        }
-    }
-}
-
-#[async_trait]
-impl Backend for RoleBackend {
-    fn kind(&self) -> BackendKind {
-        self.inner.kind()
-    }
-
-    fn cache_key(&self, reference: &SecretRef) -> Option<SecretRef> {
-        self.inner.cache_key(reference)
-    }
-
-    async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {
-        self.ready().await?;
-        let result = self.inner.fetch(reference).await;
-        self.counted(result)
-    }
-
-    async fn fetch_many(&self, references: &[SecretRef]) -> Vec<Result<Fetched, BackendError>> {
-        if let Err(e) = self.ready().await {
-            return references.iter().map(|_| Err(e.clone())).collect();
-        }
-        let results = self.inner.fetch_many(references).await;
-        // One batch is one call (or a few): counted once, as failed if any item failed.
-        let counters = &self.session.counters;
-        counters.backend_calls.fetch_add(1, Ordering::Relaxed);
-        if results
-            .iter()
-            .any(|r| matches!(r, Err(e) if !matches!(e, BackendError::NotFound(_))))
-        {
-            counters.backend_errors.fetch_add(1, Ordering::Relaxed);
-        }
-        results
-            .into_iter()
-            .map(|r| r.map_err(|e| self.denied(e)))
-            .collect()
-    }
-
-    async fn versions(&self, reference: &SecretRef) -> Result<VersionState, BackendError> {
-        self.ready().await?;
-        let result = self.inner.versions(reference).await;
-        self.counted(result)
-    }
-
-    async fn start_managed_rotation(&self, name: &str) -> Result<bool, BackendError> {
-        self.ready().await?;
-        let result = self.inner.start_managed_rotation(name).await;
-        self.counted(result)
-    }
-
-    async fn rotate(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {
-        self.ready().await?;
-        let result = self.inner.rotate(name, value).await;
-        self.counted(result)
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError> {
-        self.ready().await?;
-        let result = self.inner.list(prefix).await;
-        self.counted(result)
-    }
-
-    async fn put(&self, name: &str, value: SecretValue) -> Result<Written, BackendError> {
-        self.ready().await?;
-        let result = self.inner.put(name, value).await;
-        self.counted(result)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn caller(uid: u32, user: Option<&str>, unit: Option<&str>) -> Caller {
-        let mut caller = Caller::uid_only(uid, uid);
-        caller.user = user.map(str::to_owned);
-        caller.systemd_unit = unit.map(str::to_owned);
-        caller
-    }
-
-    #[test]
-    fn the_session_is_named_after_the_most_specific_fact() {
-        let unit = session_identity(&caller(1001, Some("orders"), Some("orders-api.service")));
-        assert_eq!(unit.name, "psst-orders-api.service");
-        assert_eq!(
-            unit.tags,
-            [
-                (TAG_UID.to_owned(), "1001".to_owned()),
-                (TAG_USER.to_owned(), "orders".to_owned()),
-                (TAG_UNIT.to_owned(), "orders-api.service".to_owned()),
-            ]
-        );
-        assert_eq!(
-            session_identity(&caller(1001, Some("orders"), None)).name,
-            "psst-orders"
-        );
-        let bare = session_identity(&caller(4242, None, None));
-        assert_eq!(bare.name, "psst-uid-4242");
-        assert_eq!(bare.tags, [(TAG_UID.to_owned(), "4242".to_owned())]);
-    }
-
-    #[test]
-    fn names_fit_sts_alphabet_and_length() {
-        let odd = session_identity(&caller(
-            7,
-            Some("dom\\user name"),
-            Some(&format!("a:b/c*d{}.service", "x".repeat(100))),
-        ));
-        assert!(odd.name.len() <= MAX_SESSION_NAME, "{}", odd.name);
-        assert!(odd
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)));
-        assert!(odd.name.starts_with("psst-a-b-c-d"), "{}", odd.name);
-        // Tag values keep ':' and '/', which IAM's tag alphabet allows, and lose the rest.
-        let unit = &odd.tags[2].1;
-        assert!(unit.starts_with("a:b/c-dxxx"), "{unit}");
-        assert_eq!(odd.tags[1].1, "dom-user name");
-    }
-
-    #[test]
-    fn roles_differ_by_everything_sent_to_sts() {
-        let role = |arn: &str, external: Option<&str>, uid| AssumedRole {
-            arn: arn.to_owned(),
-            external_id: external.map(str::to_owned),
-            identity: session_identity(&caller(uid, None, None)),
-        };
-        let a = role("arn:aws:iam::1:role/a", None, 1);
-        assert_eq!(a, role("arn:aws:iam::1:role/a", None, 1));
-        assert_ne!(a, role("arn:aws:iam::1:role/b", None, 1));
-        assert_ne!(a, role("arn:aws:iam::1:role/a", Some("x"), 1));
-        assert_ne!(a, role("arn:aws:iam::1:role/a", None, 2));
     }
 }

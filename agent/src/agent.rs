@@ -206,7 +206,7 @@ impl Agent {
                         self.fetch_one(&configured, key.clone())
                     })
                     .await;
-                self.finish_read(caller, &reference, served)
+                self.finish_read(caller, &reference, &rule, served)
             }
             Err(e) => Err(e),
         };
@@ -318,7 +318,7 @@ impl Agent {
         for (items, served) in futures::future::join_all(groups).await {
             for (i, served) in items.into_iter().zip(served) {
                 let (reference, rule) = parsed[i].as_ref().expect("allowed item");
-                let result = self.finish_read(caller, reference, served);
+                let result = self.finish_read(caller, reference, rule, served);
                 self.audit_read(caller, &texts[i], rule, &result);
                 results[i] = Some(result);
             }
@@ -506,12 +506,27 @@ impl Agent {
         &self,
         caller: &Caller,
         reference: &SecretRef,
+        rule: &str,
         served: Result<Served, CacheError>,
     ) -> Result<ServedSecret, Error> {
         let kind = reference.backend();
         let served = served.map_err(|e| match e {
             CacheError::NotFound(m) => Error::NotFound(m),
-            CacheError::Backend(e) => Error::from_backend(kind, &e),
+            CacheError::Backend(e) => {
+                if matches!(*e, BackendError::RoleDenied(_)) {
+                    // AWS refused the caller's role: allowed by this rule, then refused, and
+                    // recorded here (audit_read leaves PERMISSION_DENIED to where it arose).
+                    audit::record(
+                        &self.metrics,
+                        caller,
+                        Operation::Read,
+                        &reference.to_string(),
+                        Some(rule),
+                        Outcome::Failed("permission_denied"),
+                    );
+                }
+                Error::from_backend(kind, &e)
+            }
         })?;
         if let Some(name) = &served.secret.canonical_name {
             if name != reference.policy_name()

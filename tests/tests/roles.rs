@@ -388,8 +388,18 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
         describe(&out)
     );
 
-    // The agent's log names roles and sessions, never a value.
+    // The agent's log names roles and sessions, never a value; every read AWS refused under
+    // role A (two single reads, one batch item) has its audit record.
     let logs = w.agent.logs();
+    let refused = logs
+        .lines()
+        .filter(|l| {
+            l.contains("decision=\"allow\"")
+                && l.contains("sm:team-b/db")
+                && l.contains("permission_denied")
+        })
+        .count();
+    assert_eq!(refused, 3, "{logs}");
     for value in ["a-secret", "b-secret", "shared-value"] {
         assert!(!logs.contains(value), "{value} in the log");
     }

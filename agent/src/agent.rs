@@ -18,11 +18,14 @@ use serde_json::value::RawValue;
 
 use crate::{
     audit::{self, Outcome},
-    backend::{BackendError, Backends, Configured, Listed, Written},
+    backend::{
+        aws::role::{session_identity, AssumedRole},
+        BackendError, Backends, Configured, Listed, Written,
+    },
     cache::{CacheError, CachedSecret, FetchMany, SecretCache, Served},
     identity::Caller,
     metrics::Metrics,
-    policy::{Grants, Operation, PolicySource},
+    policy::{Grants, Operation, PolicySource, RoleMapping},
     reference::{self, BackendKind, SecretRef},
     rotation::{WatchHub, WatchSettings},
     secret::SecretValue,
@@ -82,6 +85,7 @@ impl Error {
             BackendError::AgentDenied(m) => {
                 Self::FailedPrecondition(format!("the agent itself was refused by {kind}: {m}"))
             }
+            BackendError::RoleDenied(m) => Self::PermissionDenied(m.clone()),
             BackendError::Unavailable(m) => {
                 Self::Unavailable(format!("{kind} backend unavailable: {m}"))
             }
@@ -158,6 +162,7 @@ impl Agent {
                 Arc::clone(&cache),
                 hub.clone(),
                 backends.clone(),
+                backends.roles().cloned(),
             )),
             hub,
             backends,
@@ -187,23 +192,25 @@ impl Agent {
     pub async fn get(&self, caller: &Caller, text: &str) -> Result<ServedSecret, Error> {
         let reference = SecretRef::parse(text)?;
         let rule = self.authorize(caller, Operation::Read, &reference, text)?;
-        let result = match self.backend(reference.backend()) {
+        let role = self.role_for(caller, reference.backend());
+        let result = match self.backend_as(reference.backend(), role.as_ref()) {
             Ok(configured) => {
-                let own = reference.without_key();
+                let own = reference.without_key().read_as(role.clone());
                 let key = configured
                     .backend
                     .cache_key(&own)
-                    .unwrap_or_else(|| own.clone());
+                    .unwrap_or_else(|| own.clone())
+                    .read_as(role);
                 let mut served = self
                     .cache
                     .get(&key, configured.ttl, || {
-                        self.fetch_one(configured, key.clone())
+                        self.fetch_one(&configured, key.clone())
                     })
                     .await;
                 if key != own && matches!(served, Err(CacheError::NotFound(_))) {
-                    served = self.read_again_as_spelled(configured, &own).await;
+                    served = self.read_again_as_spelled(&configured, &own).await;
                 }
-                self.finish_read(caller, &reference, served)
+                self.finish_read(caller, &reference, &rule, served)
             }
             Err(e) => Err(e),
         };
@@ -266,13 +273,34 @@ impl Agent {
                 }
             }
         }
-        let groups = by_backend.into_iter().map(|(kind, items)| {
-            let configured = self.backend(kind).expect("checked above");
+        let mut groups = Vec::with_capacity(by_backend.len());
+        for (kind, items) in by_backend {
+            let role = self.role_for(caller, kind);
+            let configured = match self.backend_as(kind, role.as_ref()) {
+                Ok(configured) => configured,
+                Err(e) => {
+                    for i in items {
+                        let result = Err(e.clone());
+                        self.audit_read(
+                            caller,
+                            &texts[i],
+                            &parsed[i].as_ref().expect("allowed item").1,
+                            &result,
+                        );
+                        results[i] = Some(result);
+                    }
+                    continue;
+                }
+            };
             let keys: Vec<SecretRef> = items
                 .iter()
                 .map(|i| {
                     let key = parsed[*i].as_ref().expect("allowed item").0.without_key();
-                    configured.backend.cache_key(&key).unwrap_or(key)
+                    configured
+                        .backend
+                        .cache_key(&key)
+                        .unwrap_or(key)
+                        .read_as(role.clone())
                 })
                 .collect();
             let backend = Arc::clone(&configured.backend);
@@ -288,20 +316,19 @@ impl Agent {
                 }
                 .boxed()
             });
-            async move {
+            groups.push(async move {
                 let served = self.cache.get_many(&keys, configured.ttl, fetch_many).await;
-                (items, keys, served)
-            }
-        });
-        for (items, keys, served) in futures::future::join_all(groups).await {
+                (items, keys, role, configured, served)
+            });
+        }
+        for (items, keys, role, configured, served) in futures::future::join_all(groups).await {
             for ((i, key), mut served) in items.into_iter().zip(keys).zip(served) {
                 let (reference, rule) = parsed[i].as_ref().expect("allowed item");
-                let own = reference.without_key();
+                let own = reference.without_key().read_as(role.clone());
                 if key != own && matches!(served, Err(CacheError::NotFound(_))) {
-                    let configured = self.backend(reference.backend()).expect("checked above");
-                    served = self.read_again_as_spelled(configured, &own).await;
+                    served = self.read_again_as_spelled(&configured, &own).await;
                 }
-                let result = self.finish_read(caller, reference, served);
+                let result = self.finish_read(caller, reference, rule, served);
                 self.audit_read(caller, &texts[i], rule, &result);
                 results[i] = Some(result);
             }
@@ -327,7 +354,8 @@ impl Agent {
             return Err(denied(Operation::List, prefix));
         }
         self.check_audit_trail(caller, Operation::List, prefix)?;
-        let listed = match self.backend(kind) {
+        let role = self.role_for(caller, kind);
+        let listed = match self.backend_as(kind, role.as_ref()) {
             Ok(configured) => configured
                 .backend
                 .list(name_prefix)
@@ -385,7 +413,8 @@ impl Agent {
             )));
         }
         let rule = self.authorize(caller, Operation::Write, &reference, text)?;
-        let result = self.write(&reference, value).await;
+        let role = self.role_for(caller, reference.backend());
+        let result = self.write(&reference, role.as_ref(), value).await;
         let outcome = match &result {
             Ok(_) => Outcome::Done,
             Err(e) => Outcome::Failed(e.code_name()),
@@ -403,6 +432,39 @@ impl Agent {
 
     pub fn whoami(&self, caller: &Caller) -> Grants {
         self.policy.current().grants_for(caller)
+    }
+
+    /// The IAM role `caller` reads AWS under, and the `[[role]]` that says so (for `WhoAmI`).
+    pub fn aws_role(&self, caller: &Caller) -> Option<(String, AssumedRole)> {
+        let policy = self.policy.current();
+        let mapping = policy.role_for(caller)?;
+        Some((mapping.name.clone(), assumed_role(mapping, caller)))
+    }
+
+    /// The IAM role `caller` reads `kind` under: the first `[[role]]` selecting it, for the AWS
+    /// backends; None (the agent's own credentials) otherwise.
+    fn role_for(&self, caller: &Caller, kind: BackendKind) -> Option<Arc<AssumedRole>> {
+        if !kind.reads_under_iam_role() {
+            return None;
+        }
+        let policy = self.policy.current();
+        policy
+            .role_for(caller)
+            .map(|mapping| Arc::new(assumed_role(mapping, caller)))
+    }
+
+    /// The backend of `kind` as a read under `role` sees it.
+    fn backend_as(
+        &self,
+        kind: BackendKind,
+        role: Option<&Arc<AssumedRole>>,
+    ) -> Result<Configured, Error> {
+        self.backend(kind)?;
+        self.backends.resolve(kind, role).ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "the {kind} backend cannot read under an IAM role on this agent"
+            ))
+        })
     }
 
     /// Checks policy and records a denial. Returns the allowing rule's name.
@@ -499,12 +561,27 @@ impl Agent {
         &self,
         caller: &Caller,
         reference: &SecretRef,
+        rule: &str,
         served: Result<Served, CacheError>,
     ) -> Result<ServedSecret, Error> {
         let kind = reference.backend();
         let served = served.map_err(|e| match e {
             CacheError::NotFound(m) => Error::NotFound(m),
-            CacheError::Backend(e) => Error::from_backend(kind, &e),
+            CacheError::Backend(e) => {
+                if matches!(*e, BackendError::RoleDenied(_)) {
+                    // AWS refused the caller's role: allowed by this rule, then refused, and
+                    // recorded here (audit_read leaves PERMISSION_DENIED to where it arose).
+                    audit::record(
+                        &self.metrics,
+                        caller,
+                        Operation::Read,
+                        &reference.to_string(),
+                        Some(rule),
+                        Outcome::Failed("permission_denied"),
+                    );
+                }
+                Error::from_backend(kind, &e)
+            }
         })?;
         if let Some(name) = &served.secret.canonical_name {
             if name != reference.policy_name()
@@ -562,7 +639,12 @@ impl Agent {
         );
     }
 
-    async fn write(&self, reference: &SecretRef, value: SecretValue) -> Result<Written, Error> {
+    async fn write(
+        &self,
+        reference: &SecretRef,
+        role: Option<&Arc<AssumedRole>>,
+        value: SecretValue,
+    ) -> Result<Written, Error> {
         if value.is_empty() {
             return Err(Error::InvalidArgument(
                 "empty value: a secret needs at least one byte".into(),
@@ -576,7 +658,7 @@ impl Agent {
             )));
         }
         let kind = reference.backend();
-        let configured = self.backend(kind)?;
+        let configured = self.backend_as(kind, role)?;
         let written = configured
             .backend
             .put(reference.name(), value)
@@ -596,6 +678,15 @@ impl Agent {
             .ok()
             .and_then(|c| c.backend.cache_key(&key));
         self.cache.invalidate_secret(&key, alias.as_ref()).await
+    }
+}
+
+/// What a `[[role]]` mapping makes of one caller: the role, assumed as this caller.
+fn assumed_role(mapping: &RoleMapping, caller: &Caller) -> AssumedRole {
+    AssumedRole {
+        arn: mapping.aws_role.clone(),
+        external_id: mapping.external_id.clone(),
+        identity: session_identity(caller),
     }
 }
 

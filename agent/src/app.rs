@@ -13,7 +13,13 @@ use crate::{
     agent::{Agent, Limits},
     api::{AdminApi, SecretsApi},
     backend::{
-        aws::{s3::S3Store, sm::SecretsManager, ssm::ParameterStore, AwsSettings},
+        aws::{
+            role::{RoleSessions, RoleSettings},
+            s3::S3Store,
+            sm::SecretsManager,
+            ssm::ParameterStore,
+            AwsSettings,
+        },
         local::LocalStore,
         vault::{VaultBackend, VaultSettings},
         Backends,
@@ -63,7 +69,8 @@ pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
             }
         }
     }
-    Ok(backends)
+    let roles = RoleSessions::new(RoleSettings::new(&config.aws_roles));
+    Ok(backends.with_roles(Arc::new(roles)))
 }
 
 /// The admission bounds: the configured ones, with the connection total capped by the

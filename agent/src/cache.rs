@@ -519,6 +519,20 @@ impl SecretCache {
             self.inner.entries.weighted_size(),
         )
     }
+
+    /// Entries and bytes per IAM role ARN they were read under (`[[role]]`): what reading under
+    /// roles costs in memory. The agent's own reads are not listed.
+    pub fn usage_by_role(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        let mut usage = std::collections::BTreeMap::<String, (u64, u64)>::new();
+        for (key, entry) in self.inner.entries.iter() {
+            if let Some(role) = key.role() {
+                let slot = usage.entry(role.arn.clone()).or_default();
+                slot.0 += 1;
+                slot.1 += u64::from(entry.weight(&key));
+            }
+        }
+        usage
+    }
 }
 
 /// The fraction of its TTL after which a read refreshes an entry in the background.

@@ -52,6 +52,15 @@ pub const DEFAULT_SM_RATE_LIMIT: u32 = 50;
 /// cryptographic-operation quota is shared by the account: leave room for the fleet.
 pub const DEFAULT_S3_RATE_LIMIT: u32 = 50;
 /// Per-attempt timeout of a Vault call (connect and answer).
+/// One `AssumeRole` per session per hour (STS's default maximum for a role).
+pub const DEFAULT_ROLE_SESSION_DURATION: Duration = Duration::from_secs(3600);
+pub const DEFAULT_ROLE_REFRESH_AHEAD: Duration = Duration::from_secs(300);
+pub const DEFAULT_ROLE_RETRY_DENIED_AFTER: Duration = Duration::from_secs(60);
+pub const DEFAULT_ROLE_MAX_SESSIONS: u64 = 1024;
+/// STS's own minimum `DurationSeconds`.
+pub const STS_MIN_SESSION_DURATION: Duration = Duration::from_secs(900);
+/// STS allows far more per account; the agent needs about one call per session per hour.
+pub const DEFAULT_STS_RATE_LIMIT: u32 = 10;
 pub const DEFAULT_VAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per Vault read, the first included; transient failures are retried with backoff.
 pub const DEFAULT_VAULT_MAX_ATTEMPTS: u32 = 3;
@@ -107,7 +116,56 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Caller identification and the workload attestors (`identity/config.rs`).
     pub identity: IdentityConfig,
+    pub aws_roles: AwsRolesConfig,
     pub backends: Vec<BackendConfig>,
+}
+
+/// `[aws_roles]`: how the agent assumes the IAM roles `[[role]]` mappings in the policy name.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsRolesConfig {
+    /// STS region. Unset: the standard chain (AWS_REGION, the profile, instance metadata).
+    pub region: Option<String>,
+    /// STS endpoint override (an emulator, a VPC endpoint). Unset: AWS_ENDPOINT_URL or STS's.
+    pub endpoint: Option<String>,
+    /// `DurationSeconds` of each `AssumeRole`: STS takes 15m to the role's maximum (1h unless
+    /// raised). Shorter is accepted only with `endpoint` set (an emulator, for tests).
+    #[serde(with = "humantime_serde")]
+    pub session_duration: Duration,
+    /// A session used this long before it expires is refreshed in the background (at most half
+    /// its lifetime before).
+    #[serde(with = "humantime_serde")]
+    pub refresh_ahead: Duration,
+    /// After STS refuses a role (or the agent's credentials), the same answer is given without
+    /// asking STS again for this long.
+    #[serde(with = "humantime_serde")]
+    pub retry_denied_after: Duration,
+    /// Sessions (role × caller identity) held at most; the least used go first.
+    pub max_sessions: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    /// `AssumeRole` calls per second, at most.
+    pub rate_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for AwsRolesConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint: None,
+            session_duration: DEFAULT_ROLE_SESSION_DURATION,
+            refresh_ahead: DEFAULT_ROLE_REFRESH_AHEAD,
+            retry_denied_after: DEFAULT_ROLE_RETRY_DENIED_AFTER,
+            max_sessions: DEFAULT_ROLE_MAX_SESSIONS,
+            timeout: DEFAULT_AWS_TIMEOUT,
+            max_attempts: DEFAULT_AWS_MAX_ATTEMPTS,
+            rate_limit: DEFAULT_STS_RATE_LIMIT,
+            max_wait: DEFAULT_AWS_MAX_WAIT,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -541,7 +599,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "server",
     "connections",
     "log",
@@ -552,6 +610,7 @@ const SECTIONS: [&str; 11] = [
     "watch",
     "metrics",
     "identity",
+    "aws_roles",
     "backend",
 ];
 
@@ -590,6 +649,7 @@ impl Config {
         let watch: WatchConfig = section(&table, "watch", &mut problems);
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
         let identity: IdentityConfig = section(&table, "identity", &mut problems);
+        let aws_roles: AwsRolesConfig = section(&table, "aws_roles", &mut problems);
         let mut backends = Vec::new();
         match table.get("backend") {
             None => {}
@@ -617,6 +677,7 @@ impl Config {
             watch,
             metrics,
             identity,
+            aws_roles,
             backends,
         };
         problems.extend(config.validate());
@@ -741,6 +802,28 @@ impl Config {
         if self.audit.fail_closed && !self.audit.enabled {
             problems.push("audit.fail_closed needs audit.enabled".into());
         }
+        let roles = &self.aws_roles;
+        if roles.session_duration < STS_MIN_SESSION_DURATION && roles.endpoint.is_none() {
+            problems.push(format!(
+                "aws_roles.session_duration must be at least {} (STS's minimum), got {}",
+                humantime::format_duration(STS_MIN_SESSION_DURATION),
+                humantime::format_duration(roles.session_duration)
+            ));
+        }
+        if roles.session_duration < Duration::from_secs(1)
+            || roles.session_duration > Duration::from_secs(12 * 3600)
+        {
+            problems.push("aws_roles.session_duration must be between 1s and 12h".into());
+        }
+        if roles.refresh_ahead >= roles.session_duration {
+            problems.push("aws_roles.refresh_ahead must be shorter than session_duration".into());
+        }
+        if roles.max_sessions == 0 {
+            problems.push("aws_roles.max_sessions must be at least 1".into());
+        }
+        if roles.rate_limit == 0 || roles.max_attempts == 0 {
+            problems.push("aws_roles.rate_limit and max_attempts must be at least 1".into());
+        }
         if self.cache.max_bytes == 0 {
             problems.push("cache.max_bytes must be more than 0".into());
         }
@@ -825,6 +908,7 @@ impl Config {
             },
             metrics: MetricsConfig::default(),
             identity: IdentityConfig::default(),
+            aws_roles: AwsRolesConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,
             // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
             backends: vec![
@@ -1088,6 +1172,42 @@ max_attempts = 0
             s3_key(Some("alias/psst")),
             Some(Some("alias/psst".to_owned()))
         );
+    }
+
+    #[test]
+    fn aws_role_sessions_respect_sts_limits() {
+        let local = "[[backend]]\ntype = \"local\"\ndir = \"/var/lib/psst/store\"\n";
+        let problems = |text: &str| match Config::from_toml(&format!("{local}{text}"), "t") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems,
+        };
+        let defaults = Config::from_toml(local, "t").unwrap().aws_roles;
+        assert_eq!(defaults.session_duration, DEFAULT_ROLE_SESSION_DURATION);
+        assert_eq!(defaults.refresh_ahead, DEFAULT_ROLE_REFRESH_AHEAD);
+        let short = problems("[aws_roles]\nsession_duration = \"5m\"\nrefresh_ahead = \"1m\"\n");
+        assert!(
+            short
+                .iter()
+                .any(|p| p.contains("at least 15m (STS's minimum)")),
+            "{short:?}"
+        );
+        // An emulator takes what STS would not: allowed only with an endpoint.
+        assert!(problems(
+            "[aws_roles]\nendpoint = \"http://127.0.0.1:5000\"\nsession_duration = \"4s\"\nrefresh_ahead = \"2s\"\n"
+        )
+        .is_empty());
+        let all = problems(
+            "[aws_roles]\nsession_duration = \"20m\"\nrefresh_ahead = \"20m\"\nmax_sessions = 0\nrate_limit = 0\n",
+        );
+        for says in [
+            "refresh_ahead must be shorter than session_duration",
+            "max_sessions must be at least 1",
+            "rate_limit and max_attempts must be at least 1",
+        ] {
+            assert!(all.iter().any(|p| p.contains(says)), "{says}: {all:?}");
+        }
+        let unknown = problems("[aws_roles]\nwho = 1\n");
+        assert!(unknown[0].contains("unknown field `who`"), "{unknown:?}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use prometheus_client::{
 };
 
 use crate::{
+    backend::aws::role::{RoleSessions, RoleUsage},
     backend::{guard::CircuitState, Backends},
     cache::SecretCache,
     policy::Operation,
@@ -34,6 +35,12 @@ use crate::{
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabel {
     backend: &'static str,
+}
+
+/// A role ARN named in the policy: bounded by the policy, not by callers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,7 +61,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(cache: Arc<SecretCache>, hub: WatchHub, backends: Backends) -> Self {
+    pub fn new(
+        cache: Arc<SecretCache>,
+        hub: WatchHub,
+        backends: Backends,
+        roles: Option<Arc<RoleSessions>>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("psst");
         let backend_calls = Family::<BackendLabel, Counter>::default();
         let backend_errors = Family::<BackendLabel, Counter>::default();
@@ -86,6 +98,7 @@ impl Metrics {
             cache,
             hub,
             backends,
+            roles,
         }));
         Self {
             registry,
@@ -145,6 +158,7 @@ struct Snapshot {
     cache: Arc<SecretCache>,
     hub: WatchHub,
     backends: Backends,
+    roles: Option<Arc<RoleSessions>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -251,8 +265,82 @@ impl Collector for Snapshot {
                 }
             }
         }
+        if let Some(roles) = &self.roles {
+            encode_roles(&mut encoder, roles.usage(), &self.cache)?;
+        }
         Ok(())
     }
+}
+
+/// What reading under each IAM role costs: sessions, STS and backend calls, cache use.
+fn encode_roles(
+    encoder: &mut DescriptorEncoder,
+    mut usage: Vec<RoleUsage>,
+    cache: &SecretCache,
+) -> Result<(), std::fmt::Error> {
+    let by_role = cache.usage_by_role();
+    for role in &mut usage {
+        (role.cache_entries, role.cache_bytes) =
+            by_role.get(&role.arn).copied().unwrap_or_default();
+    }
+    let label = |r: &RoleUsage| RoleLabel {
+        role: r.arn.clone(),
+    };
+    type Field = fn(&RoleUsage) -> u64;
+    let gauges: [(&str, &str, Field); 3] = [
+        (
+            "role_sessions",
+            "Live sessions (caller identities) per IAM role",
+            |r| r.sessions,
+        ),
+        (
+            "role_cache_entries",
+            "Cache entries read under each IAM role",
+            |r| r.cache_entries,
+        ),
+        (
+            "role_cache_bytes",
+            "Weight in bytes of the cache entries read under each IAM role",
+            |r| r.cache_bytes,
+        ),
+    ];
+    for (name, help, field) in gauges {
+        let gauge = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+        for r in &usage {
+            ConstGauge::new(field(r) as i64).encode(family.encode_family(&label(r))?)?;
+        }
+    }
+    let counters: [(&str, &str, Field); 4] = [
+        (
+            "role_assume_calls",
+            "STS AssumeRole attempts per IAM role",
+            |r| r.assume_calls,
+        ),
+        (
+            "role_assume_failures",
+            "STS AssumeRole calls that failed, per IAM role",
+            |r| r.assume_failures,
+        ),
+        (
+            "role_backend_calls",
+            "Backend calls made under each IAM role",
+            |r| r.backend_calls,
+        ),
+        (
+            "role_backend_errors",
+            "Backend calls under each IAM role that failed (not NOT_FOUND)",
+            |r| r.backend_errors,
+        ),
+    ];
+    for (name, help, field) in counters {
+        let counter = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+        for r in &usage {
+            ConstCounter::new(field(r)).encode(family.encode_family(&label(r))?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped.

@@ -17,7 +17,9 @@
 //! of `version=`, `stage=` or `label=`, and each backend accepts only the ones it has.
 //! Parsing is strict and `Display` prints the canonical form, which parses back to the same value.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, sync::Arc};
+
+use crate::backend::aws::role::AssumedRole;
 
 /// Longest reference accepted, in bytes. Secrets Manager ARNs are the longest real names.
 pub const MAX_REFERENCE_LEN: usize = 2048;
@@ -34,6 +36,11 @@ pub enum BackendKind {
 
 impl BackendKind {
     pub const ALL: [BackendKind; 5] = [Self::Local, Self::Ssm, Self::Sm, Self::S3, Self::Vault];
+
+    /// Whether reads of this backend can be made under an assumed IAM role (`[[role]]`).
+    pub fn reads_under_iam_role(self) -> bool {
+        matches!(self, Self::Ssm | Self::Sm | Self::S3)
+    }
 
     pub fn prefix(self) -> &'static str {
         match self {
@@ -123,12 +130,17 @@ impl fmt::Display for Selector {
 }
 
 /// A parsed reference. Construct it with `parse` (or `FromStr`); every instance is valid.
+///
+/// As a cache key it also says whose read it is: `read_as` an assumed IAM role (see
+/// `backend/aws/role/`), so equal keys are equal secrets read with equal IAM permissions. The
+/// role is never part of the text form.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SecretRef {
     backend: BackendKind,
     name: String,
     selector: Option<Selector>,
     key: Option<String>,
+    role: Option<Arc<AssumedRole>>,
 }
 
 /// Why a reference was rejected. The message names the problem, never a value.
@@ -194,6 +206,7 @@ impl SecretRef {
             name: name.to_owned(),
             selector,
             key,
+            role: None,
         })
     }
 
@@ -241,6 +254,19 @@ impl SecretRef {
             key: None,
             ..self.clone()
         }
+    }
+
+    /// The same reference read under `role` (None: as the agent).
+    pub fn read_as(&self, role: Option<Arc<AssumedRole>>) -> SecretRef {
+        SecretRef {
+            role,
+            ..self.clone()
+        }
+    }
+
+    /// The IAM role this reference is read under, if any.
+    pub fn role(&self) -> Option<&Arc<AssumedRole>> {
+        self.role.as_ref()
     }
 
     /// The same secret at the given version.
@@ -553,6 +579,7 @@ mod tests {
                 name: segments.join("/"),
                 selector: version.map(|v| Selector::Version(v.to_string())),
                 key: None,
+                role: None,
             });
         let sm = (
             prop::collection::vec("[A-Za-z0-9/_+=.@-]{1,12}", 1..3),
@@ -567,6 +594,7 @@ mod tests {
                 name: parts.concat(),
                 selector,
                 key,
+                role: None,
             });
         let ssm = (
             prop::collection::vec(segment(), 1..4),
@@ -580,6 +608,7 @@ mod tests {
                 name: format!("/{}", segments.join("/")),
                 selector,
                 key: None,
+                role: None,
             });
         prop_oneof![local, sm, ssm]
     }

@@ -32,6 +32,9 @@ use tonic::{
 
 const VALUE_LEN: usize = 200;
 const REFERENCE: &str = "local:bench/db-password";
+/// What the `--aws-roles` targets read, from a `moto_server` the bench starts.
+const SSM_REFERENCE: &str = "ssm:/bench/db-password";
+const BENCH_ROLE: &str = "arn:aws:iam::123456789012:role/psst-bench";
 
 #[derive(Parser)]
 #[command(about = "cached GetSecret: psstd against a minimal tonic server")]
@@ -47,6 +50,10 @@ struct Cli {
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
+    /// Also measure a cached `ssm:` read as the agent and under an assumed IAM role (`[[role]]`),
+    /// against a `moto_server` (from PyPI) that the bench starts on a free loopback port.
+    #[arg(long)]
+    aws_roles: bool,
 }
 
 #[derive(Subcommand)]
@@ -80,11 +87,11 @@ fn main() -> anyhow::Result<()> {
             .build()?;
         return runtime.block_on(async {
             if *write {
-                seed(socket).await?;
+                seed(socket, REFERENCE).await?;
             }
             let mut client = connect(socket).await?;
             for _ in 0..*count {
-                client.get_secret(request()).await?;
+                client.get_secret(request(REFERENCE)).await?;
             }
             Ok(())
         });
@@ -102,32 +109,64 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    let targets = [
+    let mut targets = vec![
         Target::baseline(&dir.path().join("baseline.sock"))?,
-        Target::psstd(&psstd, dir.path(), "psstd", true)?,
-        Target::psstd(&psstd, dir.path(), "psstd-noaudit", false)?,
+        Target::psstd(&psstd, dir.path(), "psstd", true, None)?,
+        Target::psstd(&psstd, dir.path(), "psstd-noaudit", false, None)?,
     ];
+    let moto = if cli.aws_roles {
+        let moto = Moto::start()?;
+        let aws = AwsTarget {
+            endpoint: moto.endpoint(),
+            role: false,
+        };
+        targets.push(Target::psstd(
+            &psstd,
+            dir.path(),
+            "psstd ssm",
+            true,
+            Some(&aws),
+        )?);
+        let role = AwsTarget { role: true, ..aws };
+        targets.push(Target::psstd(
+            &psstd,
+            dir.path(),
+            "psstd ssm, role",
+            true,
+            Some(&role),
+        )?);
+        Some(moto)
+    } else {
+        None
+    };
     for target in &targets {
         target.wait_ready()?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(seed(&targets[1].socket))?;
-    runtime.block_on(seed(&targets[2].socket))?;
+    for target in &targets[1..] {
+        runtime.block_on(seed(&target.socket, target.reference))?;
+    }
 
     let levels = [8usize, 32, 128];
     let mut results: Vec<Results> = targets.iter().map(|_| Results::default()).collect();
     for round in 0..cli.rounds {
         eprintln!("round {}/{}", round + 1, cli.rounds);
         for (i, target) in targets.iter().enumerate() {
-            let (p50, p99) = runtime.block_on(sequential(&target.socket, cli.sequential))?;
+            let (p50, p99) =
+                runtime.block_on(sequential(&target.socket, target.reference, cli.sequential))?;
             results[i].p50.push(p50);
             results[i].p99.push(p99);
         }
         for (l, level) in levels.iter().enumerate() {
             for (i, target) in targets.iter().enumerate() {
-                let rps = throughput(&target.socket, *level, Duration::from_secs_f64(cli.seconds))?;
+                let rps = throughput(
+                    &target.socket,
+                    target.reference,
+                    *level,
+                    Duration::from_secs_f64(cli.seconds),
+                )?;
                 if results[i].rps.len() <= l {
                     results[i].rps.push(Vec::new());
                 }
@@ -165,7 +204,55 @@ fn main() -> anyhow::Result<()> {
         "\n{} rounds, medians; sequential {} requests per round; throughput {}s per level; {}-byte value.",
         cli.rounds, cli.sequential, cli.seconds, VALUE_LEN
     );
+    drop(targets);
+    drop(moto);
     Ok(())
+}
+
+/// How an `--aws-roles` target reads `ssm:`: from moto, as the agent or under a role.
+struct AwsTarget {
+    endpoint: String,
+    role: bool,
+}
+
+/// A `moto_server` on a free loopback port, killed on drop.
+struct Moto {
+    port: u16,
+    child: Child,
+}
+
+impl Moto {
+    fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("moto_server (pip install 'moto[server]')")?;
+        let moto = Moto { port, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(moto);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("moto_server did not start")
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[derive(Default)]
@@ -183,6 +270,7 @@ fn median(values: &[f64]) -> f64 {
 
 struct Target {
     name: &'static str,
+    reference: &'static str,
     socket: PathBuf,
     child: Child,
 }
@@ -196,26 +284,47 @@ impl Target {
             .spawn()?;
         Ok(Self {
             name: "baseline tonic",
+            reference: REFERENCE,
             socket: socket.to_owned(),
             child,
         })
     }
 
-    fn psstd(psstd: &Path, dir: &Path, name: &'static str, audit: bool) -> anyhow::Result<Self> {
-        let dir = dir.join(name);
+    fn psstd(
+        psstd: &Path,
+        dir: &Path,
+        name: &'static str,
+        audit: bool,
+        aws: Option<&AwsTarget>,
+    ) -> anyhow::Result<Self> {
+        let dir = dir.join(name.replace([' ', ','], "-"));
         std::fs::create_dir_all(&dir)?;
         let uid = nix_uid();
-        std::fs::write(
-            dir.join("policy.toml"),
-            format!("[[rule]]\nname = \"bench\"\ncaller = {{ uid = [{uid}] }}\nallow = {{ read = [\"local:**\"], write = [\"local:**\"] }}\n"),
-        )?;
-        let config = format!(
+        let mut policy = format!("[[rule]]\nname = \"bench\"\ncaller = {{ uid = [{uid}] }}\nallow = {{ read = [\"local:**\", \"ssm:**\"], write = [\"local:**\", \"ssm:**\"] }}\n");
+        let mut config = format!(
             "[server]\nsocket = \"{d}/psst.sock\"\n[log]\nlevel = \"warn\"\n[audit]\nenabled = {audit}\n[policy]\nfile = \"{d}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{d}/store\"\nttl = \"1h\"\n",
             d = dir.display()
         );
+        let mut command = Command::new(psstd);
+        if let Some(aws) = aws {
+            config.push_str(&format!(
+                "[[backend]]\ntype = \"ssm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\nttl = \"1h\"\n[aws_roles]\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n",
+                e = aws.endpoint
+            ));
+            if aws.role {
+                policy.push_str(&format!(
+                    "[[role]]\nname = \"bench\"\ncaller = {{ uid = [{uid}] }}\naws_role = \"{BENCH_ROLE}\"\n"
+                ));
+            }
+            command
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("AWS_EC2_METADATA_DISABLED", "true");
+        }
+        std::fs::write(dir.join("policy.toml"), policy)?;
         std::fs::write(dir.join("psstd.toml"), config)?;
         // Audit records go to stderr, as they would to journald: discarded here.
-        let child = Command::new(psstd)
+        let child = command
             .arg("--config")
             .arg(dir.join("psstd.toml"))
             .stdout(Stdio::null())
@@ -223,6 +332,11 @@ impl Target {
             .spawn()?;
         Ok(Self {
             name,
+            reference: if aws.is_some() {
+                SSM_REFERENCE
+            } else {
+                REFERENCE
+            },
             socket: dir.join("psst.sock"),
             child,
         })
@@ -271,35 +385,35 @@ async fn connect(socket: &Path) -> anyhow::Result<SecretsClient<Channel>> {
     Ok(SecretsClient::new(channel))
 }
 
-fn request() -> pb::GetSecretRequest {
+fn request(reference: &str) -> pb::GetSecretRequest {
     pb::GetSecretRequest {
-        reference: REFERENCE.to_owned(),
+        reference: reference.to_owned(),
     }
 }
 
-async fn seed(socket: &Path) -> anyhow::Result<()> {
+async fn seed(socket: &Path, reference: &str) -> anyhow::Result<()> {
     let mut client = connect(socket).await?;
     client
         .put_secret(pb::PutSecretRequest {
-            reference: REFERENCE.to_owned(),
+            reference: reference.to_owned(),
             value: vec![b's'; VALUE_LEN].into(),
         })
         .await?;
     // Warm the cache.
-    let secret = client.get_secret(request()).await?.into_inner();
+    let secret = client.get_secret(request(reference)).await?.into_inner();
     anyhow::ensure!(secret.value.len() == VALUE_LEN);
     Ok(())
 }
 
-async fn sequential(socket: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
+async fn sequential(socket: &Path, reference: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let mut client = connect(socket).await?;
     for _ in 0..n / 10 {
-        client.get_secret(request()).await?;
+        client.get_secret(request(reference)).await?;
     }
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
-        let reply = client.get_secret(request()).await?.into_inner();
+        let reply = client.get_secret(request(reference)).await?.into_inner();
         samples.push(started.elapsed().as_secs_f64() * 1e6);
         debug_assert_eq!(reply.value.len(), VALUE_LEN);
     }
@@ -307,7 +421,12 @@ async fn sequential(socket: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
     Ok((samples[n / 2], samples[n * 99 / 100]))
 }
 
-fn throughput(socket: &Path, in_flight: usize, duration: Duration) -> anyhow::Result<f64> {
+fn throughput(
+    socket: &Path,
+    reference: &'static str,
+    in_flight: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     // A two-worker runtime, like a typical multi-threaded service calling the agent.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -328,7 +447,7 @@ fn throughput(socket: &Path, in_flight: usize, duration: Duration) -> anyhow::Re
                     (Arc::clone(&done), Arc::clone(&stop), Arc::clone(&counting));
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        if client.get_secret(request()).await.is_ok()
+                        if client.get_secret(request(reference)).await.is_ok()
                             && counting.load(Ordering::Relaxed)
                         {
                             done.fetch_add(1, Ordering::Relaxed);

@@ -124,7 +124,7 @@ pub enum Fault {
 }
 
 /// A TCP proxy in front of moto that can fail on demand and records the AWS operations
-/// (`X-Amz-Target` headers) that pass through it.
+/// (`X-Amz-Target` headers, or the `Action` of a query-protocol body) that pass through it.
 pub struct FaultProxy {
     pub port: u16,
     fault: Arc<AtomicU8>,
@@ -269,6 +269,15 @@ fn record_operations(carry: &mut String, operations: &Mutex<Vec<String>>) {
                 .unwrap()
                 .push(line[start..].trim().to_owned());
         }
+    }
+    // Query-protocol services (STS) name the operation in the form body instead:
+    // `Action=AssumeRole&Version=...`, recorded as `AssumeRole`.
+    while let Some(start) = carry.find("Action=") {
+        let rest = &carry[start + "Action=".len()..];
+        let Some(end) = rest.find('&') else { break };
+        let action = rest[..end].to_owned();
+        operations.lock().unwrap().push(action);
+        carry.drain(..start + "Action=".len() + end);
     }
     // Keep only a tail that could be the start of a header line; bodies can be long.
     if carry.len() > 4096 {

@@ -1,11 +1,14 @@
 //! The managing side of the core: rotation, generated values, and the Admin service's
 //! invalidation, stats and policy reload.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{Agent, Error};
 use crate::{
     audit::{self, Outcome},
+    backend::aws::role::{AssumedRole, RoleUsage},
     identity::Caller,
     policy::Operation,
     reference::{self, BackendKind, SecretRef},
@@ -37,6 +40,8 @@ pub struct Stats {
     pub policy_rules: u32,
     /// Per enabled backend: name, calls, errors.
     pub backends: Vec<(BackendKind, u64, u64)>,
+    /// Per IAM role callers read under: sessions, STS and backend calls, cache use.
+    pub roles: Vec<RoleUsage>,
 }
 
 impl Agent {
@@ -57,7 +62,10 @@ impl Agent {
             )));
         }
         let rule = self.authorize(caller, Operation::Rotate, &reference, text)?;
-        let result = self.rotate_allowed(&reference, options, json_key).await;
+        let role = self.role_for(caller, reference.backend());
+        let result = self
+            .rotate_allowed(&reference, role.as_ref(), options, json_key)
+            .await;
         let outcome = match &result {
             Ok(_) => Outcome::Done,
             Err(e) => Outcome::Failed(e.code_name()),
@@ -76,11 +84,12 @@ impl Agent {
     async fn rotate_allowed(
         &self,
         reference: &SecretRef,
+        role: Option<&Arc<AssumedRole>>,
         options: &GeneratorOptions,
         json_key: Option<&str>,
     ) -> Result<Rotated, Error> {
         let kind = reference.backend();
-        let configured = self.backend(kind)?;
+        let configured = self.backend_as(kind, role)?;
         let backend = &configured.backend;
         let from_backend = |e: crate::backend::BackendError| Error::from_backend(kind, &e);
         let previous = backend
@@ -205,6 +214,12 @@ impl Agent {
                 (kind, calls, errors)
             })
             .collect();
+        let mut roles = self.backends.roles().map(|r| r.usage()).unwrap_or_default();
+        let by_role = self.cache.usage_by_role();
+        for role in &mut roles {
+            (role.cache_entries, role.cache_bytes) =
+                by_role.get(&role.arn).copied().unwrap_or_default();
+        }
         Ok(Stats {
             cache_entries,
             cache_bytes,
@@ -215,6 +230,7 @@ impl Agent {
             rotations_seen: self.hub.rotations_seen(),
             policy_rules: self.policy.current().rule_count() as u32,
             backends,
+            roles,
         })
     }
 

@@ -95,7 +95,10 @@ impl Agent {
         }
         let mut receivers: Vec<watch::Receiver<Arc<WatchState>>> = seen
             .iter()
-            .map(|s| self.hub.subscribe(&s.reference.without_key()))
+            .map(|s| {
+                let role = self.role_for(caller, s.reference.backend());
+                self.hub.subscribe(&s.reference.without_key().read_as(role))
+            })
             .collect();
         let agent = Arc::clone(self);
         let caller = caller.clone();

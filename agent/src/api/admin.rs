@@ -56,6 +56,20 @@ impl Admin for AdminApi {
                     errors,
                 })
                 .collect(),
+            roles: stats
+                .roles
+                .into_iter()
+                .map(|r| pb::RoleStats {
+                    role_arn: r.arn,
+                    sessions: r.sessions,
+                    assume_calls: r.assume_calls,
+                    assume_failures: r.assume_failures,
+                    backend_calls: r.backend_calls,
+                    backend_errors: r.backend_errors,
+                    cache_entries: r.cache_entries,
+                    cache_bytes: r.cache_bytes,
+                })
+                .collect(),
         }))
     }
 

@@ -162,7 +162,17 @@ impl Secrets for SecretsApi {
     ) -> Result<Response<WhoAmIResponse>, Status> {
         let caller = caller(&request)?;
         let grants = self.agent.whoami(caller);
+        let aws_role = self
+            .agent
+            .aws_role(caller)
+            .map(|(mapping, role)| pb::AwsRole {
+                role_arn: role.arn,
+                session_name: role.identity.name,
+                session_tags: role.identity.tags.into_iter().collect(),
+                mapping,
+            });
         Ok(Response::new(WhoAmIResponse {
+            aws_role,
             caller: Some(caller_to_proto(caller)),
             grants: grants
                 .patterns

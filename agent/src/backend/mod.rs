@@ -18,6 +18,7 @@ use std::{
 
 use async_trait::async_trait;
 
+use self::aws::role::{AssumedRole, RoleSessions};
 use crate::{
     reference::{BackendKind, SecretRef},
     secret::SecretValue,
@@ -73,6 +74,10 @@ pub enum BackendError {
     /// The backend refused the agent itself (its credentials or key), not the caller.
     #[error("{0}")]
     AgentDenied(String),
+    /// AWS refused the IAM role the caller reads under (`[[role]]` in the policy): the
+    /// caller's `PERMISSION_DENIED`. Never served stale over: IAM said no to this workload.
+    #[error("{0}")]
+    RoleDenied(String),
     /// Worth retrying later: the backend could not be reached or is overloaded.
     #[error("{0}")]
     Unavailable(String),
@@ -163,6 +168,16 @@ pub trait Backend: Send + Sync + 'static {
         self.put(name, value).await
     }
 
+    /// The same backend reading and writing with `credentials` (an assumed IAM role's) instead
+    /// of the agent's own, sharing this backend's rate limits. None: the backend has no notion
+    /// of IAM roles (local, vault), and callers read it as the agent.
+    fn under_role(
+        &self,
+        _credentials: aws_credential_types::provider::SharedCredentialsProvider,
+    ) -> Option<Arc<dyn Backend>> {
+        None
+    }
+
     /// Lists current secrets whose names start with `prefix`.
     async fn list(&self, prefix: &str) -> Result<Vec<Listed>, BackendError>;
 
@@ -183,25 +198,62 @@ pub struct Configured {
     pub ttl: Duration,
 }
 
-/// The configured backends, by reference prefix.
+/// The configured backends, by reference prefix, and the IAM role sessions the AWS ones read
+/// under for callers mapped to a role.
 #[derive(Clone, Default)]
-pub struct Backends(BTreeMap<BackendKind, Configured>);
+pub struct Backends {
+    by_kind: BTreeMap<BackendKind, Configured>,
+    roles: Option<Arc<RoleSessions>>,
+}
 
 impl Backends {
     pub fn insert(&mut self, backend: Arc<dyn Backend>, ttl: Duration) {
-        self.0.insert(backend.kind(), Configured { backend, ttl });
+        self.by_kind
+            .insert(backend.kind(), Configured { backend, ttl });
     }
 
+    /// Lets callers mapped to an IAM role read the AWS backends under it.
+    pub fn with_roles(mut self, roles: Arc<RoleSessions>) -> Self {
+        self.roles = Some(roles);
+        self
+    }
+
+    pub fn roles(&self) -> Option<&Arc<RoleSessions>> {
+        self.roles.as_ref()
+    }
+
+    /// The backend as the agent itself reads it.
     pub fn get(&self, kind: BackendKind) -> Option<&Configured> {
-        self.0.get(&kind)
+        self.by_kind.get(&kind)
+    }
+
+    /// The backend as a read made `as` this role sees it (the agent's own, for None). None when
+    /// the kind is not configured, or a role is asked of a backend that cannot take one, or no
+    /// role sessions are set up: never the agent's credentials in place of a role's.
+    pub fn resolve(
+        &self,
+        kind: BackendKind,
+        role: Option<&Arc<AssumedRole>>,
+    ) -> Option<Configured> {
+        let base = self.get(kind)?;
+        let Some(role) = role else {
+            return Some(base.clone());
+        };
+        let backend = self.roles.as_ref()?.backend(role, &base.backend)?;
+        Some(Configured {
+            backend,
+            ttl: base.ttl,
+        })
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = BackendKind> + '_ {
-        self.0.keys().copied()
+        self.by_kind.keys().copied()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (BackendKind, &Configured)> + '_ {
-        self.0.iter().map(|(kind, configured)| (*kind, configured))
+        self.by_kind
+            .iter()
+            .map(|(kind, configured)| (*kind, configured))
     }
 }
 
@@ -215,6 +267,7 @@ mod tests {
             BackendError::NotFound(String::new()),
             BackendError::InvalidArgument(String::new()),
             BackendError::AgentDenied(String::new()),
+            BackendError::RoleDenied(String::new()),
             BackendError::Unavailable(String::new()),
             BackendError::Throttled(String::new()),
             BackendError::Unsupported(String::new()),

@@ -5,6 +5,11 @@
 //! name = "billing service reads its database password"
 //! caller = { user = ["billing"], executable = ["/opt/billing/bin/*"] }
 //! allow = { read = ["sm:prod/billing/*"], list = ["sm:prod/billing/*"] }
+//!
+//! [[role]]
+//! name = "billing reads AWS as billing"
+//! caller = { user = ["billing"] }
+//! aws_role = "arn:aws:iam::123456789012:role/billing-secrets"
 //! ```
 
 use serde::Deserialize;
@@ -12,7 +17,7 @@ use serde::Deserialize;
 use super::{
     glob_set,
     workload::{labels, task_family, WorkloadSelector},
-    CallerSelector, Grant, Operation, Policy, Rule,
+    CallerSelector, Grant, Operation, Policy, RoleMapping, Rule,
 };
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +29,17 @@ struct PolicyFile {
     allow_empty: bool,
     #[serde(default)]
     rule: Vec<RuleFile>,
+    #[serde(default)]
+    role: Vec<RoleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleFile {
+    name: String,
+    caller: CallerFile,
+    aws_role: String,
+    external_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,79 +191,7 @@ impl Policy {
             } else if !names.insert(rule.name.clone()) {
                 problems.push(format!("{label} is defined twice"));
             }
-            let mut compile_set = |what: &str, patterns: &[String]| match glob_set(patterns) {
-                Ok(set) => set,
-                Err(e) => {
-                    problems.push(format!("{label}: caller.{what} has a bad glob {e}"));
-                    None
-                }
-            };
-            let c = &rule.caller;
-            let selector = CallerSelector {
-                any: c.any,
-                executables: compile_set("executable", &c.executable),
-                cgroups: compile_set("cgroup", &c.cgroup),
-                container_ids: compile_set("container_id", &c.container_id),
-                systemd_units: compile_set("systemd_unit", &c.systemd_unit),
-                uids: c.uid.clone(),
-                users: c.user.clone(),
-                gids: c.gid.clone(),
-                groups: c.group.clone(),
-                pod_uids: c.pod_uid.clone(),
-                workload: WorkloadSelector {
-                    k8s_namespaces: c.k8s_namespace.clone(),
-                    k8s_service_accounts: c.k8s_service_account.clone(),
-                    k8s_pod_names: compile_set("k8s_pod_name", &c.k8s_pod_name),
-                    k8s_container_names: c.k8s_container_name.clone(),
-                    k8s_container_images: compile_set(
-                        "k8s_container_image",
-                        &c.k8s_container_image,
-                    ),
-                    ecs_clusters: c.ecs_cluster.clone(),
-                    ecs_container_names: c.ecs_container_name.clone(),
-                    container_names: c.container_name.clone(),
-                    container_images: compile_set("container_image", &c.container_image),
-                    k8s_pod_labels: Vec::new(),
-                    ecs_task_families: Vec::new(),
-                    container_labels: Vec::new(),
-                },
-            };
-            let mut selector = selector;
-            for (what, items, into) in [
-                (
-                    "k8s_pod_label",
-                    &c.k8s_pod_label,
-                    &mut selector.workload.k8s_pod_labels,
-                ),
-                (
-                    "container_label",
-                    &c.container_label,
-                    &mut selector.workload.container_labels,
-                ),
-            ] {
-                match labels(items) {
-                    Ok(pairs) => *into = pairs,
-                    Err(bad) => problems.push(format!(
-                        "{label}: caller.{what} must be KEY=VALUE, got {}",
-                        bad.join(", ")
-                    )),
-                }
-            }
-            for item in &c.ecs_task_family {
-                match task_family(item) {
-                    Ok(family) => selector.workload.ecs_task_families.push(family),
-                    Err(e) => problems.push(format!("{label}: caller.ecs_task_family {e}")),
-                }
-            }
-            if selector.is_empty() {
-                problems.push(format!(
-                    "{label} selects no caller: set caller.uid, user, executable, ... or `any = true` to grant every local process"
-                ));
-            } else if selector.any && !selector_is_only_any(c) {
-                problems.push(format!(
-                    "{label} sets caller.any together with other selectors: `any` would ignore them"
-                ));
-            }
+            let selector = compile_selector(&label, &rule.caller, &mut problems);
             let allow = &rule.allow;
             let grants = [
                 &allow.read,
@@ -275,8 +219,42 @@ impl Policy {
                 grants,
             });
         }
+        let mut roles = Vec::new();
+        let mut role_names = std::collections::HashSet::new();
+        for (i, role) in file.role.into_iter().enumerate() {
+            let label = if role.name.is_empty() {
+                format!("role #{}", i + 1)
+            } else {
+                format!("role '{}'", role.name)
+            };
+            if role.name.is_empty() {
+                problems.push(format!("{label} has an empty name"));
+            } else if !role_names.insert(role.name.clone()) {
+                problems.push(format!("{label} is defined twice"));
+            }
+            let selector = compile_selector(&label, &role.caller, &mut problems);
+            if !is_role_arn(&role.aws_role) {
+                problems.push(format!(
+                    "{label}: aws_role '{}' is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)",
+                    role.aws_role
+                ));
+            }
+            if let Some(external_id) = &role.external_id {
+                if !is_external_id(external_id) {
+                    problems.push(format!(
+                        "{label}: external_id must be 2 to 1224 characters of letters, digits and +=,.@:/-"
+                    ));
+                }
+            }
+            roles.push(RoleMapping {
+                name: role.name,
+                aws_role: role.aws_role,
+                external_id: role.external_id,
+                selector,
+            });
+        }
         if problems.is_empty() {
-            Ok(Policy { rules })
+            Ok(Policy { rules, roles })
         } else {
             Err(PolicyError::Invalid {
                 origin: origin.to_owned(),
@@ -341,6 +319,113 @@ fn read_stable(path: &std::path::Path) -> Result<String, PolicyError> {
     Err(PolicyError::Unstable {
         path: path.display().to_string(),
     })
+}
+
+/// A rule's or role mapping's `caller`, compiled; its problems go to `problems`.
+fn compile_selector(label: &str, c: &CallerFile, problems: &mut Vec<String>) -> CallerSelector {
+    let mut compile_set = |what: &str, patterns: &[String]| match glob_set(patterns) {
+        Ok(set) => set,
+        Err(e) => {
+            problems.push(format!("{label}: caller.{what} has a bad glob {e}"));
+            None
+        }
+    };
+    let selector = CallerSelector {
+        any: c.any,
+        executables: compile_set("executable", &c.executable),
+        cgroups: compile_set("cgroup", &c.cgroup),
+        container_ids: compile_set("container_id", &c.container_id),
+        systemd_units: compile_set("systemd_unit", &c.systemd_unit),
+        uids: c.uid.clone(),
+        users: c.user.clone(),
+        gids: c.gid.clone(),
+        groups: c.group.clone(),
+        pod_uids: c.pod_uid.clone(),
+        workload: WorkloadSelector {
+            k8s_namespaces: c.k8s_namespace.clone(),
+            k8s_service_accounts: c.k8s_service_account.clone(),
+            k8s_pod_names: compile_set("k8s_pod_name", &c.k8s_pod_name),
+            k8s_container_names: c.k8s_container_name.clone(),
+            k8s_container_images: compile_set("k8s_container_image", &c.k8s_container_image),
+            ecs_clusters: c.ecs_cluster.clone(),
+            ecs_container_names: c.ecs_container_name.clone(),
+            container_names: c.container_name.clone(),
+            container_images: compile_set("container_image", &c.container_image),
+            k8s_pod_labels: Vec::new(),
+            ecs_task_families: Vec::new(),
+            container_labels: Vec::new(),
+        },
+    };
+    let mut selector = selector;
+    for (what, items, into) in [
+        (
+            "k8s_pod_label",
+            &c.k8s_pod_label,
+            &mut selector.workload.k8s_pod_labels,
+        ),
+        (
+            "container_label",
+            &c.container_label,
+            &mut selector.workload.container_labels,
+        ),
+    ] {
+        match labels(items) {
+            Ok(pairs) => *into = pairs,
+            Err(bad) => problems.push(format!(
+                "{label}: caller.{what} must be KEY=VALUE, got {}",
+                bad.join(", ")
+            )),
+        }
+    }
+    for item in &c.ecs_task_family {
+        match task_family(item) {
+            Ok(family) => selector.workload.ecs_task_families.push(family),
+            Err(e) => problems.push(format!("{label}: caller.ecs_task_family {e}")),
+        }
+    }
+    if selector.is_empty() {
+        problems.push(format!(
+            "{label} selects no caller: set caller.uid, user, executable, ... or `any = true` to grant every local process"
+        ));
+    } else if selector.any && !selector_is_only_any(c) {
+        problems.push(format!(
+            "{label} sets caller.any together with other selectors: `any` would ignore them"
+        ));
+    }
+    selector
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`, as IAM spells role ARNs.
+pub(super) fn is_role_arn(arn: &str) -> bool {
+    let Some(rest) = arn.strip_prefix("arn:") else {
+        return false;
+    };
+    let mut parts = rest.splitn(5, ':');
+    let (Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let name_chars = |c: char| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c);
+    partition.starts_with("aws")
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && resource
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty() && !n.ends_with('/') && n.chars().all(name_chars))
+        && arn.len() <= 2048
+}
+
+/// STS's `ExternalId` alphabet and length.
+fn is_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c))
 }
 
 fn selector_is_only_any(c: &CallerFile) -> bool {

@@ -74,6 +74,18 @@ impl fmt::Display for Operation {
 #[derive(Debug, Default)]
 pub struct Policy {
     rules: Vec<Rule>,
+    roles: Vec<RoleMapping>,
+}
+
+/// `[[role]]`: the IAM role the callers it selects read AWS under (`backend/aws/role/`).
+/// The first mapping that selects a caller applies to every AWS read, write, watch and rotation
+/// of that caller, whichever rule allowed it: so IAM checks every grant the policy makes.
+#[derive(Debug)]
+pub struct RoleMapping {
+    pub name: String,
+    pub aws_role: String,
+    pub external_id: Option<String>,
+    selector: CallerSelector,
 }
 
 /// The outcome of a policy check, with the rule that allowed it (for the audit log).
@@ -140,7 +152,19 @@ impl Policy {
             },
             grants: Operation::ALL.map(|_| Grant::compile(&everything).expect("valid pattern")),
         };
-        Self { rules: vec![rule] }
+        Self {
+            rules: vec![rule],
+            roles: Vec::new(),
+        }
+    }
+
+    /// The IAM role a caller reads AWS under: the first `[[role]]` that selects it.
+    pub fn role_for(&self, caller: &Caller) -> Option<&RoleMapping> {
+        self.roles.iter().find(|r| r.selector.selects(caller))
+    }
+
+    pub fn role_count(&self) -> usize {
+        self.roles.len()
     }
 
     pub fn rule_count(&self) -> usize {

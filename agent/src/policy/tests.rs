@@ -503,3 +503,118 @@ allow = { read = ["local:*"] }
         .unattested(&[Platform::Kubernetes, Platform::Docker])
         .is_empty());
 }
+
+const ROLES: &str = r#"
+[[rule]]
+name = "billing"
+caller = { uid = [1000] }
+allow = { read = ["sm:prod/billing/*"] }
+
+[[role]]
+name = "billing service"
+caller = { systemd_unit = ["billing.service"] }
+aws_role = "arn:aws:iam::123456789012:role/billing-secrets"
+external_id = "psst-host-group-7"
+
+[[role]]
+name = "everyone else on uid 1000"
+caller = { uid = [1000] }
+aws_role = "arn:aws:iam::123456789012:role/path/fallback"
+"#;
+
+#[test]
+fn the_first_role_mapping_that_selects_a_caller_applies() {
+    let p = policy(ROLES);
+    let billing = p.role_for(&caller(1000)).expect("mapped");
+    assert_eq!(billing.name, "billing service");
+    assert_eq!(
+        billing.aws_role,
+        "arn:aws:iam::123456789012:role/billing-secrets"
+    );
+    assert_eq!(billing.external_id.as_deref(), Some("psst-host-group-7"));
+    let mut other_unit = caller(1000);
+    other_unit.systemd_unit = Some("cron.service".into());
+    assert_eq!(
+        p.role_for(&other_unit).unwrap().name,
+        "everyone else on uid 1000"
+    );
+    let mut unmapped = caller(1001);
+    unmapped.systemd_unit = None;
+    assert!(p.role_for(&unmapped).is_none());
+    // A unit selector needs the process: a uid-only caller does not get the unit's role.
+    let uid_only = Caller::uid_only(1000, 100);
+    assert_eq!(
+        p.role_for(&uid_only).unwrap().name,
+        "everyone else on uid 1000"
+    );
+    // Mappings grant nothing by themselves.
+    assert_eq!(
+        p.decide(
+            &caller(1001),
+            Operation::Read,
+            BackendKind::Sm,
+            "prod/billing/db"
+        ),
+        Decision::Deny
+    );
+    assert_eq!(p.role_count(), 2);
+}
+
+#[test]
+fn bad_role_mappings_are_all_reported() {
+    let err = Policy::from_toml(
+        r#"
+[[role]]
+name = "r"
+caller = {}
+aws_role = "arn:aws:iam::123:user/bob"
+external_id = "x"
+
+[[role]]
+name = "r"
+caller = { uid = [1] }
+aws_role = "arn:aws:s3:::bucket"
+"#,
+        "test",
+    )
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "role 'r' selects no caller",
+        "aws_role 'arn:aws:iam::123:user/bob' is not an IAM role ARN",
+        "external_id must be 2 to 1224 characters",
+        "role 'r' is defined twice",
+        "aws_role 'arn:aws:s3:::bucket' is not an IAM role ARN",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    let unknown = Policy::from_toml(
+        "[[role]]\nname = \"r\"\ncaller = { uid = [1] }\naws_role = \"arn:aws:iam::123456789012:role/a\"\nduration = \"1h\"\n",
+        "test",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(unknown.contains("unknown field `duration`"), "{unknown}");
+}
+
+#[test]
+fn role_arns() {
+    for good in [
+        "arn:aws:iam::123456789012:role/a",
+        "arn:aws-us-gov:iam::123456789012:role/path/to/name+=,.@_-",
+        "arn:aws-cn:iam::123456789012:role/x",
+    ] {
+        assert!(file::is_role_arn(good), "{good}");
+    }
+    for bad in [
+        "arn:aws:iam::123456789012:role/",
+        "arn:aws:iam::123456789012:role/a/",
+        "arn:aws:iam::12345678901:role/a",
+        "arn:aws:iam:us-east-1:123456789012:role/a",
+        "arn:aws:sts::123456789012:assumed-role/a/b",
+        "arn:aws:iam::123456789012:role/a b",
+        "role/a",
+    ] {
+        assert!(!file::is_role_arn(bad), "{bad}");
+    }
+}

@@ -131,7 +131,8 @@ impl WatchHub {
 /// The poller of one secret: loads it, then checks its versions every interval until nobody
 /// watches it any more or the agent stops.
 async fn poll(hub: Arc<HubInner>, key: SecretRef, tx: watch::Sender<Arc<WatchState>>) {
-    let Some(configured) = hub.backends.get(key.backend()).cloned() else {
+    // A key read under a role is polled under that role: its watchers' role.
+    let Some(configured) = hub.backends.resolve(key.backend(), key.role()) else {
         return;
     };
     let mut shutdown = hub.shutdown.subscribe();

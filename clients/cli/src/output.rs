@@ -131,6 +131,12 @@ pub fn whoami(who: &psst_client::Identity) -> Value {
             "patterns": g.patterns,
         })).collect::<Vec<_>>(),
         "matched_rules": who.matched_rules,
+        "aws_role": who.aws_role.as_ref().map(|r| json!({
+            "role_arn": r.role_arn,
+            "session_name": r.session_name,
+            "session_tags": r.session_tags,
+            "mapping": r.mapping,
+        })),
     })
 }
 
@@ -207,6 +213,16 @@ pub fn whoami_text(who: &psst_client::Identity) -> String {
             "(none: everything is denied)".to_owned()
         } else {
             who.matched_rules.join("; ")
+        }
+    ));
+    lines.push(format!(
+        "aws role  {}",
+        match &who.aws_role {
+            Some(r) => format!(
+                "{} as {} ([[role]] {})",
+                r.role_arn, r.session_name, r.mapping
+            ),
+            None => "(none: AWS reads use the agent's own credentials)".to_owned(),
         }
     ));
     for grant in &who.grants {

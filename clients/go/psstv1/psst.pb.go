@@ -82,7 +82,7 @@ func (x WatchEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Kind.Descriptor instead.
 func (WatchEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{19, 0}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{20, 0}
 }
 
 type GetSecretRequest struct {
@@ -828,7 +828,10 @@ type WhoAmIResponse struct {
 	// What the policy grants this caller, by operation.
 	Grants []*Grant `protobuf:"bytes,2,rep,name=grants,proto3" json:"grants,omitempty"`
 	// Names of the policy rules that matched the caller.
-	MatchedRules  []string `protobuf:"bytes,3,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
+	MatchedRules []string `protobuf:"bytes,3,rep,name=matched_rules,json=matchedRules,proto3" json:"matched_rules,omitempty"`
+	// The IAM role this caller reads AWS (ssm:, sm:, s3:) under; unset when it reads them with
+	// the agent's own credentials.
+	AwsRole       *AwsRole `protobuf:"bytes,4,opt,name=aws_role,json=awsRole,proto3" json:"aws_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -884,6 +887,85 @@ func (x *WhoAmIResponse) GetMatchedRules() []string {
 	return nil
 }
 
+func (x *WhoAmIResponse) GetAwsRole() *AwsRole {
+	if x != nil {
+		return x.AwsRole
+	}
+	return nil
+}
+
+// AwsRole is the IAM role a caller's AWS reads are made under, as the agent assumes it.
+type AwsRole struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RoleArn string                 `protobuf:"bytes,1,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	// RoleSessionName and SourceIdentity of the session (CloudTrail shows it).
+	SessionName string `protobuf:"bytes,2,opt,name=session_name,json=sessionName,proto3" json:"session_name,omitempty"`
+	// The session tags set on AssumeRole (for ABAC conditions), e.g. psst-uid.
+	SessionTags map[string]string `protobuf:"bytes,3,rep,name=session_tags,json=sessionTags,proto3" json:"session_tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The policy's [[role]] mapping that selected the caller.
+	Mapping       string `protobuf:"bytes,4,opt,name=mapping,proto3" json:"mapping,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwsRole) Reset() {
+	*x = AwsRole{}
+	mi := &file_psst_v1_psst_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwsRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwsRole) ProtoMessage() {}
+
+func (x *AwsRole) ProtoReflect() protoreflect.Message {
+	mi := &file_psst_v1_psst_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwsRole.ProtoReflect.Descriptor instead.
+func (*AwsRole) Descriptor() ([]byte, []int) {
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AwsRole) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
+	}
+	return ""
+}
+
+func (x *AwsRole) GetSessionName() string {
+	if x != nil {
+		return x.SessionName
+	}
+	return ""
+}
+
+func (x *AwsRole) GetSessionTags() map[string]string {
+	if x != nil {
+		return x.SessionTags
+	}
+	return nil
+}
+
+func (x *AwsRole) GetMapping() string {
+	if x != nil {
+		return x.Mapping
+	}
+	return ""
+}
+
 // Caller is the calling process as the kernel and /proc describe it.
 type Caller struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -915,7 +997,7 @@ type Caller struct {
 
 func (x *Caller) Reset() {
 	*x = Caller{}
-	mi := &file_psst_v1_psst_proto_msgTypes[14]
+	mi := &file_psst_v1_psst_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1009,7 @@ func (x *Caller) String() string {
 func (*Caller) ProtoMessage() {}
 
 func (x *Caller) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[14]
+	mi := &file_psst_v1_psst_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1022,7 @@ func (x *Caller) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Caller.ProtoReflect.Descriptor instead.
 func (*Caller) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{14}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Caller) GetUid() uint32 {
@@ -1073,7 +1155,7 @@ type KubernetesWorkload struct {
 
 func (x *KubernetesWorkload) Reset() {
 	*x = KubernetesWorkload{}
-	mi := &file_psst_v1_psst_proto_msgTypes[15]
+	mi := &file_psst_v1_psst_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1167,7 @@ func (x *KubernetesWorkload) String() string {
 func (*KubernetesWorkload) ProtoMessage() {}
 
 func (x *KubernetesWorkload) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[15]
+	mi := &file_psst_v1_psst_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1180,7 @@ func (x *KubernetesWorkload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubernetesWorkload.ProtoReflect.Descriptor instead.
 func (*KubernetesWorkload) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{15}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KubernetesWorkload) GetNamespace() string {
@@ -1170,7 +1252,7 @@ type EcsWorkload struct {
 
 func (x *EcsWorkload) Reset() {
 	*x = EcsWorkload{}
-	mi := &file_psst_v1_psst_proto_msgTypes[16]
+	mi := &file_psst_v1_psst_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1264,7 @@ func (x *EcsWorkload) String() string {
 func (*EcsWorkload) ProtoMessage() {}
 
 func (x *EcsWorkload) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[16]
+	mi := &file_psst_v1_psst_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1277,7 @@ func (x *EcsWorkload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EcsWorkload.ProtoReflect.Descriptor instead.
 func (*EcsWorkload) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{16}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EcsWorkload) GetCluster() string {
@@ -1245,7 +1327,7 @@ type ContainerWorkload struct {
 
 func (x *ContainerWorkload) Reset() {
 	*x = ContainerWorkload{}
-	mi := &file_psst_v1_psst_proto_msgTypes[17]
+	mi := &file_psst_v1_psst_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1339,7 @@ func (x *ContainerWorkload) String() string {
 func (*ContainerWorkload) ProtoMessage() {}
 
 func (x *ContainerWorkload) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[17]
+	mi := &file_psst_v1_psst_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1352,7 @@ func (x *ContainerWorkload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerWorkload.ProtoReflect.Descriptor instead.
 func (*ContainerWorkload) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{17}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ContainerWorkload) GetName() string {
@@ -1306,7 +1388,7 @@ type WatchSecretsRequest struct {
 
 func (x *WatchSecretsRequest) Reset() {
 	*x = WatchSecretsRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[18]
+	mi := &file_psst_v1_psst_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1400,7 @@ func (x *WatchSecretsRequest) String() string {
 func (*WatchSecretsRequest) ProtoMessage() {}
 
 func (x *WatchSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[18]
+	mi := &file_psst_v1_psst_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1413,7 @@ func (x *WatchSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSecretsRequest.ProtoReflect.Descriptor instead.
 func (*WatchSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{18}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchSecretsRequest) GetReferences() []string {
@@ -1362,7 +1444,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_psst_v1_psst_proto_msgTypes[19]
+	mi := &file_psst_v1_psst_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1456,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[19]
+	mi := &file_psst_v1_psst_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1469,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{19}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchEvent) GetReference() string {
@@ -1451,7 +1533,7 @@ type GeneratorOptions struct {
 
 func (x *GeneratorOptions) Reset() {
 	*x = GeneratorOptions{}
-	mi := &file_psst_v1_psst_proto_msgTypes[20]
+	mi := &file_psst_v1_psst_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1545,7 @@ func (x *GeneratorOptions) String() string {
 func (*GeneratorOptions) ProtoMessage() {}
 
 func (x *GeneratorOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[20]
+	mi := &file_psst_v1_psst_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1558,7 @@ func (x *GeneratorOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratorOptions.ProtoReflect.Descriptor instead.
 func (*GeneratorOptions) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{20}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GeneratorOptions) GetLength() uint32 {
@@ -1548,7 +1630,7 @@ type RotateSecretRequest struct {
 
 func (x *RotateSecretRequest) Reset() {
 	*x = RotateSecretRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[21]
+	mi := &file_psst_v1_psst_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1642,7 @@ func (x *RotateSecretRequest) String() string {
 func (*RotateSecretRequest) ProtoMessage() {}
 
 func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[21]
+	mi := &file_psst_v1_psst_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1655,7 @@ func (x *RotateSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretRequest.ProtoReflect.Descriptor instead.
 func (*RotateSecretRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{21}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RotateSecretRequest) GetReference() string {
@@ -1612,7 +1694,7 @@ type RotateSecretResponse struct {
 
 func (x *RotateSecretResponse) Reset() {
 	*x = RotateSecretResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[22]
+	mi := &file_psst_v1_psst_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1706,7 @@ func (x *RotateSecretResponse) String() string {
 func (*RotateSecretResponse) ProtoMessage() {}
 
 func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[22]
+	mi := &file_psst_v1_psst_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1719,7 @@ func (x *RotateSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSecretResponse.ProtoReflect.Descriptor instead.
 func (*RotateSecretResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{22}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RotateSecretResponse) GetReference() string {
@@ -1677,7 +1759,7 @@ type GeneratePasswordRequest struct {
 
 func (x *GeneratePasswordRequest) Reset() {
 	*x = GeneratePasswordRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[23]
+	mi := &file_psst_v1_psst_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1771,7 @@ func (x *GeneratePasswordRequest) String() string {
 func (*GeneratePasswordRequest) ProtoMessage() {}
 
 func (x *GeneratePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[23]
+	mi := &file_psst_v1_psst_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1784,7 @@ func (x *GeneratePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratePasswordRequest.ProtoReflect.Descriptor instead.
 func (*GeneratePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{23}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GeneratePasswordRequest) GetOptions() *GeneratorOptions {
@@ -1721,7 +1803,7 @@ type GeneratePasswordResponse struct {
 
 func (x *GeneratePasswordResponse) Reset() {
 	*x = GeneratePasswordResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[24]
+	mi := &file_psst_v1_psst_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +1815,7 @@ func (x *GeneratePasswordResponse) String() string {
 func (*GeneratePasswordResponse) ProtoMessage() {}
 
 func (x *GeneratePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[24]
+	mi := &file_psst_v1_psst_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +1828,7 @@ func (x *GeneratePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratePasswordResponse.ProtoReflect.Descriptor instead.
 func (*GeneratePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{24}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GeneratePasswordResponse) GetValue() []byte {
@@ -1767,7 +1849,7 @@ type InvalidateCacheRequest struct {
 
 func (x *InvalidateCacheRequest) Reset() {
 	*x = InvalidateCacheRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[25]
+	mi := &file_psst_v1_psst_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +1861,7 @@ func (x *InvalidateCacheRequest) String() string {
 func (*InvalidateCacheRequest) ProtoMessage() {}
 
 func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[25]
+	mi := &file_psst_v1_psst_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1792,7 +1874,7 @@ func (x *InvalidateCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheRequest.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{25}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InvalidateCacheRequest) GetReference() string {
@@ -1818,7 +1900,7 @@ type InvalidateCacheResponse struct {
 
 func (x *InvalidateCacheResponse) Reset() {
 	*x = InvalidateCacheResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[26]
+	mi := &file_psst_v1_psst_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1912,7 @@ func (x *InvalidateCacheResponse) String() string {
 func (*InvalidateCacheResponse) ProtoMessage() {}
 
 func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[26]
+	mi := &file_psst_v1_psst_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +1925,7 @@ func (x *InvalidateCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidateCacheResponse.ProtoReflect.Descriptor instead.
 func (*InvalidateCacheResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{26}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *InvalidateCacheResponse) GetInvalidated() uint64 {
@@ -1861,7 +1943,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[27]
+	mi := &file_psst_v1_psst_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +1955,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[27]
+	mi := &file_psst_v1_psst_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +1968,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{27}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{28}
 }
 
 type StatsResponse struct {
@@ -1900,13 +1982,15 @@ type StatsResponse struct {
 	RotationsSeen uint64                 `protobuf:"varint,7,opt,name=rotations_seen,json=rotationsSeen,proto3" json:"rotations_seen,omitempty"`
 	PolicyRules   uint32                 `protobuf:"varint,8,opt,name=policy_rules,json=policyRules,proto3" json:"policy_rules,omitempty"`
 	Backends      []*BackendStats        `protobuf:"bytes,9,rep,name=backends,proto3" json:"backends,omitempty"`
+	// Per IAM role that callers read under ([[role]] in the policy): what it costs.
+	Roles         []*RoleStats `protobuf:"bytes,10,rep,name=roles,proto3" json:"roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[28]
+	mi := &file_psst_v1_psst_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2002,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[28]
+	mi := &file_psst_v1_psst_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2015,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{28}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatsResponse) GetCacheEntries() uint64 {
@@ -1997,6 +2081,117 @@ func (x *StatsResponse) GetBackends() []*BackendStats {
 	return nil
 }
 
+func (x *StatsResponse) GetRoles() []*RoleStats {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+type RoleStats struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RoleArn string                 `protobuf:"bytes,1,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	// Live sessions: one per caller identity reading under the role.
+	Sessions uint64 `protobuf:"varint,2,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// STS AssumeRole calls (attempts) made for the role, and how many failed.
+	AssumeCalls    uint64 `protobuf:"varint,3,opt,name=assume_calls,json=assumeCalls,proto3" json:"assume_calls,omitempty"`
+	AssumeFailures uint64 `protobuf:"varint,4,opt,name=assume_failures,json=assumeFailures,proto3" json:"assume_failures,omitempty"`
+	// Backend calls made under the role, and how many failed.
+	BackendCalls  uint64 `protobuf:"varint,5,opt,name=backend_calls,json=backendCalls,proto3" json:"backend_calls,omitempty"`
+	BackendErrors uint64 `protobuf:"varint,6,opt,name=backend_errors,json=backendErrors,proto3" json:"backend_errors,omitempty"`
+	// Cache entries held for reads under the role, and their bytes.
+	CacheEntries  uint64 `protobuf:"varint,7,opt,name=cache_entries,json=cacheEntries,proto3" json:"cache_entries,omitempty"`
+	CacheBytes    uint64 `protobuf:"varint,8,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoleStats) Reset() {
+	*x = RoleStats{}
+	mi := &file_psst_v1_psst_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleStats) ProtoMessage() {}
+
+func (x *RoleStats) ProtoReflect() protoreflect.Message {
+	mi := &file_psst_v1_psst_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleStats.ProtoReflect.Descriptor instead.
+func (*RoleStats) Descriptor() ([]byte, []int) {
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RoleStats) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
+	}
+	return ""
+}
+
+func (x *RoleStats) GetSessions() uint64 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *RoleStats) GetAssumeCalls() uint64 {
+	if x != nil {
+		return x.AssumeCalls
+	}
+	return 0
+}
+
+func (x *RoleStats) GetAssumeFailures() uint64 {
+	if x != nil {
+		return x.AssumeFailures
+	}
+	return 0
+}
+
+func (x *RoleStats) GetBackendCalls() uint64 {
+	if x != nil {
+		return x.BackendCalls
+	}
+	return 0
+}
+
+func (x *RoleStats) GetBackendErrors() uint64 {
+	if x != nil {
+		return x.BackendErrors
+	}
+	return 0
+}
+
+func (x *RoleStats) GetCacheEntries() uint64 {
+	if x != nil {
+		return x.CacheEntries
+	}
+	return 0
+}
+
+func (x *RoleStats) GetCacheBytes() uint64 {
+	if x != nil {
+		return x.CacheBytes
+	}
+	return 0
+}
+
 type BackendStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Backend       string                 `protobuf:"bytes,1,opt,name=backend,proto3" json:"backend,omitempty"`
@@ -2008,7 +2203,7 @@ type BackendStats struct {
 
 func (x *BackendStats) Reset() {
 	*x = BackendStats{}
-	mi := &file_psst_v1_psst_proto_msgTypes[29]
+	mi := &file_psst_v1_psst_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2215,7 @@ func (x *BackendStats) String() string {
 func (*BackendStats) ProtoMessage() {}
 
 func (x *BackendStats) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[29]
+	mi := &file_psst_v1_psst_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2228,7 @@ func (x *BackendStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendStats.ProtoReflect.Descriptor instead.
 func (*BackendStats) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{29}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BackendStats) GetBackend() string {
@@ -2065,7 +2260,7 @@ type ReloadPolicyRequest struct {
 
 func (x *ReloadPolicyRequest) Reset() {
 	*x = ReloadPolicyRequest{}
-	mi := &file_psst_v1_psst_proto_msgTypes[30]
+	mi := &file_psst_v1_psst_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2272,7 @@ func (x *ReloadPolicyRequest) String() string {
 func (*ReloadPolicyRequest) ProtoMessage() {}
 
 func (x *ReloadPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[30]
+	mi := &file_psst_v1_psst_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2285,7 @@ func (x *ReloadPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPolicyRequest.ProtoReflect.Descriptor instead.
 func (*ReloadPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{30}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{32}
 }
 
 type ReloadPolicyResponse struct {
@@ -2102,7 +2297,7 @@ type ReloadPolicyResponse struct {
 
 func (x *ReloadPolicyResponse) Reset() {
 	*x = ReloadPolicyResponse{}
-	mi := &file_psst_v1_psst_proto_msgTypes[31]
+	mi := &file_psst_v1_psst_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2309,7 @@ func (x *ReloadPolicyResponse) String() string {
 func (*ReloadPolicyResponse) ProtoMessage() {}
 
 func (x *ReloadPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[31]
+	mi := &file_psst_v1_psst_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2322,7 @@ func (x *ReloadPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadPolicyResponse.ProtoReflect.Descriptor instead.
 func (*ReloadPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{31}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReloadPolicyResponse) GetRules() uint32 {
@@ -2149,7 +2344,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_psst_v1_psst_proto_msgTypes[32]
+	mi := &file_psst_v1_psst_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2356,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_psst_v1_psst_proto_msgTypes[32]
+	mi := &file_psst_v1_psst_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2369,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_psst_v1_psst_proto_rawDescGZIP(), []int{32}
+	return file_psst_v1_psst_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Grant) GetOperation() string {
@@ -2247,11 +2442,20 @@ const file_psst_v1_psst_proto_rawDesc = "" +
 	"version_id\x18\x02 \x01(\tR\tversionId\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x0f\n" +
-	"\rWhoAmIRequest\"\x86\x01\n" +
+	"\rWhoAmIRequest\"\xb3\x01\n" +
 	"\x0eWhoAmIResponse\x12'\n" +
 	"\x06caller\x18\x01 \x01(\v2\x0f.psst.v1.CallerR\x06caller\x12&\n" +
 	"\x06grants\x18\x02 \x03(\v2\x0e.psst.v1.GrantR\x06grants\x12#\n" +
-	"\rmatched_rules\x18\x03 \x03(\tR\fmatchedRules\"\xa9\x04\n" +
+	"\rmatched_rules\x18\x03 \x03(\tR\fmatchedRules\x12+\n" +
+	"\baws_role\x18\x04 \x01(\v2\x10.psst.v1.AwsRoleR\aawsRole\"\xe7\x01\n" +
+	"\aAwsRole\x12\x19\n" +
+	"\brole_arn\x18\x01 \x01(\tR\aroleArn\x12!\n" +
+	"\fsession_name\x18\x02 \x01(\tR\vsessionName\x12D\n" +
+	"\fsession_tags\x18\x03 \x03(\v2!.psst.v1.AwsRole.SessionTagsEntryR\vsessionTags\x12\x18\n" +
+	"\amapping\x18\x04 \x01(\tR\amapping\x1a>\n" +
+	"\x10SessionTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x04\n" +
 	"\x06Caller\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x02 \x01(\rR\x03gid\x12\x10\n" +
@@ -2352,7 +2556,7 @@ const file_psst_v1_psst_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\";\n" +
 	"\x17InvalidateCacheResponse\x12 \n" +
 	"\vinvalidated\x18\x01 \x01(\x04R\vinvalidated\"\x0e\n" +
-	"\fStatsRequest\"\xd3\x02\n" +
+	"\fStatsRequest\"\xfd\x02\n" +
 	"\rStatsResponse\x12#\n" +
 	"\rcache_entries\x18\x01 \x01(\x04R\fcacheEntries\x12\x1f\n" +
 	"\vcache_bytes\x18\x02 \x01(\x04R\n" +
@@ -2364,7 +2568,19 @@ const file_psst_v1_psst_proto_rawDesc = "" +
 	"\bwatchers\x18\x06 \x01(\x04R\bwatchers\x12%\n" +
 	"\x0erotations_seen\x18\a \x01(\x04R\rrotationsSeen\x12!\n" +
 	"\fpolicy_rules\x18\b \x01(\rR\vpolicyRules\x121\n" +
-	"\bbackends\x18\t \x03(\v2\x15.psst.v1.BackendStatsR\bbackends\"V\n" +
+	"\bbackends\x18\t \x03(\v2\x15.psst.v1.BackendStatsR\bbackends\x12(\n" +
+	"\x05roles\x18\n" +
+	" \x03(\v2\x12.psst.v1.RoleStatsR\x05roles\"\xa0\x02\n" +
+	"\tRoleStats\x12\x19\n" +
+	"\brole_arn\x18\x01 \x01(\tR\aroleArn\x12\x1a\n" +
+	"\bsessions\x18\x02 \x01(\x04R\bsessions\x12!\n" +
+	"\fassume_calls\x18\x03 \x01(\x04R\vassumeCalls\x12'\n" +
+	"\x0fassume_failures\x18\x04 \x01(\x04R\x0eassumeFailures\x12#\n" +
+	"\rbackend_calls\x18\x05 \x01(\x04R\fbackendCalls\x12%\n" +
+	"\x0ebackend_errors\x18\x06 \x01(\x04R\rbackendErrors\x12#\n" +
+	"\rcache_entries\x18\a \x01(\x04R\fcacheEntries\x12\x1f\n" +
+	"\vcache_bytes\x18\b \x01(\x04R\n" +
+	"cacheBytes\"V\n" +
 	"\fBackendStats\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x14\n" +
 	"\x05calls\x18\x02 \x01(\x04R\x05calls\x12\x16\n" +
@@ -2403,7 +2619,7 @@ func file_psst_v1_psst_proto_rawDescGZIP() []byte {
 }
 
 var file_psst_v1_psst_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_psst_v1_psst_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_psst_v1_psst_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_psst_v1_psst_proto_goTypes = []any{
 	(WatchEvent_Kind)(0),             // 0: psst.v1.WatchEvent.Kind
 	(*GetSecretRequest)(nil),         // 1: psst.v1.GetSecretRequest
@@ -2420,82 +2636,88 @@ var file_psst_v1_psst_proto_goTypes = []any{
 	(*PutSecretResponse)(nil),        // 12: psst.v1.PutSecretResponse
 	(*WhoAmIRequest)(nil),            // 13: psst.v1.WhoAmIRequest
 	(*WhoAmIResponse)(nil),           // 14: psst.v1.WhoAmIResponse
-	(*Caller)(nil),                   // 15: psst.v1.Caller
-	(*KubernetesWorkload)(nil),       // 16: psst.v1.KubernetesWorkload
-	(*EcsWorkload)(nil),              // 17: psst.v1.EcsWorkload
-	(*ContainerWorkload)(nil),        // 18: psst.v1.ContainerWorkload
-	(*WatchSecretsRequest)(nil),      // 19: psst.v1.WatchSecretsRequest
-	(*WatchEvent)(nil),               // 20: psst.v1.WatchEvent
-	(*GeneratorOptions)(nil),         // 21: psst.v1.GeneratorOptions
-	(*RotateSecretRequest)(nil),      // 22: psst.v1.RotateSecretRequest
-	(*RotateSecretResponse)(nil),     // 23: psst.v1.RotateSecretResponse
-	(*GeneratePasswordRequest)(nil),  // 24: psst.v1.GeneratePasswordRequest
-	(*GeneratePasswordResponse)(nil), // 25: psst.v1.GeneratePasswordResponse
-	(*InvalidateCacheRequest)(nil),   // 26: psst.v1.InvalidateCacheRequest
-	(*InvalidateCacheResponse)(nil),  // 27: psst.v1.InvalidateCacheResponse
-	(*StatsRequest)(nil),             // 28: psst.v1.StatsRequest
-	(*StatsResponse)(nil),            // 29: psst.v1.StatsResponse
-	(*BackendStats)(nil),             // 30: psst.v1.BackendStats
-	(*ReloadPolicyRequest)(nil),      // 31: psst.v1.ReloadPolicyRequest
-	(*ReloadPolicyResponse)(nil),     // 32: psst.v1.ReloadPolicyResponse
-	(*Grant)(nil),                    // 33: psst.v1.Grant
-	nil,                              // 34: psst.v1.KubernetesWorkload.LabelsEntry
-	nil,                              // 35: psst.v1.ContainerWorkload.LabelsEntry
-	nil,                              // 36: psst.v1.WatchSecretsRequest.KnownVersionsEntry
-	(*timestamppb.Timestamp)(nil),    // 37: google.protobuf.Timestamp
+	(*AwsRole)(nil),                  // 15: psst.v1.AwsRole
+	(*Caller)(nil),                   // 16: psst.v1.Caller
+	(*KubernetesWorkload)(nil),       // 17: psst.v1.KubernetesWorkload
+	(*EcsWorkload)(nil),              // 18: psst.v1.EcsWorkload
+	(*ContainerWorkload)(nil),        // 19: psst.v1.ContainerWorkload
+	(*WatchSecretsRequest)(nil),      // 20: psst.v1.WatchSecretsRequest
+	(*WatchEvent)(nil),               // 21: psst.v1.WatchEvent
+	(*GeneratorOptions)(nil),         // 22: psst.v1.GeneratorOptions
+	(*RotateSecretRequest)(nil),      // 23: psst.v1.RotateSecretRequest
+	(*RotateSecretResponse)(nil),     // 24: psst.v1.RotateSecretResponse
+	(*GeneratePasswordRequest)(nil),  // 25: psst.v1.GeneratePasswordRequest
+	(*GeneratePasswordResponse)(nil), // 26: psst.v1.GeneratePasswordResponse
+	(*InvalidateCacheRequest)(nil),   // 27: psst.v1.InvalidateCacheRequest
+	(*InvalidateCacheResponse)(nil),  // 28: psst.v1.InvalidateCacheResponse
+	(*StatsRequest)(nil),             // 29: psst.v1.StatsRequest
+	(*StatsResponse)(nil),            // 30: psst.v1.StatsResponse
+	(*RoleStats)(nil),                // 31: psst.v1.RoleStats
+	(*BackendStats)(nil),             // 32: psst.v1.BackendStats
+	(*ReloadPolicyRequest)(nil),      // 33: psst.v1.ReloadPolicyRequest
+	(*ReloadPolicyResponse)(nil),     // 34: psst.v1.ReloadPolicyResponse
+	(*Grant)(nil),                    // 35: psst.v1.Grant
+	nil,                              // 36: psst.v1.AwsRole.SessionTagsEntry
+	nil,                              // 37: psst.v1.KubernetesWorkload.LabelsEntry
+	nil,                              // 38: psst.v1.ContainerWorkload.LabelsEntry
+	nil,                              // 39: psst.v1.WatchSecretsRequest.KnownVersionsEntry
+	(*timestamppb.Timestamp)(nil),    // 40: google.protobuf.Timestamp
 }
 var file_psst_v1_psst_proto_depIdxs = []int32{
-	37, // 0: psst.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	40, // 0: psst.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 1: psst.v1.Secret.cache:type_name -> psst.v1.CacheInfo
-	37, // 2: psst.v1.CacheInfo.fetched_at:type_name -> google.protobuf.Timestamp
-	37, // 3: psst.v1.CacheInfo.expires_at:type_name -> google.protobuf.Timestamp
+	40, // 2: psst.v1.CacheInfo.fetched_at:type_name -> google.protobuf.Timestamp
+	40, // 3: psst.v1.CacheInfo.expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 4: psst.v1.BatchGetSecretsResponse.results:type_name -> psst.v1.BatchGetResult
 	2,  // 5: psst.v1.BatchGetResult.secret:type_name -> psst.v1.Secret
 	7,  // 6: psst.v1.BatchGetResult.error:type_name -> psst.v1.Error
 	10, // 7: psst.v1.ListSecretsResponse.secrets:type_name -> psst.v1.SecretMetadata
-	37, // 8: psst.v1.SecretMetadata.updated_at:type_name -> google.protobuf.Timestamp
-	37, // 9: psst.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
-	15, // 10: psst.v1.WhoAmIResponse.caller:type_name -> psst.v1.Caller
-	33, // 11: psst.v1.WhoAmIResponse.grants:type_name -> psst.v1.Grant
-	16, // 12: psst.v1.Caller.kubernetes:type_name -> psst.v1.KubernetesWorkload
-	17, // 13: psst.v1.Caller.ecs:type_name -> psst.v1.EcsWorkload
-	18, // 14: psst.v1.Caller.container:type_name -> psst.v1.ContainerWorkload
-	34, // 15: psst.v1.KubernetesWorkload.labels:type_name -> psst.v1.KubernetesWorkload.LabelsEntry
-	35, // 16: psst.v1.ContainerWorkload.labels:type_name -> psst.v1.ContainerWorkload.LabelsEntry
-	36, // 17: psst.v1.WatchSecretsRequest.known_versions:type_name -> psst.v1.WatchSecretsRequest.KnownVersionsEntry
-	0,  // 18: psst.v1.WatchEvent.kind:type_name -> psst.v1.WatchEvent.Kind
-	2,  // 19: psst.v1.WatchEvent.secret:type_name -> psst.v1.Secret
-	37, // 20: psst.v1.WatchEvent.observed_at:type_name -> google.protobuf.Timestamp
-	21, // 21: psst.v1.RotateSecretRequest.generator:type_name -> psst.v1.GeneratorOptions
-	21, // 22: psst.v1.GeneratePasswordRequest.options:type_name -> psst.v1.GeneratorOptions
-	30, // 23: psst.v1.StatsResponse.backends:type_name -> psst.v1.BackendStats
-	1,  // 24: psst.v1.Secrets.GetSecret:input_type -> psst.v1.GetSecretRequest
-	4,  // 25: psst.v1.Secrets.BatchGetSecrets:input_type -> psst.v1.BatchGetSecretsRequest
-	8,  // 26: psst.v1.Secrets.ListSecrets:input_type -> psst.v1.ListSecretsRequest
-	11, // 27: psst.v1.Secrets.PutSecret:input_type -> psst.v1.PutSecretRequest
-	13, // 28: psst.v1.Secrets.WhoAmI:input_type -> psst.v1.WhoAmIRequest
-	19, // 29: psst.v1.Secrets.WatchSecrets:input_type -> psst.v1.WatchSecretsRequest
-	22, // 30: psst.v1.Secrets.RotateSecret:input_type -> psst.v1.RotateSecretRequest
-	24, // 31: psst.v1.Secrets.GeneratePassword:input_type -> psst.v1.GeneratePasswordRequest
-	26, // 32: psst.v1.Admin.InvalidateCache:input_type -> psst.v1.InvalidateCacheRequest
-	28, // 33: psst.v1.Admin.Stats:input_type -> psst.v1.StatsRequest
-	31, // 34: psst.v1.Admin.ReloadPolicy:input_type -> psst.v1.ReloadPolicyRequest
-	2,  // 35: psst.v1.Secrets.GetSecret:output_type -> psst.v1.Secret
-	5,  // 36: psst.v1.Secrets.BatchGetSecrets:output_type -> psst.v1.BatchGetSecretsResponse
-	9,  // 37: psst.v1.Secrets.ListSecrets:output_type -> psst.v1.ListSecretsResponse
-	12, // 38: psst.v1.Secrets.PutSecret:output_type -> psst.v1.PutSecretResponse
-	14, // 39: psst.v1.Secrets.WhoAmI:output_type -> psst.v1.WhoAmIResponse
-	20, // 40: psst.v1.Secrets.WatchSecrets:output_type -> psst.v1.WatchEvent
-	23, // 41: psst.v1.Secrets.RotateSecret:output_type -> psst.v1.RotateSecretResponse
-	25, // 42: psst.v1.Secrets.GeneratePassword:output_type -> psst.v1.GeneratePasswordResponse
-	27, // 43: psst.v1.Admin.InvalidateCache:output_type -> psst.v1.InvalidateCacheResponse
-	29, // 44: psst.v1.Admin.Stats:output_type -> psst.v1.StatsResponse
-	32, // 45: psst.v1.Admin.ReloadPolicy:output_type -> psst.v1.ReloadPolicyResponse
-	35, // [35:46] is the sub-list for method output_type
-	24, // [24:35] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	40, // 8: psst.v1.SecretMetadata.updated_at:type_name -> google.protobuf.Timestamp
+	40, // 9: psst.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	16, // 10: psst.v1.WhoAmIResponse.caller:type_name -> psst.v1.Caller
+	35, // 11: psst.v1.WhoAmIResponse.grants:type_name -> psst.v1.Grant
+	15, // 12: psst.v1.WhoAmIResponse.aws_role:type_name -> psst.v1.AwsRole
+	36, // 13: psst.v1.AwsRole.session_tags:type_name -> psst.v1.AwsRole.SessionTagsEntry
+	17, // 14: psst.v1.Caller.kubernetes:type_name -> psst.v1.KubernetesWorkload
+	18, // 15: psst.v1.Caller.ecs:type_name -> psst.v1.EcsWorkload
+	19, // 16: psst.v1.Caller.container:type_name -> psst.v1.ContainerWorkload
+	37, // 17: psst.v1.KubernetesWorkload.labels:type_name -> psst.v1.KubernetesWorkload.LabelsEntry
+	38, // 18: psst.v1.ContainerWorkload.labels:type_name -> psst.v1.ContainerWorkload.LabelsEntry
+	39, // 19: psst.v1.WatchSecretsRequest.known_versions:type_name -> psst.v1.WatchSecretsRequest.KnownVersionsEntry
+	0,  // 20: psst.v1.WatchEvent.kind:type_name -> psst.v1.WatchEvent.Kind
+	2,  // 21: psst.v1.WatchEvent.secret:type_name -> psst.v1.Secret
+	40, // 22: psst.v1.WatchEvent.observed_at:type_name -> google.protobuf.Timestamp
+	22, // 23: psst.v1.RotateSecretRequest.generator:type_name -> psst.v1.GeneratorOptions
+	22, // 24: psst.v1.GeneratePasswordRequest.options:type_name -> psst.v1.GeneratorOptions
+	32, // 25: psst.v1.StatsResponse.backends:type_name -> psst.v1.BackendStats
+	31, // 26: psst.v1.StatsResponse.roles:type_name -> psst.v1.RoleStats
+	1,  // 27: psst.v1.Secrets.GetSecret:input_type -> psst.v1.GetSecretRequest
+	4,  // 28: psst.v1.Secrets.BatchGetSecrets:input_type -> psst.v1.BatchGetSecretsRequest
+	8,  // 29: psst.v1.Secrets.ListSecrets:input_type -> psst.v1.ListSecretsRequest
+	11, // 30: psst.v1.Secrets.PutSecret:input_type -> psst.v1.PutSecretRequest
+	13, // 31: psst.v1.Secrets.WhoAmI:input_type -> psst.v1.WhoAmIRequest
+	20, // 32: psst.v1.Secrets.WatchSecrets:input_type -> psst.v1.WatchSecretsRequest
+	23, // 33: psst.v1.Secrets.RotateSecret:input_type -> psst.v1.RotateSecretRequest
+	25, // 34: psst.v1.Secrets.GeneratePassword:input_type -> psst.v1.GeneratePasswordRequest
+	27, // 35: psst.v1.Admin.InvalidateCache:input_type -> psst.v1.InvalidateCacheRequest
+	29, // 36: psst.v1.Admin.Stats:input_type -> psst.v1.StatsRequest
+	33, // 37: psst.v1.Admin.ReloadPolicy:input_type -> psst.v1.ReloadPolicyRequest
+	2,  // 38: psst.v1.Secrets.GetSecret:output_type -> psst.v1.Secret
+	5,  // 39: psst.v1.Secrets.BatchGetSecrets:output_type -> psst.v1.BatchGetSecretsResponse
+	9,  // 40: psst.v1.Secrets.ListSecrets:output_type -> psst.v1.ListSecretsResponse
+	12, // 41: psst.v1.Secrets.PutSecret:output_type -> psst.v1.PutSecretResponse
+	14, // 42: psst.v1.Secrets.WhoAmI:output_type -> psst.v1.WhoAmIResponse
+	21, // 43: psst.v1.Secrets.WatchSecrets:output_type -> psst.v1.WatchEvent
+	24, // 44: psst.v1.Secrets.RotateSecret:output_type -> psst.v1.RotateSecretResponse
+	26, // 45: psst.v1.Secrets.GeneratePassword:output_type -> psst.v1.GeneratePasswordResponse
+	28, // 46: psst.v1.Admin.InvalidateCache:output_type -> psst.v1.InvalidateCacheResponse
+	30, // 47: psst.v1.Admin.Stats:output_type -> psst.v1.StatsResponse
+	34, // 48: psst.v1.Admin.ReloadPolicy:output_type -> psst.v1.ReloadPolicyResponse
+	38, // [38:49] is the sub-list for method output_type
+	27, // [27:38] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_psst_v1_psst_proto_init() }
@@ -2507,14 +2729,14 @@ func file_psst_v1_psst_proto_init() {
 		(*BatchGetResult_Secret)(nil),
 		(*BatchGetResult_Error)(nil),
 	}
-	file_psst_v1_psst_proto_msgTypes[20].OneofWrappers = []any{}
+	file_psst_v1_psst_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_psst_v1_psst_proto_rawDesc), len(file_psst_v1_psst_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -713,6 +713,8 @@ pub struct Identity {
     pub grants: Vec<Grant>,
     /// The policy rules that matched.
     pub matched_rules: Vec<String>,
+    /// The IAM role the caller reads AWS under (a `[[role]]` mapping), if any.
+    pub aws_role: Option<pb::AwsRole>,
 }
 
 /// The calling process as the kernel and /proc describe it, and as the configured platform
@@ -781,6 +783,7 @@ impl Identity {
                 })
                 .collect(),
             matched_rules: response.matched_rules,
+            aws_role: response.aws_role,
         }
     }
 }

@@ -2,11 +2,12 @@
 //! agent makes no AWS call and no metadata lookup at startup), each backend's `CallGuard` (rate
 //! limit and retries), and the mapping of SDK errors onto `BackendError`.
 
+pub mod role;
 pub mod s3;
 pub mod sm;
 pub mod ssm;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use super::{
     error_chain,
@@ -15,7 +16,11 @@ use super::{
 };
 use crate::config::AwsBackendConfig;
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_ssm::{
+    config::{http::HttpResponse, SharedHttpClient},
+    error::{ProvideErrorMetadata, SdkError},
+};
 
 /// The settings of one AWS backend, resolved from its config.
 #[derive(Clone, Debug)]
@@ -29,6 +34,12 @@ pub struct AwsSettings {
     pub burst: u32,
     pub max_wait: Duration,
     pub kms_key_id: Option<String>,
+    /// An assumed role's credentials (`role.rs`); None: the standard chain, the agent's own.
+    pub credentials: Option<SharedCredentialsProvider>,
+    /// The HTTP client (connection pool) of this backend, shared with its role-scoped copies:
+    /// connections carry no credentials (every request is signed), so sessions need no pool
+    /// of their own. Set by the first SDK configuration loaded.
+    http_client: Arc<std::sync::OnceLock<SharedHttpClient>>,
 }
 
 impl AwsSettings {
@@ -44,12 +55,23 @@ impl AwsSettings {
             burst: config.burst.unwrap_or(rate_limit),
             max_wait: config.max_wait,
             kms_key_id: config.kms_key_id.clone(),
+            credentials: None,
+            http_client: Arc::default(),
         }
     }
 
-    /// The rate limit and retries for this backend's calls.
-    pub fn guard(&self) -> CallGuard {
-        CallGuard::new(
+    /// The same settings with an assumed role's credentials.
+    pub fn under_role(&self, credentials: SharedCredentialsProvider) -> Self {
+        Self {
+            credentials: Some(credentials),
+            ..self.clone()
+        }
+    }
+
+    /// The rate limit and retries for this backend's calls: shared by the backend and its
+    /// role-scoped copies, so the limit holds per service, not per role.
+    pub fn guard(&self) -> Arc<CallGuard> {
+        Arc::new(CallGuard::new(
             self.service,
             Limits {
                 rate_limit: self.rate_limit,
@@ -57,7 +79,7 @@ impl AwsSettings {
                 max_wait: self.max_wait,
                 max_attempts: self.max_attempts,
             },
-        )
+        ))
     }
 
     /// The SDK configuration: the standard chain (environment, profile, web identity for EKS
@@ -78,7 +100,17 @@ impl AwsSettings {
         if let Some(endpoint) = &self.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
-        loader.load().await
+        if let Some(credentials) = &self.credentials {
+            loader = loader.credentials_provider(credentials.clone());
+        }
+        if let Some(http_client) = self.http_client.get() {
+            loader = loader.http_client(http_client.clone());
+        }
+        let config = loader.load().await;
+        if let Some(http_client) = config.http_client() {
+            let _ = self.http_client.set(http_client);
+        }
+        config
     }
 }
 
@@ -104,12 +136,25 @@ where
 }
 
 /// Maps an SDK error onto the agent's error kinds. `what` names the secret for messages.
-pub fn classify<E, R>(service: &str, what: &str, error: SdkError<E, R>) -> BackendError
+pub fn classify<E>(service: &str, what: &str, error: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
     match &error {
+        // A refusal whose body the SDK cannot read (an emulator answering a JSON service in
+        // XML): the status alone says it was a refusal, not an outage.
+        SdkError::ResponseError(context) if context.raw().status().as_u16() == 403 => {
+            BackendError::AgentDenied(format!(
+                "{service} refused the agent's credentials for {what} (HTTP 403, AccessDenied)"
+            ))
+        }
+        SdkError::ServiceError(context)
+            if context.err().code().is_none() && context.raw().status().as_u16() == 403 =>
+        {
+            BackendError::AgentDenied(format!(
+                "{service} refused the agent's credentials for {what} (HTTP 403, AccessDenied)"
+            ))
+        }
         SdkError::ServiceError(context) => {
             let err = context.err();
             let code = err.code().unwrap_or("Unknown");

@@ -22,13 +22,14 @@
 //! watchers compare (the ETag in a bucket without versioning). Plaintext data keys live in
 //! zeroizing buffers for the length of one call and are never cached.
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
 use aes_gcm::{
     aead::{Aead, KeyInit, Payload},
     Aes256Gcm, Key, Nonce,
 };
 use async_trait::async_trait;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_kms::types::DataKeySpec;
 use aws_smithy_types::Blob;
 use tokio::sync::OnceCell;
@@ -131,8 +132,8 @@ struct Clients {
 pub struct S3Store {
     settings: AwsSettings,
     clients: OnceCell<Clients>,
-    s3_guard: CallGuard,
-    kms_guard: CallGuard,
+    s3_guard: Arc<CallGuard>,
+    kms_guard: Arc<CallGuard>,
     max_object_bytes: usize,
 }
 
@@ -375,6 +376,16 @@ impl Backend for S3Store {
             (self.s3_guard.service(), self.s3_guard.circuit_state()),
             (self.kms_guard.service(), self.kms_guard.circuit_state()),
         ]
+    }
+
+    fn under_role(&self, credentials: SharedCredentialsProvider) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(Self {
+            settings: self.settings.under_role(credentials),
+            clients: OnceCell::new(),
+            s3_guard: Arc::clone(&self.s3_guard),
+            kms_guard: Arc::clone(&self.kms_guard),
+            max_object_bytes: self.max_object_bytes,
+        }))
     }
 
     async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {

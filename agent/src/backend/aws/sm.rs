@@ -8,9 +8,14 @@
 //! `BatchGetSecretValue` (20 ids a call); listings use `ListSecrets` with a name filter; writes
 //! are `PutSecretValue`, or `CreateSecret` for a secret that does not exist yet.
 
-use std::{collections::HashMap, sync::RwLock, time::SystemTime};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::SystemTime,
+};
 
 use async_trait::async_trait;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::{
     primitives::Blob,
     types::{Filter, FilterNameStringType},
@@ -37,7 +42,7 @@ const SERVICE: &str = "Secrets Manager";
 pub struct SecretsManager {
     settings: AwsSettings,
     client: OnceCell<Client>,
-    guard: CallGuard,
+    guard: Arc<CallGuard>,
     // Spellings of a secret → its full ARN, learned from Secrets Manager's own answers: the name
     // a GetSecretValue by name resolved to, and the partial form of every full ARN seen. Only
     // answers teach it, so a bare name never maps to another account's secret. A NOT_FOUND for
@@ -48,8 +53,12 @@ pub struct SecretsManager {
 
 impl SecretsManager {
     pub fn new(settings: AwsSettings) -> Self {
+        Self::with_guard(settings.clone(), settings.guard())
+    }
+
+    fn with_guard(settings: AwsSettings, guard: Arc<CallGuard>) -> Self {
         Self {
-            guard: settings.guard(),
+            guard,
             settings,
             client: OnceCell::new(),
             aliases: RwLock::new(HashMap::new()),
@@ -197,6 +206,13 @@ impl Backend for SecretsManager {
 
     fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
         vec![(self.guard.service(), self.guard.circuit_state())]
+    }
+
+    fn under_role(&self, credentials: SharedCredentialsProvider) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(Self::with_guard(
+            self.settings.under_role(credentials),
+            Arc::clone(&self.guard),
+        )))
     }
 
     fn cache_key(&self, reference: &SecretRef) -> Option<SecretRef> {
@@ -531,17 +547,11 @@ mod tests {
 
     #[test]
     fn a_forgotten_arn_no_longer_keys_its_names() {
-        let sm = SecretsManager::new(AwsSettings {
-            service: SERVICE,
-            region: None,
-            endpoint: None,
-            timeout: std::time::Duration::from_secs(1),
-            max_attempts: 1,
-            rate_limit: 1,
-            burst: 1,
-            max_wait: std::time::Duration::from_secs(1),
-            kms_key_id: None,
-        });
+        let sm = SecretsManager::new(AwsSettings::new(
+            SERVICE,
+            &crate::config::AwsBackendConfig::default(),
+            1,
+        ));
         let old = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
         let other = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/api-ZyXwVu";
         sm.learn("prod/db", Some(old));

@@ -5,9 +5,10 @@
 //! out as `GetParameters` calls of at most 10 names; listings use `DescribeParameters` (metadata
 //! only, never values); writes are `PutParameter` with `Overwrite` as a `SecureString`.
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use async_trait::async_trait;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::{
     types::{Parameter, ParameterStringFilter, ParameterType},
     Client,
@@ -29,13 +30,21 @@ const SERVICE: &str = "Parameter Store";
 pub struct ParameterStore {
     settings: AwsSettings,
     client: OnceCell<Client>,
-    guard: CallGuard,
+    guard: Arc<CallGuard>,
 }
 
 impl ParameterStore {
     pub fn new(settings: AwsSettings) -> Self {
         Self {
             guard: settings.guard(),
+            settings,
+            client: OnceCell::new(),
+        }
+    }
+
+    fn with_guard(settings: AwsSettings, guard: Arc<CallGuard>) -> Self {
+        Self {
+            guard,
             settings,
             client: OnceCell::new(),
         }
@@ -97,6 +106,13 @@ impl Backend for ParameterStore {
 
     fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
         vec![(self.guard.service(), self.guard.circuit_state())]
+    }
+
+    fn under_role(&self, credentials: SharedCredentialsProvider) -> Option<Arc<dyn Backend>> {
+        Some(Arc::new(Self::with_guard(
+            self.settings.under_role(credentials),
+            Arc::clone(&self.guard),
+        )))
     }
 
     async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {

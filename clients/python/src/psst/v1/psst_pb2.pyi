@@ -116,14 +116,35 @@ class WhoAmIRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WhoAmIResponse(_message.Message):
-    __slots__ = ("caller", "grants", "matched_rules")
+    __slots__ = ("caller", "grants", "matched_rules", "aws_role")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     GRANTS_FIELD_NUMBER: _ClassVar[int]
     MATCHED_RULES_FIELD_NUMBER: _ClassVar[int]
+    AWS_ROLE_FIELD_NUMBER: _ClassVar[int]
     caller: Caller
     grants: _containers.RepeatedCompositeFieldContainer[Grant]
     matched_rules: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ..., matched_rules: _Optional[_Iterable[str]] = ...) -> None: ...
+    aws_role: AwsRole
+    def __init__(self, caller: _Optional[_Union[Caller, _Mapping]] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ..., matched_rules: _Optional[_Iterable[str]] = ..., aws_role: _Optional[_Union[AwsRole, _Mapping]] = ...) -> None: ...
+
+class AwsRole(_message.Message):
+    __slots__ = ("role_arn", "session_name", "session_tags", "mapping")
+    class SessionTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ROLE_ARN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_NAME_FIELD_NUMBER: _ClassVar[int]
+    SESSION_TAGS_FIELD_NUMBER: _ClassVar[int]
+    MAPPING_FIELD_NUMBER: _ClassVar[int]
+    role_arn: str
+    session_name: str
+    session_tags: _containers.ScalarMap[str, str]
+    mapping: str
+    def __init__(self, role_arn: _Optional[str] = ..., session_name: _Optional[str] = ..., session_tags: _Optional[_Mapping[str, str]] = ..., mapping: _Optional[str] = ...) -> None: ...
 
 class Caller(_message.Message):
     __slots__ = ("uid", "gid", "pid", "user", "group", "supplementary_gids", "executable", "cgroup", "container_id", "pod_uid", "systemd_unit", "identity_source", "kubernetes", "ecs", "container", "attestation_failures")
@@ -335,7 +356,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("cache_entries", "cache_bytes", "cache_hits", "cache_misses", "stale_served", "watchers", "rotations_seen", "policy_rules", "backends")
+    __slots__ = ("cache_entries", "cache_bytes", "cache_hits", "cache_misses", "stale_served", "watchers", "rotations_seen", "policy_rules", "backends", "roles")
     CACHE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
@@ -345,6 +366,7 @@ class StatsResponse(_message.Message):
     ROTATIONS_SEEN_FIELD_NUMBER: _ClassVar[int]
     POLICY_RULES_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
     cache_entries: int
     cache_bytes: int
     cache_hits: int
@@ -354,7 +376,28 @@ class StatsResponse(_message.Message):
     rotations_seen: int
     policy_rules: int
     backends: _containers.RepeatedCompositeFieldContainer[BackendStats]
-    def __init__(self, cache_entries: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., stale_served: _Optional[int] = ..., watchers: _Optional[int] = ..., rotations_seen: _Optional[int] = ..., policy_rules: _Optional[int] = ..., backends: _Optional[_Iterable[_Union[BackendStats, _Mapping]]] = ...) -> None: ...
+    roles: _containers.RepeatedCompositeFieldContainer[RoleStats]
+    def __init__(self, cache_entries: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., stale_served: _Optional[int] = ..., watchers: _Optional[int] = ..., rotations_seen: _Optional[int] = ..., policy_rules: _Optional[int] = ..., backends: _Optional[_Iterable[_Union[BackendStats, _Mapping]]] = ..., roles: _Optional[_Iterable[_Union[RoleStats, _Mapping]]] = ...) -> None: ...
+
+class RoleStats(_message.Message):
+    __slots__ = ("role_arn", "sessions", "assume_calls", "assume_failures", "backend_calls", "backend_errors", "cache_entries", "cache_bytes")
+    ROLE_ARN_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    ASSUME_CALLS_FIELD_NUMBER: _ClassVar[int]
+    ASSUME_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_CALLS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    role_arn: str
+    sessions: int
+    assume_calls: int
+    assume_failures: int
+    backend_calls: int
+    backend_errors: int
+    cache_entries: int
+    cache_bytes: int
+    def __init__(self, role_arn: _Optional[str] = ..., sessions: _Optional[int] = ..., assume_calls: _Optional[int] = ..., assume_failures: _Optional[int] = ..., backend_calls: _Optional[int] = ..., backend_errors: _Optional[int] = ..., cache_entries: _Optional[int] = ..., cache_bytes: _Optional[int] = ...) -> None: ...
 
 class BackendStats(_message.Message):
     __slots__ = ("backend", "calls", "errors")

@@ -255,6 +255,31 @@ export const descriptor = {
                   "rule": "repeated",
                   "type": "string",
                   "id": 3
+                },
+                "awsRole": {
+                  "type": "AwsRole",
+                  "id": 4
+                }
+              }
+            },
+            "AwsRole": {
+              "fields": {
+                "roleArn": {
+                  "type": "string",
+                  "id": 1
+                },
+                "sessionName": {
+                  "type": "string",
+                  "id": 2
+                },
+                "sessionTags": {
+                  "keyType": "string",
+                  "type": "string",
+                  "id": 3
+                },
+                "mapping": {
+                  "type": "string",
+                  "id": 4
                 }
               }
             },
@@ -308,6 +333,101 @@ export const descriptor = {
                 "identitySource": {
                   "type": "string",
                   "id": 12
+                },
+                "kubernetes": {
+                  "type": "KubernetesWorkload",
+                  "id": 13
+                },
+                "ecs": {
+                  "type": "EcsWorkload",
+                  "id": 14
+                },
+                "container": {
+                  "type": "ContainerWorkload",
+                  "id": 15
+                },
+                "attestationFailures": {
+                  "rule": "repeated",
+                  "type": "string",
+                  "id": 16
+                }
+              }
+            },
+            "KubernetesWorkload": {
+              "fields": {
+                "namespace": {
+                  "type": "string",
+                  "id": 1
+                },
+                "serviceAccount": {
+                  "type": "string",
+                  "id": 2
+                },
+                "podName": {
+                  "type": "string",
+                  "id": 3
+                },
+                "podUid": {
+                  "type": "string",
+                  "id": 4
+                },
+                "labels": {
+                  "keyType": "string",
+                  "type": "string",
+                  "id": 5
+                },
+                "containerName": {
+                  "type": "string",
+                  "id": 6
+                },
+                "containerImage": {
+                  "type": "string",
+                  "id": 7
+                },
+                "containerImageId": {
+                  "type": "string",
+                  "id": 8
+                }
+              }
+            },
+            "EcsWorkload": {
+              "fields": {
+                "cluster": {
+                  "type": "string",
+                  "id": 1
+                },
+                "taskArn": {
+                  "type": "string",
+                  "id": 2
+                },
+                "taskFamily": {
+                  "type": "string",
+                  "id": 3
+                },
+                "taskRevision": {
+                  "type": "string",
+                  "id": 4
+                },
+                "containerName": {
+                  "type": "string",
+                  "id": 5
+                }
+              }
+            },
+            "ContainerWorkload": {
+              "fields": {
+                "name": {
+                  "type": "string",
+                  "id": 1
+                },
+                "image": {
+                  "type": "string",
+                  "id": 2
+                },
+                "labels": {
+                  "keyType": "string",
+                  "type": "string",
+                  "id": 3
                 }
               }
             },
@@ -523,6 +643,47 @@ export const descriptor = {
                   "rule": "repeated",
                   "type": "BackendStats",
                   "id": 9
+                },
+                "roles": {
+                  "rule": "repeated",
+                  "type": "RoleStats",
+                  "id": 10
+                }
+              }
+            },
+            "RoleStats": {
+              "fields": {
+                "roleArn": {
+                  "type": "string",
+                  "id": 1
+                },
+                "sessions": {
+                  "type": "uint64",
+                  "id": 2
+                },
+                "assumeCalls": {
+                  "type": "uint64",
+                  "id": 3
+                },
+                "assumeFailures": {
+                  "type": "uint64",
+                  "id": 4
+                },
+                "backendCalls": {
+                  "type": "uint64",
+                  "id": 5
+                },
+                "backendErrors": {
+                  "type": "uint64",
+                  "id": 6
+                },
+                "cacheEntries": {
+                  "type": "uint64",
+                  "id": 7
+                },
+                "cacheBytes": {
+                  "type": "uint64",
+                  "id": 8
                 }
               }
             },

@@ -3,6 +3,7 @@ import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from './google/protobuf/Timestamp';
 import type { AdminClient as _psst_v1_AdminClient, AdminDefinition as _psst_v1_AdminDefinition } from './psst/v1/Admin';
+import type { AwsRole as _psst_v1_AwsRole, AwsRole__Output as _psst_v1_AwsRole__Output } from './psst/v1/AwsRole';
 import type { BackendStats as _psst_v1_BackendStats, BackendStats__Output as _psst_v1_BackendStats__Output } from './psst/v1/BackendStats';
 import type { BatchGetResult as _psst_v1_BatchGetResult, BatchGetResult__Output as _psst_v1_BatchGetResult__Output } from './psst/v1/BatchGetResult';
 import type { BatchGetSecretsRequest as _psst_v1_BatchGetSecretsRequest, BatchGetSecretsRequest__Output as _psst_v1_BatchGetSecretsRequest__Output } from './psst/v1/BatchGetSecretsRequest';
@@ -26,6 +27,7 @@ import type { PutSecretRequest as _psst_v1_PutSecretRequest, PutSecretRequest__O
 import type { PutSecretResponse as _psst_v1_PutSecretResponse, PutSecretResponse__Output as _psst_v1_PutSecretResponse__Output } from './psst/v1/PutSecretResponse';
 import type { ReloadPolicyRequest as _psst_v1_ReloadPolicyRequest, ReloadPolicyRequest__Output as _psst_v1_ReloadPolicyRequest__Output } from './psst/v1/ReloadPolicyRequest';
 import type { ReloadPolicyResponse as _psst_v1_ReloadPolicyResponse, ReloadPolicyResponse__Output as _psst_v1_ReloadPolicyResponse__Output } from './psst/v1/ReloadPolicyResponse';
+import type { RoleStats as _psst_v1_RoleStats, RoleStats__Output as _psst_v1_RoleStats__Output } from './psst/v1/RoleStats';
 import type { RotateSecretRequest as _psst_v1_RotateSecretRequest, RotateSecretRequest__Output as _psst_v1_RotateSecretRequest__Output } from './psst/v1/RotateSecretRequest';
 import type { RotateSecretResponse as _psst_v1_RotateSecretResponse, RotateSecretResponse__Output as _psst_v1_RotateSecretResponse__Output } from './psst/v1/RotateSecretResponse';
 import type { Secret as _psst_v1_Secret, Secret__Output as _psst_v1_Secret__Output } from './psst/v1/Secret';
@@ -54,6 +56,7 @@ export interface ProtoGrpcType {
        * Admin is for operators: every method needs the `admin` grant.
        */
       Admin: SubtypeConstructor<typeof grpc.Client, _psst_v1_AdminClient> & { service: _psst_v1_AdminDefinition }
+      AwsRole: MessageTypeDefinition<_psst_v1_AwsRole, _psst_v1_AwsRole__Output>
       BackendStats: MessageTypeDefinition<_psst_v1_BackendStats, _psst_v1_BackendStats__Output>
       BatchGetResult: MessageTypeDefinition<_psst_v1_BatchGetResult, _psst_v1_BatchGetResult__Output>
       BatchGetSecretsRequest: MessageTypeDefinition<_psst_v1_BatchGetSecretsRequest, _psst_v1_BatchGetSecretsRequest__Output>
@@ -77,6 +80,7 @@ export interface ProtoGrpcType {
       PutSecretResponse: MessageTypeDefinition<_psst_v1_PutSecretResponse, _psst_v1_PutSecretResponse__Output>
       ReloadPolicyRequest: MessageTypeDefinition<_psst_v1_ReloadPolicyRequest, _psst_v1_ReloadPolicyRequest__Output>
       ReloadPolicyResponse: MessageTypeDefinition<_psst_v1_ReloadPolicyResponse, _psst_v1_ReloadPolicyResponse__Output>
+      RoleStats: MessageTypeDefinition<_psst_v1_RoleStats, _psst_v1_RoleStats__Output>
       RotateSecretRequest: MessageTypeDefinition<_psst_v1_RotateSecretRequest, _psst_v1_RotateSecretRequest__Output>
       RotateSecretResponse: MessageTypeDefinition<_psst_v1_RotateSecretResponse, _psst_v1_RotateSecretResponse__Output>
       Secret: MessageTypeDefinition<_psst_v1_Secret, _psst_v1_Secret__Output>

@@ -1,6 +1,7 @@
 // Original file: proto/psst/v1/psst.proto
 
 import type { BackendStats as _psst_v1_BackendStats, BackendStats__Output as _psst_v1_BackendStats__Output } from '../../psst/v1/BackendStats';
+import type { RoleStats as _psst_v1_RoleStats, RoleStats__Output as _psst_v1_RoleStats__Output } from '../../psst/v1/RoleStats';
 import type { Long } from '@grpc/proto-loader';
 
 export interface StatsResponse {
@@ -13,6 +14,10 @@ export interface StatsResponse {
   'rotationsSeen'?: (number | string | Long);
   'policyRules'?: (number);
   'backends'?: (_psst_v1_BackendStats)[];
+  /**
+   * Per IAM role that callers read under ([[role]] in the policy): what it costs.
+   */
+  'roles'?: (_psst_v1_RoleStats)[];
 }
 
 export interface StatsResponse__Output {
@@ -25,4 +30,8 @@ export interface StatsResponse__Output {
   'rotationsSeen': (string);
   'policyRules': (number);
   'backends': (_psst_v1_BackendStats__Output)[];
+  /**
+   * Per IAM role that callers read under ([[role]] in the policy): what it costs.
+   */
+  'roles': (_psst_v1_RoleStats__Output)[];
 }

@@ -301,8 +301,10 @@ impl Target {
         std::fs::create_dir_all(&dir)?;
         let uid = nix_uid();
         let mut policy = format!("[[rule]]\nname = \"bench\"\ncaller = {{ uid = [{uid}] }}\nallow = {{ read = [\"local:**\", \"ssm:**\"], write = [\"local:**\", \"ssm:**\"] }}\n");
+        // One uid sends every request of the load: its per-uid request rate is lifted (the other
+        // bounds stay as they ship).
         let mut config = format!(
-            "[server]\nsocket = \"{d}/psst.sock\"\n[log]\nlevel = \"warn\"\n[audit]\nenabled = {audit}\n[policy]\nfile = \"{d}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{d}/store\"\nttl = \"1h\"\n",
+            "[server]\nsocket = \"{d}/psst.sock\"\n[log]\nlevel = \"warn\"\n[audit]\nenabled = {audit}\n[limits]\nrequests_per_second_per_uid = 0\n[policy]\nfile = \"{d}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{d}/store\"\nttl = \"1h\"\n",
             d = dir.display()
         );
         let mut command = Command::new(psstd);

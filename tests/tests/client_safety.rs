@@ -127,7 +127,7 @@ fn psst_at(socket: &Path, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> 
 }
 
 fn assert_refused(out: &Output, impostor: &Impostor) {
-    assert_eq!(out.status.code(), Some(8), "{}", describe(out));
+    assert_eq!(out.status.code(), Some(7), "{}", describe(out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("refusing to talk to the server")
@@ -196,7 +196,7 @@ fn the_real_agent_passes_the_check_and_a_wrong_expectation_fails_it() {
     let out = agent.psst(&["put", "local:demo/a", "--expect-uid", "0"], Some(b"v"));
     assert!(out.status.success(), "{}", describe(&out));
     let out = agent.psst(&["get", "local:demo/a", "--expect-uid", "4242"], None);
-    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must run as uid 4242"));
     let out = agent.psst(&["get", "local:demo/a"], None);
     assert_eq!(out.stdout, b"v");

@@ -431,7 +431,7 @@ impl Client {
             .await
             .map_err(|e| {
                 if let Some(unexpected) = find_source::<UnexpectedServer>(&e) {
-                    return Error::new(Code::FailedPrecondition, unexpected.to_string());
+                    return Error::new(Code::Unauthenticated, unexpected.to_string());
                 }
                 Error::new(
                     Code::Unavailable,

@@ -993,10 +993,12 @@ fn a_pid_reused_between_connect_and_accept_is_refused() {
     let agent = Agent::with_policy(SPOOF_POLICY, "");
     agent.signal(Signal::SIGSTOP);
     ensure_user("psst-mallory");
-    // The connector keeps the connection open in a child, prints its own pid and exits.
+    // The connector sends the HTTP/2 preface (the agent identifies a caller once it speaks
+    // HTTP/2), keeps the connection open in a child, prints its own pid and exits.
     let connector = r#"
 import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
 if os.fork() == 0:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 1); os.dup2(null, 2); os.setsid(); time.sleep(20); sys.exit(0)

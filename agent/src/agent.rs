@@ -195,20 +195,24 @@ impl Agent {
         let role = self.role_for(caller, reference.backend());
         let result = match self.backend_as(reference.backend(), role.as_ref()) {
             Ok(configured) => {
-                let own = reference.without_key().read_as(role.clone());
-                let key = configured
-                    .backend
-                    .cache_key(&own)
-                    .unwrap_or_else(|| own.clone())
-                    .read_as(role);
+                // One copy of the reference on the cached path: the spelling the caller used is
+                // made again only when a remapped spelling (an ARN) was not found.
+                let own = reference.without_key().with_role(role.clone());
+                let (key, remapped) = match configured.backend.cache_key(&own) {
+                    Some(key) => (key.with_role(role.clone()), true),
+                    None => (own, false),
+                };
                 let mut served = self
                     .cache
                     .get(&key, configured.ttl, || {
                         self.fetch_one(&configured, key.clone())
                     })
                     .await;
-                if key != own && matches!(served, Err(CacheError::NotFound(_))) {
-                    served = self.read_again_as_spelled(&configured, &own).await;
+                if remapped && matches!(served, Err(CacheError::NotFound(_))) {
+                    let own = reference.without_key().with_role(role);
+                    if key != own {
+                        served = self.read_again_as_spelled(&configured, &own).await;
+                    }
                 }
                 self.finish_read(caller, &reference, &rule, served)
             }

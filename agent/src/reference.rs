@@ -256,6 +256,12 @@ impl SecretRef {
         }
     }
 
+    /// This reference, read under `role` (None: as the agent), without a copy.
+    pub fn with_role(mut self, role: Option<Arc<AssumedRole>>) -> SecretRef {
+        self.role = role;
+        self
+    }
+
     /// The same reference read under `role` (None: as the agent).
     pub fn read_as(&self, role: Option<Arc<AssumedRole>>) -> SecretRef {
         SecretRef {

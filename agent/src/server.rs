@@ -248,24 +248,26 @@ fn admit(caller: &ConnectedCaller, permit: &ConnectionPermit) -> Result<RequestP
         .map_err(|refusal| Status::resource_exhausted(refusal.to_string()))
 }
 
-/// The timers of one connection: idle, keepalive, maximum age. They are re-armed only when they
-/// fire (comparing a stream counter), so a busy connection pays nothing per request for them.
+/// The timers of one connection: idle, keepalive, maximum age. One timer stands for all three
+/// (the earliest deadline), and deadlines move only when that timer fires, comparing a stream
+/// counter: a busy connection pays one timer poll per loop turn and nothing per request.
 struct Lifetime {
     settings: ConnectionSettings,
     /// Streams accepted so far on the connection.
     streams_seen: u64,
-    idle: Pin<Box<Sleep>>,
-    idle_mark: u64,
-    keepalive: Option<Keepalive>,
-    age: Pin<Box<Sleep>>,
-    going_away: bool,
-}
-
-struct Keepalive {
-    ping_pong: PingPong,
     timer: Pin<Box<Sleep>>,
-    mark: u64,
-    awaiting_pong: bool,
+    idle_at: Instant,
+    idle_mark: u64,
+    /// None: keepalive pings are off.
+    ping_pong: Option<PingPong>,
+    ping_at: Instant,
+    ping_mark: u64,
+    /// A ping is out, and must be answered by then.
+    pong_due: Option<Instant>,
+    age_at: Instant,
+    /// GOAWAY was sent (idle or age); after the age grace the connection closes.
+    going_away: bool,
+    close_at: Option<Instant>,
 }
 
 enum LifeEvent {
@@ -281,91 +283,91 @@ impl Lifetime {
         let now = Instant::now();
         // ±10% so connections opened together (a fleet restart) do not all go away together.
         let age = settings.max_age.mul_f64(rand::random_range(0.9..1.1));
-        Self {
+        let mut life = Self {
             settings: *settings,
             streams_seen: 0,
-            idle: Box::pin(tokio::time::sleep_until(now + settings.idle_timeout)),
+            timer: Box::pin(tokio::time::sleep_until(now + settings.idle_timeout)),
+            idle_at: now + settings.idle_timeout,
             idle_mark: 0,
-            keepalive: ping_pong
-                .filter(|_| !settings.keepalive_interval.is_zero())
-                .map(|ping_pong| Keepalive {
-                    ping_pong,
-                    timer: Box::pin(tokio::time::sleep_until(now + settings.keepalive_interval)),
-                    mark: 0,
-                    awaiting_pong: false,
-                }),
-            age: Box::pin(tokio::time::sleep_until(now + age)),
+            ping_pong: ping_pong.filter(|_| !settings.keepalive_interval.is_zero()),
+            ping_at: now + settings.keepalive_interval,
+            ping_mark: 0,
+            pong_due: None,
+            age_at: now + age,
             going_away: false,
+            close_at: None,
+        };
+        life.rearm();
+        life
+    }
+
+    /// Sets the one timer to the earliest deadline still pending.
+    fn rearm(&mut self) {
+        let mut next = self.close_at.unwrap_or(self.age_at);
+        if !self.going_away {
+            next = next.min(self.idle_at);
         }
+        if self.ping_pong.is_some() {
+            next = next.min(self.pong_due.unwrap_or(self.ping_at));
+        }
+        self.timer.as_mut().reset(next);
     }
 
     async fn next(&mut self, has_streams: bool) -> LifeEvent {
-        let Self {
-            settings,
-            streams_seen: seen,
-            idle,
-            idle_mark,
-            keepalive,
-            age,
-            going_away,
-        } = self;
-        let seen = *seen;
-        let keepalive = async {
-            match keepalive.as_mut() {
-                Some(k) if k.awaiting_pong => {
-                    tokio::select! {
-                        pong = poll_fn(|cx| k.ping_pong.poll_pong(cx)) => {
-                            k.awaiting_pong = false;
-                            if pong.is_err() {
-                                return LifeEvent::Close;
-                            }
-                            k.timer.as_mut().reset(Instant::now() + settings.keepalive_interval);
-                            LifeEvent::Continue
-                        }
-                        () = k.timer.as_mut() => LifeEvent::Close,
-                    }
-                }
-                Some(k) => {
-                    k.timer.as_mut().await;
-                    let now = Instant::now();
-                    if k.mark != seen {
-                        // Streams arrived since the last look: the peer is alive.
-                        k.mark = seen;
-                        k.timer.as_mut().reset(now + settings.keepalive_interval);
-                    } else if k.ping_pong.send_ping(Ping::opaque()).is_ok() {
-                        k.awaiting_pong = true;
-                        k.timer.as_mut().reset(now + settings.keepalive_timeout);
-                    } else {
-                        return LifeEvent::Close;
-                    }
-                    LifeEvent::Continue
-                }
-                None => std::future::pending().await,
-            }
-        };
+        let seen = self.streams_seen;
+        let awaiting_pong = self.pong_due.is_some();
+        let timer = &mut self.timer;
+        let ping_pong = &mut self.ping_pong;
         tokio::select! {
-            () = idle.as_mut(), if !*going_away => {
-                if has_streams || *idle_mark != seen {
-                    *idle_mark = seen;
-                    idle.as_mut().reset(Instant::now() + settings.idle_timeout);
-                    LifeEvent::Continue
-                } else {
-                    *going_away = true;
-                    LifeEvent::GoAway
-                }
-            }
-            () = age.as_mut() => {
-                if *going_away {
+            pong = poll_fn(|cx| ping_pong.as_mut().expect("a ping is out").poll_pong(cx)), if awaiting_pong => {
+                self.pong_due = None;
+                if pong.is_err() {
                     return LifeEvent::Close;
                 }
-                // Reconnecting identifies the caller again; streams still open (watches) get
-                // the grace period, then the connection closes and their clients resume.
-                *going_away = true;
-                age.as_mut().reset(Instant::now() + settings.max_age_grace);
-                LifeEvent::GoAway
+                self.ping_at = Instant::now() + self.settings.keepalive_interval;
+                self.rearm();
+                return LifeEvent::Continue;
             }
-            event = keepalive => event,
+            () = timer.as_mut() => {}
         }
+        let now = Instant::now();
+        let settings = self.settings;
+        if self.pong_due.is_some_and(|due| now >= due) || self.close_at.is_some_and(|at| now >= at)
+        {
+            return LifeEvent::Close;
+        }
+        let mut event = LifeEvent::Continue;
+        if !self.going_away && now >= self.idle_at {
+            if has_streams || self.idle_mark != seen {
+                self.idle_mark = seen;
+                self.idle_at = now + settings.idle_timeout;
+            } else {
+                self.going_away = true;
+                event = LifeEvent::GoAway;
+            }
+        }
+        if self.close_at.is_none() && now >= self.age_at {
+            // Reconnecting identifies the caller again; streams still open (watches) get the
+            // grace period, then the connection closes and their clients resume.
+            self.going_away = true;
+            self.close_at = Some(now + settings.max_age_grace);
+            event = LifeEvent::GoAway;
+        }
+        if self.pong_due.is_none() && now >= self.ping_at {
+            if let Some(ping_pong) = self.ping_pong.as_mut() {
+                if self.ping_mark != seen {
+                    // Streams arrived since the last look: the peer is alive.
+                    self.ping_mark = seen;
+                    self.ping_at = now + settings.keepalive_interval;
+                } else if ping_pong.send_ping(Ping::opaque()).is_ok() {
+                    self.pong_due = Some(now + settings.keepalive_timeout);
+                } else {
+                    return LifeEvent::Close;
+                }
+            }
+        }
+        self.rearm();
+        event
     }
 }
 

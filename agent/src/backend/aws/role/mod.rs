@@ -366,7 +366,14 @@ impl RoleSession {
                         .map_err(|e| role_error(what, classify(SERVICE, what, e)))
                 }
             })
-            .await;
+            .await
+            .map_err(|e| match e {
+                // The guard's own refusal (STS's circuit is open) names the role too.
+                BackendError::Unavailable(m) if !m.starts_with("cannot assume") => {
+                    role_error(&what, BackendError::Unavailable(m))
+                }
+                other => other,
+            });
         let credentials = output.and_then(|output| {
             let c = output.credentials.ok_or_else(|| {
                 BackendError::Internal(format!("{SERVICE} returned no credentials for {what}"))

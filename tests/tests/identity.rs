@@ -53,13 +53,23 @@ impl Cgroup {
     fn create(path: &str) -> Self {
         let root = cgroup2_root();
         let mut created = Vec::new();
-        let mut dir = root.clone();
-        for component in path.split('/').filter(|c| !c.is_empty()) {
-            dir.push(component);
-            if !dir.exists() {
-                fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-                created.push(dir.clone());
+        // Tests run in parallel and share parent cgroups: another test's cleanup may remove an
+        // empty parent between our look and our mkdir, so start over when that happens.
+        'attempt: for attempt in 0..20 {
+            let mut dir = root.clone();
+            for component in path.split('/').filter(|c| !c.is_empty()) {
+                dir.push(component);
+                match fs::create_dir(&dir) {
+                    Ok(()) => created.push(dir.clone()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 19 => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue 'attempt;
+                    }
+                    Err(e) => panic!("mkdir {}: {e}", dir.display()),
+                }
             }
+            break;
         }
         Self {
             path: path.to_owned(),

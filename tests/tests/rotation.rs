@@ -33,8 +33,12 @@ fn agent(interval: &str, proxy: Option<&FaultProxy>, policy: &str) -> Agent {
             })
             .concat()
     });
+    // One uid opens a thousand watch streams on one connection in the cost tests below: its
+    // per-uid share of requests in flight and the streams per connection are raised for them
+    // (tests/tests/hardening.rs shows the defaults refusing such a load from an attacker).
     let config = format!(
-        "[watch]\ninterval = \"{interval}\"\njitter = 0.2\n[server]\nsocket = \"{{dir}}/psst.sock\"\ngrace_period = \"2s\"\n\
+        "[limits]\nrequests_in_flight_per_uid = 4096\n[connections]\nmax_streams = 2048\n\
+         [watch]\ninterval = \"{interval}\"\njitter = 0.2\n[server]\nsocket = \"{{dir}}/psst.sock\"\ngrace_period = \"2s\"\n\
          [policy]\nfile = \"{{dir}}/policy.toml\"\nwatch_interval = \"200ms\"\n\
          [[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n{aws}"
     );

@@ -238,9 +238,7 @@ pub async fn run(
     health_reporter
         .set_not_serving::<SecretsServer<SecretsApi>>()
         .await;
-    // Watch streams never end by themselves: end them (UNAVAILABLE, so clients reconnect and
-    // resume elsewhere or later) so the drain can finish.
-    agent.shut_down();
+    // The server closes its listener, then ends the watch streams, then drains.
     let _ = stop_tx.send(());
     let grace = config.server.grace_period;
     match tokio::time::timeout(grace, &mut server).await {

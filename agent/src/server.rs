@@ -139,6 +139,12 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    // Close the listener first: a client reconnecting now is refused at once and retries the
+    // next agent, instead of waiting in the backlog of one that no longer accepts or landing
+    // on one that is draining. Then end the watch streams (they never end by themselves;
+    // UNAVAILABLE makes clients resume elsewhere or later) and ask every connection to finish.
+    drop(acceptor);
+    shared.agent.shut_down();
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
 }

@@ -112,7 +112,31 @@ impl State {
                     references: self.references.clone(),
                     known_versions: self.known.clone(),
                 };
-                match self.client.secrets.clone().watch_secrets(request).await {
+                // The outage is counted from the first reconnect attempt: a call that waits for
+                // the agent within its own deadline must not hide an outage longer than the
+                // report threshold, so the wait is cut there and reported.
+                let since = *self.outage.get_or_insert_with(Instant::now);
+                let mut secrets = self.client.secrets.clone();
+                let call = secrets.watch_secrets(request);
+                let answered = if self.reported {
+                    call.await
+                } else {
+                    let left = DEFAULT_STARTUP_WAIT.saturating_sub(since.elapsed());
+                    match tokio::time::timeout(left, call).await {
+                        Ok(answered) => answered,
+                        Err(_) => {
+                            self.reported = true;
+                            return Some(Err(Error::new(
+                                Code::Unavailable,
+                                format!(
+                                    "the agent has been unreachable for {}s; still reconnecting",
+                                    since.elapsed().as_secs()
+                                ),
+                            )));
+                        }
+                    }
+                };
+                match answered {
                     Ok(response) => {
                         self.stream = Some(response.into_inner());
                         self.outage = None;
@@ -126,7 +150,6 @@ impl State {
                             self.ended = true;
                             return Some(Err(error));
                         }
-                        let since = *self.outage.get_or_insert_with(Instant::now);
                         if !self.reported && since.elapsed() >= DEFAULT_STARTUP_WAIT {
                             self.reported = true;
                             return Some(Err(Error::new(

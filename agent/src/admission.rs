@@ -82,12 +82,9 @@ impl Admission {
         })
     }
 
-    pub fn limits(&self) -> &AdmissionLimits {
-        &self.limits
-    }
-
     /// Connections open now, from every uid.
-    pub fn connections(&self) -> usize {
+    #[cfg(test)]
+    fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
     }
 

@@ -4,14 +4,13 @@
 //! `moto_server` behind the fault proxy of `tests/src/aws.rs`, real boto3.
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
+    io::Write,
     time::{Duration, Instant},
 };
 
 use psst_tests::{
     aws::{free_port, Fault, FaultProxy, Moto, AWS_ENV},
-    Agent, Mode,
+    sample, scrape, Agent, Mode,
 };
 
 const AWS_POLICY: &str = r#"
@@ -20,32 +19,6 @@ name = "root"
 caller = { uid = [0] }
 allow = { read = ["sm:**"], write = ["sm:**"] }
 "#;
-
-fn scrape(port: u16) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-}
-
-/// The value of the sample line that starts with `series` (name and labels).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// An agent whose `sm` backend goes to moto through the fault proxy, with metrics on.
 fn sm_agent(moto: &Moto, proxy: &FaultProxy, metrics_port: u16, cache: &str) -> Agent {

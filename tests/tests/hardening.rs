@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use psst_tests::{bin_dir, describe, Agent, Mode, TempUser};
+use psst_tests::{aws::free_port, bin_dir, describe, scrape, Agent, Mode, TempUser};
 
 const ATTACKER: &str = "psst-e2e-attacker";
 
@@ -290,17 +290,7 @@ fn idle_tcp_connections_do_not_take_the_metrics_listener_down() {
     let held = report["held"].as_u64().unwrap();
     assert!(held <= 16, "{report}");
     // And the listener is still there once they are gone.
-    let scrape = Command::new("curl")
-        .args([
-            "-sf",
-            "--max-time",
-            "5",
-            &format!("http://{address}/metrics"),
-        ])
-        .output()
-        .unwrap();
-    assert!(scrape.status.success(), "{}", describe(&scrape));
-    assert!(String::from_utf8_lossy(&scrape.stdout).contains("psst_policy_decisions"));
+    assert!(scrape(port).contains("psst_policy_decisions"));
 }
 
 #[test]
@@ -411,12 +401,4 @@ fn non_audit_log(log: &str) -> String {
         .filter(|l| !l.contains(" audit: "))
         .map(|l| format!("{l}\n"))
         .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

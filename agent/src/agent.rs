@@ -211,7 +211,8 @@ impl Agent {
                 if remapped && matches!(served, Err(CacheError::NotFound(_))) {
                     let own = reference.without_key().with_role(role);
                     if key != own {
-                        served = self.read_again_as_spelled(&configured, &own).await;
+                        // Boxed: rare, and kept out of the hot path's future (see `SecretCache::get`).
+                        served = Box::pin(self.read_again_as_spelled(&configured, &own)).await;
                     }
                 }
                 self.finish_read(caller, &reference, &rule, served)

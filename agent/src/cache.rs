@@ -1,7 +1,9 @@
 //! The memory-only secret cache, in front of every backend.
 //!
 //! - **Bounded by bytes** (moka with a weigher); values never leave memory and are zeroized when
-//!   the last reference to an evicted entry drops (`SecretValue`).
+//!   the last reference to an evicted entry drops (`SecretValue`). moka's synchronous cache: a
+//!   lookup is a plain call, not a future, so a hit costs no async state (the hot path polls its
+//!   request's future inline, `agent/src/server.rs`); its housekeeping is short and runs on writes.
 //! - **Freshness is ours**, on tokio's clock (so tests pause time): an entry is fresh for its
 //!   backend's TTL, then kept up to `max_stale` longer so it can be served, flagged stale, while
 //!   the backend is unreachable. moka's own expiry only bounds memory at TTL + `max_stale`.
@@ -29,7 +31,7 @@ use futures::{
     future::{join_all, BoxFuture, Shared},
     FutureExt,
 };
-use moka::{future::Cache, Expiry};
+use moka::{sync::Cache, Expiry};
 use tokio::time::Instant;
 
 use crate::{
@@ -223,7 +225,7 @@ impl SecretCache {
         Fut: Future<Output = Result<Fetched, BackendError>> + Send + 'static,
     {
         // The hot path: a fresh entry, no locks, no allocation.
-        let cached = self.inner.entries.get(key).await;
+        let cached = self.inner.entries.get(key);
         if let Some(entry) = &cached {
             let now = Instant::now();
             if entry.fresh_until() > now {
@@ -240,9 +242,12 @@ impl SecretCache {
         }
         let fetch = fetch();
         let fetch_one: FetchMany = Box::new(move |_keys| async move { vec![fetch.await] }.boxed());
-        let mut results = self
-            .fetch_missing(std::slice::from_ref(key), vec![cached], ttl, fetch_one)
-            .await;
+        // The miss path's state lives in a box of its own: a hit's future (the one every
+        // connection polls inline, `agent/src/server.rs`) stays small, and a small future is
+        // cheap to move into place and to wipe when it is freed (`agent/src/main.rs`).
+        let mut results =
+            Box::pin(self.fetch_missing(std::slice::from_ref(key), vec![cached], ttl, fetch_one))
+                .await;
         results.pop().expect("one result per key")
     }
 
@@ -276,7 +281,7 @@ impl SecretCache {
     ) -> Vec<Result<Served, CacheError>> {
         let mut cached = Vec::with_capacity(keys.len());
         for key in keys {
-            cached.push(self.inner.entries.get(key).await);
+            cached.push(self.inner.entries.get(key));
         }
         self.fetch_missing(keys, cached, ttl, fetch_many).await
     }
@@ -408,15 +413,11 @@ impl SecretCache {
                     )
                 });
                 if let Ok(entry) = &outcome {
-                    inner
-                        .entries
-                        .insert(stored_key.clone(), Arc::clone(entry))
-                        .await;
+                    inner.entries.insert(stored_key.clone(), Arc::clone(entry));
                     if let Some(alias) = &alias {
                         inner
                             .entries
-                            .insert(stored_key.with_name(alias.clone()), Arc::clone(entry))
-                            .await;
+                            .insert(stored_key.with_name(alias.clone()), Arc::clone(entry));
                     }
                 }
                 let mut inflight = inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -498,7 +499,7 @@ impl SecretCache {
             .map(|(key, _)| key)
             .collect();
         for key in &keys {
-            self.inner.entries.invalidate(key.as_ref()).await;
+            self.inner.entries.invalidate(key.as_ref());
         }
         keys.len() as u64
     }
@@ -790,7 +791,7 @@ mod tests {
         backend.set_unavailable(true);
         tokio::time::advance(TTL).await;
         // moka may still hold the entry until its housekeeping runs; freshness is what counts.
-        cache.inner.entries.run_pending_tasks().await;
+        cache.inner.entries.run_pending_tasks();
         assert!(matches!(
             get(&cache, &backend, &key).await,
             Err(CacheError::Backend(_))

@@ -115,10 +115,14 @@ fn connection_settings(config: &Config) -> server::ConnectionSettings {
 }
 
 /// Runs the agent until `shutdown` resolves, then drains for at most the grace period.
+/// `on_ready` is called once every listener is bound and requests are served (where systemd is
+/// told `READY=1`); `psstd --dev` prints its banner there, so the banner never precedes a
+/// refusal to start.
 pub async fn run(
     config: Config,
     policy: Arc<PolicySource>,
     shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     // Everything that listens is bound before the socket apps use: once that socket accepts,
     // the agent is fully up.
@@ -224,6 +228,7 @@ pub async fn run(
         "psstd ready"
     );
     lifecycle::notify(sd_notify::NotifyState::Ready);
+    on_ready();
 
     tokio::select! {
         () = shutdown => {}

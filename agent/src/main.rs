@@ -68,22 +68,26 @@ fn main() -> ExitCode {
     if let Err(e) = lifecycle::harden() {
         tracing::warn!(error = %e, "could not disable core dumps");
     }
-    if cli.dev {
-        print_dev_banner(&config.server.socket);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         let shutdown = lifecycle::shutdown_signal()?;
-        app::run(config, policy, shutdown).await
+        let socket = config.server.socket.clone();
+        let dev = cli.dev;
+        app::run(config, policy, shutdown, move || {
+            if dev {
+                print_dev_banner(&socket);
+            }
+        })
+        .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Once: the log goes to stderr too, so the error is not printed a second time.
             tracing::error!("{e:#}");
-            eprintln!("psstd: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -104,7 +108,16 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Arc<PolicySource>)> {
         let policy = PolicySource::fixed(Policy::allow_uid_everything(uid));
         return Ok((Config::dev(&state_dir), Arc::new(policy)));
     }
-    let config = Config::load(&cli.config)?;
+    let config = Config::load(&cli.config).map_err(|e| {
+        if !cli.config.exists() && cli.config == Path::new(DEFAULT_CONFIG) {
+            anyhow::anyhow!(
+                "{e}\n(no config file yet: `psstd --dev` runs on the embedded default, a local \
+                 store in ./.psst; `--config FILE` names another file; README.md has both)"
+            )
+        } else {
+            e.into()
+        }
+    })?;
     let policy = PolicySource::from_file(&config.policy.file)?;
     Ok((config, Arc::new(policy)))
 }

@@ -2,9 +2,10 @@
 //!
 //! `GetSecret`, the hot path, is answered inside the connection's own task: the request body is
 //! read, the core is asked, and the reply is written without spawning a task, without a tower
-//! stack and without hyper's per-stream dispatch (PERF-NOTES: that model costs ~9k instructions
-//! a request and caps a connection near 30k req/s). A `GetSecret` that has to wait for a backend
-//! waits as one future among the connection's others, so it holds up no other stream.
+//! stack and without hyper's per-stream dispatch (that model cost ~9k instructions a request by
+//! callgrind and capped a connection near 30k req/s; BENCHMARKS.md). A `GetSecret` that has to
+//! wait for a backend waits as one future among the connection's others, so it holds up no
+//! other stream.
 //!
 //! Every other method — streams, the Admin service, health, reflection, and any `GetSecret` sent
 //! compressed or with another content type — goes to tonic's generated services (`Routes`) in a

@@ -349,13 +349,28 @@ fn run(command: &mut Command, stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-static USERS: Mutex<()> = Mutex::new(());
+/// The users this test process created, removed when it exits.
+static USERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Creates a system user for the denied-caller tests. As in CI, the tests run as root.
+extern "C" fn remove_created_users() {
+    let users = USERS.lock().unwrap_or_else(|p| p.into_inner());
+    for name in users.iter() {
+        // Their processes are gone: every test waits for what it started.
+        let _ = Command::new("userdel").arg(name).status();
+    }
+}
+
+/// Creates a system user for the denied-caller tests (as in CI, the tests run as root). A user
+/// this process creates is removed when the process exits, so the suites leave none behind.
 pub fn ensure_user(name: &str) {
-    let _guard = USERS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut created = USERS.lock().unwrap_or_else(|p| p.into_inner());
     if nix::unistd::User::from_name(name).ok().flatten().is_some() {
         return;
+    }
+    if created.is_empty() {
+        // SAFETY: registers a plain function with the C library, to run at `exit`, which the
+        // test harness calls once every test has finished.
+        unsafe { libc::atexit(remove_created_users) };
     }
     let status = Command::new("useradd")
         .args([
@@ -372,6 +387,9 @@ pub fn ensure_user(name: &str) {
         status.success() || status.code() == Some(9),
         "useradd {name}: {status}"
     );
+    if status.success() && !created.iter().any(|u| u == name) {
+        created.push(name.to_owned());
+    }
 }
 
 /// A user that exists while any `TempUser` of its name is alive in this test process, then is

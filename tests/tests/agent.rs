@@ -13,14 +13,57 @@ use psst_tests::{describe, eventually, psstd_bin, uid_of, Agent, Mode};
 
 const DENIED_USER: &str = "psst-e2e-denied";
 
+/// A second agent on the same state dir refuses to start: it says why once, and prints no
+/// "listening on" banner first.
+#[test]
+fn a_second_dev_agent_refuses_once_without_a_banner() {
+    let agent = Agent::dev();
+    let second = std::process::Command::new(psstd_bin())
+        .arg("--dev")
+        .env("PSST_STATE_DIR", agent.dir.path().join("state"))
+        .output()
+        .unwrap();
+    let out = describe(&second);
+    assert!(!second.status.success(), "{out}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(
+        stderr.matches("another agent is already listening").count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&second.stdout).contains("listening on"),
+        "{out}"
+    );
+    // The first agent still serves.
+    assert!(agent.psst(&["health"], None).status.success());
+}
+
+/// Without a config file, psstd says how to start without one.
+#[test]
+fn a_missing_default_config_points_at_dev_mode() {
+    if std::path::Path::new("/etc/psst/psstd.toml").exists() {
+        return; // a machine with psst installed: nothing to show.
+    }
+    let out = std::process::Command::new(psstd_bin())
+        .env_remove("PSST_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("psstd --dev"),
+        "{}",
+        describe(&out)
+    );
+}
+
 #[test]
 fn dev_mode_put_get_ls_whoami_health_as_the_readme_shows() {
     let agent = Agent::dev();
-    let banner = agent.logs();
-    assert!(
-        banner.contains(&format!("export PSST_SOCKET={}", agent.socket.display())),
-        "{banner}"
-    );
+    // The banner comes once the agent serves, a moment after its socket appears.
+    let export = format!("export PSST_SOCKET={}", agent.socket.display());
+    let shown = eventually(Duration::from_secs(5), || agent.logs().contains(&export));
+    assert!(shown, "{}", agent.logs());
 
     let put = agent.psst(&["put", "local:demo/db-password"], Some(b"hunter2"));
     assert!(put.status.success(), "{}", describe(&put));

@@ -200,6 +200,7 @@ enum Command {
                             psst rotate sm:prod/db --json-key password --length 40\n  \
                             psst rotate ssm:/prod/api-key --exclude-punctuation")]
     Rotate {
+        /// The secret to give a new version, e.g. local:demo/db-password.
         reference: String,
         /// Regenerate only this key of a JSON value, keeping the others.
         #[arg(long, value_name = "KEY")]
@@ -244,14 +245,19 @@ struct GeneratorArgs {
     /// Length in characters (default 32).
     #[arg(long)]
     length: Option<u32>,
+    /// Use no lowercase letters (a-z).
     #[arg(long)]
     exclude_lowercase: bool,
+    /// Use no uppercase letters (A-Z).
     #[arg(long)]
     exclude_uppercase: bool,
+    /// Use no digits (0-9).
     #[arg(long)]
     exclude_numbers: bool,
+    /// Use no punctuation (the ASCII symbols !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~).
     #[arg(long)]
     exclude_punctuation: bool,
+    /// Allow the space character too.
     #[arg(long)]
     include_space: bool,
     /// Characters never to use, e.g. 0O1lI.

@@ -61,8 +61,9 @@ const (
 	// untilDeadline is the retry timeout that only the call's deadline bounds.
 	untilDeadline = time.Duration(math.MaxInt64)
 
-	// authority is the HTTP/2 :authority every request carries. The agent's HTTP/2 server rejects
-	// a socket path there, so it is set explicitly rather than left to the target.
+	// authority is the HTTP/2 :authority every request carries. Stock HTTP/2 servers reject a
+	// socket path there (psstd's patched h2 ignores one: third_party/h2/PSST-PATCH.md), so it is
+	// set explicitly rather than left to the target, and the client works with either.
 	authority = "localhost"
 )
 

@@ -185,7 +185,7 @@ func TestGetMapsEveryField(t *testing.T) {
 	}
 }
 
-// The agent's HTTP/2 server rejects a socket path as :authority; the client must send localhost.
+// Stock HTTP/2 servers reject a socket path as :authority; the client must send localhost.
 func TestAuthorityIsLocalhost(t *testing.T) {
 	f, sock := newFake(t)
 	c := newClient(t, psst.WithSocket(sock))

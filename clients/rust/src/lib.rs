@@ -433,10 +433,22 @@ impl Client {
                 if let Some(unexpected) = find_source::<UnexpectedServer>(&e) {
                     return Error::new(Code::Unauthenticated, unexpected.to_string());
                 }
+                let io = find_source::<std::io::Error>(&e).map(std::io::Error::kind);
+                let hint = match io {
+                    Some(std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+                        " (is psstd running? PSST_SOCKET names its socket, and `psstd --dev` \
+                         prints the one it listens on)"
+                    }
+                    Some(std::io::ErrorKind::PermissionDenied) => {
+                        " (the socket's group or mode does not let this user connect: see \
+                         [server] in the agent's config)"
+                    }
+                    _ => "",
+                };
                 Error::new(
                     Code::Unavailable,
                     format!(
-                        "cannot connect to the psst agent at {}: {}",
+                        "cannot connect to the psst agent at {}: {}{hint}",
                         socket.display(),
                         source_chain(&e)
                     ),
@@ -809,12 +821,17 @@ fn find_source<'a, T: std::error::Error + 'static>(
     None
 }
 
+/// The error and its sources, each said once: a source whose text the chain already holds
+/// (hyper and tonic repeat their inner error in their own message) is left out.
 fn source_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let said = s.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         source = s.source();
     }
     text

@@ -58,8 +58,9 @@ _CONNECTION_TROUBLE = frozenset(
 # CANCELLED): a read is sent again when, besides, the socket no longer accepts.
 _BROKE_UNDER_CALL = _CONNECTION_TROUBLE - {grpc.StatusCode.DEADLINE_EXCEEDED}
 
-# The HTTP/2 :authority of every request. The agent's HTTP/2 server rejects a socket path there
-# (RST_STREAM PROTOCOL_ERROR), which is what grpc would otherwise derive from a unix: target.
+# The HTTP/2 :authority of every request. Stock HTTP/2 servers reject a socket path there
+# (RST_STREAM PROTOCOL_ERROR), which is what grpc would otherwise derive from a unix: target;
+# psstd's patched h2 ignores one (third_party/h2/PSST-PATCH.md). localhost works with either.
 _AUTHORITY = "localhost"
 
 T = TypeVar("T")

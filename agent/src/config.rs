@@ -102,6 +102,21 @@ pub const DEFAULT_BODY_BYTES_IN_FLIGHT_PER_UID: usize = 8 * 1024 * 1024;
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections open at once to the metrics listener.
 pub const DEFAULT_METRICS_MAX_CONNECTIONS: usize = 16;
+/// How long a per-host feed queue keeps a message: longer than an agent restart or a short
+/// network outage (events sent meanwhile still arrive), short enough that a queue orphaned by a
+/// host that never came back holds at most an hour of events (older ones are useless: the agent
+/// reads everything afresh at start, and polling covers a feed that failed).
+pub const DEFAULT_FEED_RETENTION: Duration = Duration::from_secs(3600);
+/// Longest silence (no event, no heartbeat) before the feed counts as failing. The template in
+/// deploy/aws/ sends a heartbeat every 5 minutes: three missed in a row.
+pub const DEFAULT_FEED_HEARTBEAT: Duration = Duration::from_secs(15 * 60);
+/// How often watched secrets are polled while the feed is healthy: the safety net.
+pub const DEFAULT_FEED_HEALTHY_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// How long a received message stays hidden from other receives before it comes back if it was
+/// not deleted (the agent deletes it right after handing it on).
+pub const DEFAULT_FEED_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Long polling: SQS's maximum wait for a message.
+pub const DEFAULT_FEED_WAIT_TIME: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -114,6 +129,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub watch: WatchConfig,
     pub metrics: MetricsConfig,
+    /// The change feed (`rotation/feed.rs`); off unless `queue_url` or `create` is set.
+    pub feed: FeedConfig,
     /// Caller identification and the workload attestors (`identity/config.rs`).
     pub identity: IdentityConfig,
     pub aws_roles: AwsRolesConfig,
@@ -249,6 +266,124 @@ impl Default for WatchConfig {
             interval: DEFAULT_WATCH_INTERVAL,
             jitter: DEFAULT_WATCH_JITTER,
         }
+    }
+}
+
+/// `[feed]`: AWS change events from SQS. Topology (a): `create = true` and `topic_arn`, the agent
+/// makes, subscribes and on shutdown deletes its own queue; (b): `queue_url`, a queue made for
+/// this host.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// (b) The queue to read, e.g. "https://sqs.us-east-1.amazonaws.com/123456789012/psst-web-1".
+    pub queue_url: Option<String>,
+    /// (a) Make a queue for this host at start and subscribe it to `topic_arn`.
+    pub create: bool,
+    pub topic_arn: Option<String>,
+    /// (a) The queue's name. Unset: `psst-` and the host name.
+    pub queue_name: Option<String>,
+    /// (a) How long the queue keeps a message (60s to 14 days).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Unset: the standard chain (AWS_REGION, the profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint of SQS and SNS (an emulator). Unset: AWS_ENDPOINT_URL or the services' own.
+    pub endpoint: Option<String>,
+    /// Longest silence before the feed counts as failing.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Poll interval of watched secrets while the feed is healthy.
+    #[serde(with = "humantime_serde")]
+    pub healthy_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Long-poll wait of each receive (1s to 20s).
+    #[serde(with = "humantime_serde")]
+    pub wait_time: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            queue_url: None,
+            create: false,
+            topic_arn: None,
+            queue_name: None,
+            retention: DEFAULT_FEED_RETENTION,
+            region: None,
+            endpoint: None,
+            heartbeat: DEFAULT_FEED_HEARTBEAT,
+            healthy_interval: DEFAULT_FEED_HEALTHY_INTERVAL,
+            visibility_timeout: DEFAULT_FEED_VISIBILITY_TIMEOUT,
+            wait_time: DEFAULT_FEED_WAIT_TIME,
+        }
+    }
+}
+
+impl FeedConfig {
+    pub fn enabled(&self) -> bool {
+        self.queue_url.is_some() || self.create
+    }
+
+    fn problems(&self, watch_interval: Duration) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut problem = |p: &str| problems.push(format!("feed: {p}"));
+        match (&self.queue_url, self.create) {
+            (None, false) => problem(
+                "set queue_url (a queue made for this host) or create = true with topic_arn (the agent makes its own)",
+            ),
+            (Some(_), true) => {
+                problem("queue_url and create = true are two topologies: configure one")
+            }
+            _ => {}
+        }
+        if self.create && self.topic_arn.is_none() {
+            problem("create = true needs topic_arn, the SNS topic the queue subscribes to");
+        }
+        if !self.create && (self.topic_arn.is_some() || self.queue_name.is_some()) {
+            problem("topic_arn and queue_name apply only with create = true");
+        }
+        if let Some(topic) = &self.topic_arn {
+            if !(topic.starts_with("arn:") && topic.split(':').nth(2) == Some("sns")) {
+                problem(&format!("topic_arn must be an SNS topic ARN, got {topic}"));
+            }
+        }
+        if let Some(name) = &self.queue_name {
+            if !crate::rotation::feed::valid_queue_name(name) {
+                problem(&format!(
+                    "queue_name '{name}' must be 1 to 80 letters, digits, '-' or '_'"
+                ));
+            }
+        }
+        for (key, url) in [("queue_url", &self.queue_url), ("endpoint", &self.endpoint)] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problem(&format!(
+                        "{key} must be an http:// or https:// URL, got {url}"
+                    ));
+                }
+            }
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(14 * 24 * 3600))
+            .contains(&self.retention)
+        {
+            problem("retention must be between 60s and 14days (SQS's bounds)");
+        }
+        if self.heartbeat < Duration::from_secs(1) {
+            problem("heartbeat must be at least 1s");
+        }
+        if self.healthy_interval < watch_interval {
+            problem("healthy_interval must be at least watch.interval: the feed only ever slows polling");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(12 * 3600))
+            .contains(&self.visibility_timeout)
+        {
+            problem("visibility_timeout must be between 1s and 12h (SQS's bounds)");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(20)).contains(&self.wait_time) {
+            problem("wait_time must be between 1s and 20s (SQS's long-poll bounds)");
+        }
+        problems
     }
 }
 
@@ -599,7 +734,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "connections",
     "log",
@@ -608,6 +743,7 @@ const SECTIONS: [&str; 12] = [
     "cache",
     "limits",
     "watch",
+    "feed",
     "metrics",
     "identity",
     "aws_roles",
@@ -648,6 +784,8 @@ impl Config {
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
         let watch: WatchConfig = section(&table, "watch", &mut problems);
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
+        let feed: FeedConfig = section(&table, "feed", &mut problems);
+        let feed_present = table.contains_key("feed");
         let identity: IdentityConfig = section(&table, "identity", &mut problems);
         let aws_roles: AwsRolesConfig = section(&table, "aws_roles", &mut problems);
         let mut backends = Vec::new();
@@ -676,10 +814,14 @@ impl Config {
             limits,
             watch,
             metrics,
+            feed,
             identity,
             aws_roles,
             backends,
         };
+        if feed_present {
+            problems.extend(config.feed.problems(config.watch.interval));
+        }
         problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)
@@ -907,6 +1049,7 @@ impl Config {
                 ..WatchConfig::default()
             },
             metrics: MetricsConfig::default(),
+            feed: FeedConfig::default(),
             identity: IdentityConfig::default(),
             aws_roles: AwsRolesConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,

@@ -6,7 +6,14 @@
 //! on a `tokio::sync::watch` channel. That channel holds only the newest state, so a slow watcher
 //! never builds a backlog: it skips straight to the latest. When the last watcher goes, the poller
 //! stops.
+//!
+//! With a change feed (`feed.rs`: AWS change events from SQS), an event invalidates the matching
+//! cache entries and wakes the matching pollers at once; while the feed is healthy, pollers wait
+//! `feed.healthy_interval` instead of `watch.interval`, and when it fails they return to
+//! `watch.interval` (each within one interval, at a random point, so a fleet does not poll in
+//! step).
 
+pub mod feed;
 pub mod generate;
 
 use std::{
@@ -18,8 +25,12 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::{
+    sync::{watch, Notify},
+    time::Instant,
+};
 
+use self::feed::{Change, FeedStatus};
 use crate::{
     backend::{BackendError, Backends},
     cache::{jittered, CacheError, CachedSecret, SecretCache},
@@ -27,10 +38,20 @@ use crate::{
 };
 
 /// How often watched secrets are polled, and how much of the interval is random.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct WatchSettings {
     pub interval: Duration,
     pub jitter: f64,
+    /// The change feed, when one is configured: while it is healthy, pollers wait
+    /// `healthy_interval` instead of `interval`.
+    pub feed: Option<FeedPolling>,
+}
+
+/// How the change feed slows polling.
+#[derive(Clone, Debug)]
+pub struct FeedPolling {
+    pub status: Arc<FeedStatus>,
+    pub healthy_interval: Duration,
 }
 
 /// What the watchers of one secret see: its current version, and any pending one.
@@ -59,10 +80,16 @@ struct HubInner {
     backends: Backends,
     cache: Arc<SecretCache>,
     settings: WatchSettings,
-    watched: Mutex<HashMap<SecretRef, watch::Sender<Arc<WatchState>>>>,
+    watched: Mutex<HashMap<SecretRef, Poller>>,
     shutdown: watch::Sender<bool>,
     polls: AtomicU64,
     rotations_seen: AtomicU64,
+}
+
+/// One watched secret: its watchers' channel, and the bell the change feed rings.
+struct Poller {
+    tx: watch::Sender<Arc<WatchState>>,
+    wake: Arc<Notify>,
 }
 
 impl WatchHub {
@@ -84,13 +111,46 @@ impl WatchHub {
     /// first watcher.
     pub fn subscribe(&self, key: &SecretRef) -> watch::Receiver<Arc<WatchState>> {
         let mut watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = watched.get(key) {
-            return tx.subscribe();
+        if let Some(poller) = watched.get(key) {
+            return poller.tx.subscribe();
         }
         let (tx, rx) = watch::channel(Arc::new(WatchState::default()));
-        watched.insert(key.clone(), tx.clone());
-        tokio::spawn(poll(Arc::clone(&self.inner), key.clone(), tx));
+        let wake = Arc::new(Notify::new());
+        watched.insert(
+            key.clone(),
+            Poller {
+                tx: tx.clone(),
+                wake: Arc::clone(&wake),
+            },
+        );
+        tokio::spawn(poll(Arc::clone(&self.inner), key.clone(), tx, wake));
         rx
+    }
+
+    /// A change event from the feed: drops the cached values of the secret it names (every
+    /// spelling, every role) and wakes its pollers, which check its versions now and push only
+    /// if the current version really changed. Returns how many pollers were woken. The event
+    /// itself carries nothing into the cache: it can only cause a re-read.
+    pub async fn changed(&self, change: &Change) -> usize {
+        self.inner
+            .cache
+            .invalidate_where(|key| change.names(key))
+            .await;
+        let watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
+        let mut woken = 0;
+        for (key, poller) in watched.iter() {
+            if change.names(key) {
+                // A stored permit: a poller busy with a check runs another one right after.
+                poller.wake.notify_one();
+                woken += 1;
+            }
+        }
+        woken
+    }
+
+    /// The change feed's status, when one is configured.
+    pub fn feed(&self) -> Option<&Arc<FeedStatus>> {
+        self.inner.settings.feed.as_ref().map(|f| &f.status)
     }
 
     /// Tells every watch stream to end (the agent is shutting down).
@@ -105,7 +165,7 @@ impl WatchHub {
     /// Open watches, over all secrets.
     pub fn watchers(&self) -> u64 {
         let watched = self.inner.watched.lock().unwrap_or_else(|p| p.into_inner());
-        watched.values().map(|tx| tx.receiver_count() as u64).sum()
+        watched.values().map(|p| p.tx.receiver_count() as u64).sum()
     }
 
     /// Secrets with at least one watcher.
@@ -128,15 +188,24 @@ impl WatchHub {
     }
 }
 
-/// The poller of one secret: loads it, then checks its versions every interval until nobody
-/// watches it any more or the agent stops.
-async fn poll(hub: Arc<HubInner>, key: SecretRef, tx: watch::Sender<Arc<WatchState>>) {
+/// The poller of one secret: loads it, then checks its versions every interval (or at once, when
+/// the change feed rings `wake`) until nobody watches it any more or the agent stops.
+async fn poll(
+    hub: Arc<HubInner>,
+    key: SecretRef,
+    tx: watch::Sender<Arc<WatchState>>,
+    wake: Arc<Notify>,
+) {
     // A key read under a role is polled under that role: its watchers' role.
     let Some(configured) = hub.backends.resolve(key.backend(), key.role()) else {
         return;
     };
     let mut shutdown = hub.shutdown.subscribe();
+    let mut feed_healthy = hub.settings.feed.as_ref().map(|f| f.status.subscribe());
     let mut state = Arc::new(WatchState::default());
+    // A failed check is retried at watch.interval even while the feed is healthy: the event
+    // that woke it (if any) has been consumed.
+    let mut failed = false;
     loop {
         if !state.loaded {
             match read(&hub, &configured, &key).await {
@@ -153,16 +222,45 @@ async fn poll(hub: Arc<HubInner>, key: SecretRef, tx: watch::Sender<Arc<WatchSta
                 }
             }
         }
-        let pause = jittered(hub.settings.interval, hub.settings.jitter);
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => return,
+        let slow = !failed
+            && feed_healthy
+                .as_mut()
+                .is_some_and(|h| *h.borrow_and_update());
+        let interval = match (&hub.settings.feed, slow) {
+            (Some(feed), true) => feed.healthy_interval,
+            _ => hub.settings.interval,
+        };
+        let mut deadline = Instant::now() + jittered(interval, hub.settings.jitter);
+        let mut slowed = slow;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = wake.notified() => break,
+                changed = async {
+                    match feed_healthy.as_mut() {
+                        Some(h) => h.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if changed.is_err() {
+                        feed_healthy = None;
+                    }
+                    let healthy = feed_healthy.as_mut().is_some_and(|h| *h.borrow_and_update());
+                    if slowed && !healthy {
+                        // The feed failed: back to watch.interval, the next check at a random
+                        // point within one interval so a fleet falling back together spreads out.
+                        deadline = deadline.min(Instant::now() + jittered(hub.settings.interval, 1.0));
+                        slowed = false;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
         }
         {
             // Checked under the lock subscribers take, so none can join a poller that is leaving.
             let mut watched = hub.watched.lock().unwrap_or_else(|p| p.into_inner());
             if tx.receiver_count() == 0 {
-                if watched.get(&key).is_some_and(|t| t.same_channel(&tx)) {
+                if watched.get(&key).is_some_and(|p| p.tx.same_channel(&tx)) {
                     watched.remove(&key);
                 }
                 return;
@@ -176,9 +274,11 @@ async fn poll(hub: Arc<HubInner>, key: SecretRef, tx: watch::Sender<Arc<WatchSta
             Ok(versions) => versions,
             Err(e) => {
                 tracing::debug!(reference = %key, error = %e, "watch: version poll failed");
+                failed = true;
                 continue;
             }
         };
+        failed = false;
         let next = if versions.current.as_deref() != state.version_id() {
             if versions.current.is_none() {
                 Some(WatchState {
@@ -203,6 +303,7 @@ async fn poll(hub: Arc<HubInner>, key: SecretRef, tx: watch::Sender<Arc<WatchSta
                     }
                     Err(e) => {
                         tracing::debug!(reference = %key, error = %e, "watch: reading the new version failed");
+                        failed = true;
                         None
                     }
                 }

@@ -676,11 +676,18 @@ impl Consumer {
     /// One long poll, its messages handed to the hub, and the batch deleted.
     async fn receive(&self, url: &str) -> Result<(), String> {
         let (sqs, _) = self.clients().await;
+        // The first receive (and the first after a failure) returns at once, so the feed is
+        // known to work without waiting out a long poll; then long polls.
+        let wait = if self.status.receiving.load(Ordering::Relaxed) {
+            self.wait_time.as_secs() as i32
+        } else {
+            0
+        };
         let received = sqs
             .receive_message()
             .queue_url(url)
             .max_number_of_messages(BATCH)
-            .wait_time_seconds(self.wait_time.as_secs() as i32)
+            .wait_time_seconds(wait)
             .visibility_timeout(self.visibility_timeout.as_secs() as i32)
             .send()
             .await;

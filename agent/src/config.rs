@@ -1384,6 +1384,113 @@ max_attempts = 0
     }
 
     #[test]
+    fn the_reference_configs_commented_feed_section_parses_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("#[feed]").expect("a feed section");
+        let end = text.find("[metrics]").expect("the metrics section");
+        let mut section: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // Both topologies are documented; the parse takes one at a time.
+        let (a, b) = (
+            section.replace("queue_url = ", "#queue_url = "),
+            section
+                .lines()
+                .filter(|l| {
+                    !["create", "topic_arn", "queue_name"]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        );
+        for topology in [a, b] {
+            section = format!("{topology}[[backend]]\ntype = \"local\"\ndir = \"/x\"\n");
+            let config = Config::from_toml(&section, "feed section")
+                .unwrap_or_else(|e| panic!("{e}\n{section}"));
+            assert!(config.feed.enabled());
+            // The documented values are the defaults.
+            assert_eq!(config.feed.retention, DEFAULT_FEED_RETENTION);
+            assert_eq!(config.feed.heartbeat, DEFAULT_FEED_HEARTBEAT);
+            assert_eq!(config.feed.healthy_interval, DEFAULT_FEED_HEALTHY_INTERVAL);
+            assert_eq!(
+                config.feed.visibility_timeout,
+                DEFAULT_FEED_VISIBILITY_TIMEOUT
+            );
+            assert_eq!(config.feed.wait_time, DEFAULT_FEED_WAIT_TIME);
+        }
+    }
+
+    #[test]
+    fn feed_keys_and_their_problems() {
+        let off = Config::from_toml(MINIMAL, "t").unwrap();
+        assert!(!off.feed.enabled(), "no [feed]: no feed");
+        let text = format!(
+            "[feed]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\nheartbeat = \"5m\"\n{MINIMAL}"
+        );
+        let config = Config::from_toml(&text, "t").unwrap();
+        assert!(config.feed.enabled() && !config.feed.create);
+        assert_eq!(config.feed.heartbeat, Duration::from_secs(300));
+        for (body, expected) in [
+            ("heartbeat = \"5m\"", "feed: set queue_url"),
+            (
+                "queue_url = \"https://q\"\ncreate = true\ntopic_arn = \"arn:aws:sns:r:1:t\"",
+                "two topologies",
+            ),
+            ("create = true", "create = true needs topic_arn"),
+            (
+                "queue_url = \"https://q\"\ntopic_arn = \"arn:aws:sns:r:1:t\"",
+                "apply only with create = true",
+            ),
+            (
+                "create = true\ntopic_arn = \"arn:aws:sqs:r:1:t\"",
+                "topic_arn must be an SNS topic ARN",
+            ),
+            (
+                "create = true\ntopic_arn = \"arn:aws:sns:r:1:t\"\nqueue_name = \"a.b\"",
+                "queue_name 'a.b'",
+            ),
+            ("queue_url = \"sqs.example/q\"", "queue_url must be an http"),
+            (
+                "queue_url = \"https://q\"\nretention = \"30s\"",
+                "retention must be between",
+            ),
+            (
+                "queue_url = \"https://q\"\nhealthy_interval = \"10s\"",
+                "healthy_interval must be at least watch.interval",
+            ),
+            (
+                "queue_url = \"https://q\"\nwait_time = \"30s\"",
+                "wait_time must be between",
+            ),
+            (
+                "queue_url = \"https://q\"\nvisibility_timeout = \"0s\"",
+                "visibility_timeout must be between",
+            ),
+            (
+                "queue_url = \"https://q\"\nheartbeat = \"0s\"",
+                "heartbeat must be at least 1s",
+            ),
+            (
+                "queue_url = \"https://q\"\nsecret = \"x\"",
+                "unknown field `secret`",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("[feed]\n{body}\n{MINIMAL}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{body}: missing {expected:?} in:\n{err}"
+            );
+        }
+    }
+
+    #[test]
     fn the_reference_configs_commented_identity_sections_parse_uncommented() {
         use crate::identity::config::{DockerConfig, EcsConfig, KubernetesConfig};
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");

@@ -159,6 +159,7 @@ pub async fn run(
         feed: feed_status.as_ref().map(|status| FeedPolling {
             status: Arc::clone(status),
             healthy_interval: config.feed.healthy_interval,
+            spread: config.feed.spread,
         }),
     };
     let agent = Arc::new(Agent::new(

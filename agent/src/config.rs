@@ -300,6 +300,10 @@ pub struct FeedConfig {
     /// Long-poll wait of each receive (1s to 20s).
     #[serde(with = "humantime_serde")]
     pub wait_time: Duration,
+    /// A poller woken by an event checks after a random delay up to this long (0: at once), so
+    /// a large fleet spreads its re-reads under the backend's quota.
+    #[serde(with = "humantime_serde")]
+    pub spread: Duration,
 }
 
 impl Default for FeedConfig {
@@ -316,6 +320,7 @@ impl Default for FeedConfig {
             healthy_interval: DEFAULT_FEED_HEALTHY_INTERVAL,
             visibility_timeout: DEFAULT_FEED_VISIBILITY_TIMEOUT,
             wait_time: DEFAULT_FEED_WAIT_TIME,
+            spread: Duration::ZERO,
         }
     }
 }
@@ -379,6 +384,9 @@ impl FeedConfig {
             .contains(&self.visibility_timeout)
         {
             problem("visibility_timeout must be between 1s and 12h (SQS's bounds)");
+        }
+        if self.spread >= self.healthy_interval {
+            problem("spread must be shorter than healthy_interval");
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(20)).contains(&self.wait_time) {
             problem("wait_time must be between 1s and 20s (SQS's long-poll bounds)");

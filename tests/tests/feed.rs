@@ -243,7 +243,8 @@ async fn duplicate_and_out_of_order_events_cause_no_extra_pushes() {
     let proxy = FaultProxy::start(moto.port);
     let queue = queue_with_template_rules(&moto);
     let out = moto.boto3(
-        "s = sm.create_secret(Name='app/db', SecretString='one')\nprint(s['ARN'])\nprint(s['VersionId'])",
+        "ssm.put_parameter(Name='/app/key', Value='k1', Type='SecureString')\n\
+         s = sm.create_secret(Name='app/db', SecretString='one')\nprint(s['ARN'])\nprint(s['VersionId'])",
     );
     let (arn, v1) = out.trim().split_once('\n').unwrap();
     let port = free_port();
@@ -259,6 +260,11 @@ async fn duplicate_and_out_of_order_events_cause_no_extra_pushes() {
     let mut watch = client.watch(&["sm:app/db"]);
     assert_eq!(
         next(&mut watch, FEED_DELIVERS_WITHIN).await.kind,
+        Kind::Current
+    );
+    let mut ssm_watch = client.watch(&["ssm:/app/key"]);
+    assert_eq!(
+        next(&mut ssm_watch, FEED_DELIVERS_WITHIN).await.kind,
         Kind::Current
     );
 
@@ -292,6 +298,23 @@ async fn duplicate_and_out_of_order_events_cause_no_extra_pushes() {
         "psst_version_polls_total"
     ) > polls));
     no_event(&mut watch, Duration::from_secs(2)).await;
+    assert_eq!(metric(port, "psst_rotations_detected_total"), 1.0);
+
+    // Parameter Store: a woken poller reads the parameter (its cached value was dropped) and
+    // compares versions. The same change event twice, then an old "Create" event: no push.
+    let reads = proxy.count("AmazonSSM.GetParameter");
+    let changes = metric(port, "psst_feed_messages_total{outcome=\"change\"}");
+    moto.boto3(&format!(
+        "{SEND}\nssm_changed('/app/key')\nssm_changed('/app/key')\nssm_changed('/app/key', 'Create')"
+    ));
+    assert!(eventually(FEED_DELIVERS_WITHIN, || metric(
+        port,
+        "psst_feed_messages_total{outcome=\"change\"}"
+    ) == changes + 3.0));
+    assert!(eventually(Duration::from_secs(3), || proxy
+        .count("AmazonSSM.GetParameter")
+        > reads));
+    no_event(&mut ssm_watch, Duration::from_secs(2)).await;
     assert_eq!(metric(port, "psst_rotations_detected_total"), 1.0);
 }
 

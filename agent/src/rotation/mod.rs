@@ -52,6 +52,9 @@ pub struct WatchSettings {
 pub struct FeedPolling {
     pub status: Arc<FeedStatus>,
     pub healthy_interval: Duration,
+    /// A poller woken by an event checks after a random delay up to this long, so a large fleet
+    /// does not call a backend with a low quota (Parameter Store: 40/s) all in the same second.
+    pub spread: Duration,
 }
 
 /// What the watchers of one secret see: its current version, and any pending one.
@@ -230,12 +233,13 @@ async fn poll(
             (Some(feed), true) => feed.healthy_interval,
             _ => hub.settings.interval,
         };
-        let mut deadline = Instant::now() + jittered(interval, hub.settings.jitter);
+        let period_start = Instant::now();
+        let mut deadline = period_start + jittered(interval, hub.settings.jitter);
         let mut slowed = slow;
-        loop {
+        let woken = loop {
             tokio::select! {
-                () = tokio::time::sleep_until(deadline) => break,
-                () = wake.notified() => break,
+                () = tokio::time::sleep_until(deadline) => break false,
+                () = wake.notified() => break true,
                 changed = async {
                     match feed_healthy.as_mut() {
                         Some(h) => h.changed().await,
@@ -251,9 +255,24 @@ async fn poll(
                         // point within one interval so a fleet falling back together spreads out.
                         deadline = deadline.min(Instant::now() + jittered(hub.settings.interval, 1.0));
                         slowed = false;
+                    } else if !slowed && healthy && !failed {
+                        // The feed started working (at start, or back after a failure): this
+                        // wait becomes a slow one too.
+                        if let Some(feed) = &hub.settings.feed {
+                            deadline = period_start + jittered(feed.healthy_interval, hub.settings.jitter);
+                            slowed = true;
+                        }
                     }
                 }
                 _ = shutdown.changed() => return,
+            }
+        };
+        if woken {
+            if let Some(feed) = hub.settings.feed.as_ref().filter(|f| !f.spread.is_zero()) {
+                tokio::select! {
+                    () = tokio::time::sleep(jittered(feed.spread, 1.0)) => {}
+                    _ = shutdown.changed() => return,
+                }
             }
         }
         {
@@ -267,6 +286,31 @@ async fn poll(
             }
         }
         if !state.loaded {
+            continue;
+        }
+        if woken && !configured.backend.has_pending_versions() {
+            // The event dropped the cached value: read it (one call) and compare versions.
+            match read(&hub, &configured, &key).await {
+                Ok(secret) => {
+                    failed = false;
+                    let current = secret.as_ref().map(|s| s.version_id.as_str());
+                    if current != state.version_id() {
+                        if state.secret.is_some() && secret.is_some() {
+                            hub.rotations_seen.fetch_add(1, Ordering::Relaxed);
+                        }
+                        state = Arc::new(WatchState {
+                            loaded: true,
+                            secret,
+                            pending: None,
+                        });
+                        tx.send_replace(Arc::clone(&state));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(reference = %key, error = %e, "watch: reading after a change event failed");
+                    failed = true;
+                }
+            }
             continue;
         }
         hub.polls.fetch_add(1, Ordering::Relaxed);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use psst_client::{proto::watch_event::Kind, Watch, WatchEvent};
 use psst_tests::{
     aws::{free_port, Fault, FaultProxy, Moto, AWS_ENV},
-    eventually, sample, scrape, Agent, Mode,
+    eventually, next_event as next, sample, scrape, Agent, Mode,
 };
 
 const POLICY: &str = r#"
@@ -121,6 +121,45 @@ fn feed_agent(
     )
 }
 
+/// moto, a counting proxy in front of it, a queue with the template's rules, and an agent reading
+/// that queue (topology b) through the proxy, healthy. Fields drop in order: the agent first.
+struct Given {
+    agent: Agent,
+    port: u16,
+    queue: String,
+    /// What the setup script printed.
+    setup: String,
+    proxy: FaultProxy,
+    moto: Moto,
+}
+
+impl Given {
+    /// Runs `setup` (boto3) before the agent starts with `feed_keys` added to its `[feed]`.
+    fn start(setup: &str, feed_keys: &str) -> Self {
+        let moto = Moto::start();
+        let proxy = FaultProxy::start(moto.port);
+        let queue = queue_with_template_rules(&moto);
+        let setup = moto.boto3(setup);
+        let port = free_port();
+        let agent = feed_agent(
+            &proxy,
+            &proxy,
+            &format!("queue_url = \"{queue}\"\n{feed_keys}"),
+            SLOW,
+            port,
+        );
+        wait_health(port, true, Duration::from_secs(10));
+        Self {
+            agent,
+            port,
+            queue,
+            setup,
+            proxy,
+            moto,
+        }
+    }
+}
+
 fn metric(port: u16, series: &str) -> f64 {
     sample(&scrape(port), series)
 }
@@ -132,14 +171,6 @@ fn wait_health(port: u16, healthy: bool, within: Duration) {
         "psst_feed_healthy never became {want}:\n{}",
         scrape(port)
     );
-}
-
-async fn next(watch: &mut Watch, within: Duration) -> WatchEvent {
-    tokio::time::timeout(within, watch.next())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {within:?}"))
-        .expect("stream open")
-        .unwrap_or_else(|e| panic!("watch error: {e}"))
 }
 
 async fn no_event(watch: &mut Watch, within: Duration) {
@@ -158,24 +189,20 @@ fn version(event: &WatchEvent) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_reach_watchers_and_the_cache_through_the_feed_in_seconds() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
-    let queue = queue_with_template_rules(&moto);
-    let arns = moto.boto3(
+    let Given {
+        agent,
+        port,
+        setup,
+        proxy,
+        moto,
+        ..
+    } = Given::start(
         "ssm.put_parameter(Name='/app/key', Value='k1', Type='SecureString')\n\
          print(sm.create_secret(Name='app/db', SecretString='one')['ARN'])\n\
          print(sm.create_secret(Name='app/other', SecretString='o1')['ARN'])",
+        "",
     );
-    let arns: Vec<&str> = arns.lines().collect();
-    let port = free_port();
-    let agent = feed_agent(
-        &proxy,
-        &proxy,
-        &format!("queue_url = \"{queue}\""),
-        SLOW,
-        port,
-    );
-    wait_health(port, true, Duration::from_secs(10));
+    let arns: Vec<&str> = setup.lines().collect();
     let client = agent.client().await;
     let mut ssm_watch = client.watch(&["ssm:/app/key"]);
     let mut sm_watch = client.watch(&["sm:app/db"]);
@@ -239,23 +266,19 @@ async fn rotations_reach_watchers_and_the_cache_through_the_feed_in_seconds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_and_out_of_order_events_cause_no_extra_pushes() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
-    let queue = queue_with_template_rules(&moto);
-    let out = moto.boto3(
+    let Given {
+        agent,
+        port,
+        setup,
+        proxy,
+        moto,
+        ..
+    } = Given::start(
         "ssm.put_parameter(Name='/app/key', Value='k1', Type='SecureString')\n\
          s = sm.create_secret(Name='app/db', SecretString='one')\nprint(s['ARN'])\nprint(s['VersionId'])",
+        "",
     );
-    let (arn, v1) = out.trim().split_once('\n').unwrap();
-    let port = free_port();
-    let agent = feed_agent(
-        &proxy,
-        &proxy,
-        &format!("queue_url = \"{queue}\""),
-        SLOW,
-        port,
-    );
-    wait_health(port, true, Duration::from_secs(10));
+    let (arn, v1) = setup.trim().split_once('\n').unwrap();
     let client = agent.client().await;
     let mut watch = client.watch(&["sm:app/db"]);
     assert_eq!(
@@ -381,18 +404,13 @@ async fn a_failing_feed_falls_back_to_polling_at_the_watch_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_feed_fails_after_the_heartbeat_and_a_heartbeat_restores_it() {
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
-    let queue = queue_with_template_rules(&moto);
-    let port = free_port();
-    let _agent = feed_agent(
-        &proxy,
-        &proxy,
-        &format!("queue_url = \"{queue}\"\nheartbeat = \"2s\"\nwait_time = \"1s\""),
-        SLOW,
+    let Given {
+        agent: _agent,
         port,
-    );
-    wait_health(port, true, Duration::from_secs(10));
+        queue,
+        moto,
+        ..
+    } = Given::start("", "heartbeat = \"2s\"\nwait_time = \"1s\"");
     // Nothing arrives: after the heartbeat the feed counts as failing, receives still working.
     wait_health(port, false, Duration::from_secs(6));
     assert_eq!(metric(port, "psst_feed_receive_errors_total"), 0.0);
@@ -413,20 +431,18 @@ async fn a_silent_feed_fails_after_the_heartbeat_and_a_heartbeat_restores_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_are_counted_deleted_and_never_logged_and_no_event_carries_a_value() {
     const CANARY: &str = "feed-canary-7f3a";
-    let moto = Moto::start();
-    let proxy = FaultProxy::start(moto.port);
-    let queue = queue_with_template_rules(&moto);
-    let arn = moto.boto3("print(sm.create_secret(Name='app/db', SecretString='real')['ARN'])");
-    let arn = arn.trim();
-    let port = free_port();
-    let agent = feed_agent(
-        &proxy,
-        &proxy,
-        &format!("queue_url = \"{queue}\""),
-        SLOW,
+    let Given {
+        agent,
         port,
+        queue,
+        setup,
+        moto,
+        ..
+    } = Given::start(
+        "print(sm.create_secret(Name='app/db', SecretString='real')['ARN'])",
+        "",
     );
-    wait_health(port, true, Duration::from_secs(10));
+    let arn = setup.trim();
     let client = agent.client().await;
     assert_eq!(client.get("sm:app/db").await.unwrap().value(), b"real");
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use psst_client::{
     proto::{self as pb, watch_event::Kind},
-    Client, Code, Watch, WatchEvent,
+    Client, Code, WatchEvent,
 };
 use psst_tests::{
     aws::{FaultProxy, Moto, AWS_ENV},
-    Agent, Mode,
+    next_event as next, Agent, Mode,
 };
 
 const EVERYTHING: &str = r#"
@@ -49,14 +49,6 @@ fn agent(interval: &str, proxy: Option<&FaultProxy>, policy: &str) -> Agent {
         },
         &AWS_ENV,
     )
-}
-
-async fn next(watch: &mut Watch, within: Duration) -> WatchEvent {
-    tokio::time::timeout(within, watch.next())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {within:?}"))
-        .expect("stream open")
-        .unwrap_or_else(|e| panic!("watch error: {e}"))
 }
 
 fn version(event: &WatchEvent) -> &str {

@@ -56,7 +56,7 @@ use super::WatchHub;
 use crate::{
     backend::aws::{classify, AwsSettings},
     config::{AwsBackendConfig, FeedConfig},
-    reference::{BackendKind, SecretRef, MAX_REFERENCE_LEN},
+    reference::{strip_arn_suffix, BackendKind, SecretRef, MAX_REFERENCE_LEN},
 };
 
 /// Messages per `ReceiveMessage`: SQS's maximum.
@@ -124,22 +124,13 @@ fn secret_forms(id: &str) -> Vec<&str> {
     let mut forms = vec![id];
     if let Some((_, name)) = id.split_once(":secret:") {
         forms.push(name);
-        if let Some(stripped) = strip_suffix(name) {
+        let stripped = strip_arn_suffix(name);
+        if stripped.len() < name.len() {
             forms.push(stripped);
-            forms.push(&id[..id.len() - 7]);
+            forms.push(&id[..id.len() - (name.len() - stripped.len())]);
         }
     }
     forms
-}
-
-fn strip_suffix(name: &str) -> Option<&str> {
-    let bytes = name.as_bytes();
-    let suffixed = bytes.len() > 7
-        && bytes[bytes.len() - 7] == b'-'
-        && bytes[bytes.len() - 6..]
-            .iter()
-            .all(u8::is_ascii_alphanumeric);
-    suffixed.then(|| &name[..name.len() - 7])
 }
 
 /// Secrets Manager operations (CloudTrail event names) after which a secret's current or pending

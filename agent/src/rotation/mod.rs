@@ -209,15 +209,14 @@ async fn poll(
     // A failed check is retried at watch.interval even while the feed is healthy: the event
     // that woke it (if any) has been consumed.
     let mut failed = false;
+    // The first wait is anywhere in the interval, so pollers started together (a fleet
+    // restarting at once, a thousand watches opened at start) do not poll in step ever after.
+    let mut jitter = 1.0;
     loop {
         if !state.loaded {
             match read(&hub, &configured, &key).await {
                 Ok(secret) => {
-                    state = Arc::new(WatchState {
-                        loaded: true,
-                        secret,
-                        pending: None,
-                    });
+                    state = Arc::new(after(&hub, &state, secret, None));
                     tx.send_replace(Arc::clone(&state));
                 }
                 Err(e) => {
@@ -234,7 +233,8 @@ async fn poll(
             _ => hub.settings.interval,
         };
         let period_start = Instant::now();
-        let mut deadline = period_start + jittered(interval, hub.settings.jitter);
+        let mut deadline = period_start + jittered(interval, jitter);
+        jitter = hub.settings.jitter;
         let mut slowed = slow;
         let woken = loop {
             tokio::select! {
@@ -295,14 +295,7 @@ async fn poll(
                     failed = false;
                     let current = secret.as_ref().map(|s| s.version_id.as_str());
                     if current != state.version_id() {
-                        if state.secret.is_some() && secret.is_some() {
-                            hub.rotations_seen.fetch_add(1, Ordering::Relaxed);
-                        }
-                        state = Arc::new(WatchState {
-                            loaded: true,
-                            secret,
-                            pending: None,
-                        });
+                        state = Arc::new(after(&hub, &state, secret, None));
                         tx.send_replace(Arc::clone(&state));
                     }
                 }
@@ -335,16 +328,7 @@ async fn poll(
                 let alias = configured.backend.cache_key(&key);
                 hub.cache.invalidate_secret(&key, alias.as_ref()).await;
                 match read(&hub, &configured, &key).await {
-                    Ok(secret) => {
-                        if state.secret.is_some() && secret.is_some() {
-                            hub.rotations_seen.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(WatchState {
-                            loaded: true,
-                            secret,
-                            pending: versions.pending.clone(),
-                        })
-                    }
+                    Ok(secret) => Some(after(&hub, &state, secret, versions.pending.clone())),
                     Err(e) => {
                         tracing::debug!(reference = %key, error = %e, "watch: reading the new version failed");
                         failed = true;
@@ -365,6 +349,24 @@ async fn poll(
             state = Arc::new(next);
             tx.send_replace(Arc::clone(&state));
         }
+    }
+}
+
+/// The state that follows `state` once `secret` was read: a rotation seen when one version
+/// replaced another.
+fn after(
+    hub: &HubInner,
+    state: &WatchState,
+    secret: Option<Arc<CachedSecret>>,
+    pending: Option<String>,
+) -> WatchState {
+    if state.secret.is_some() && secret.is_some() {
+        hub.rotations_seen.fetch_add(1, Ordering::Relaxed);
+    }
+    WatchState {
+        loaded: true,
+        secret,
+        pending,
     }
 }
 

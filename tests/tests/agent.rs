@@ -435,6 +435,55 @@ fn check_config_accepts_the_reference_config_and_lists_every_problem() {
         .output()
         .unwrap();
     assert_eq!(start.status.code(), Some(64), "{}", describe(&start));
+
+    // The change feed: both topologies named in the report, their problems listed.
+    let policy_line = format!("[policy]\nfile = \"{}\"\n", policy.display());
+    let local = "[[backend]]\ntype = \"local\"\ndir = \"/var/lib/psst/store\"\n";
+    for (feed, says) in [
+        (
+            "queue_url = \"https://sqs.us-east-1.amazonaws.com/1/psst-web-1\"",
+            "change feed from https://sqs.us-east-1.amazonaws.com/1/psst-web-1",
+        ),
+        (
+            "create = true\ntopic_arn = \"arn:aws:sns:us-east-1:1:psst-changes\"",
+            "change feed from a per-host queue on arn:aws:sns:us-east-1:1:psst-changes",
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join("feed.toml"),
+            format!("{policy_line}[feed]\n{feed}\n{local}"),
+        )
+        .unwrap();
+        let ok = std::process::Command::new(psstd_bin())
+            .args(["check-config"])
+            .arg(dir.path().join("feed.toml"))
+            .output()
+            .unwrap();
+        assert!(ok.status.success(), "{}", describe(&ok));
+        assert!(
+            String::from_utf8_lossy(&ok.stdout).contains(says),
+            "{}",
+            describe(&ok)
+        );
+    }
+    std::fs::write(
+        dir.path().join("feed.toml"),
+        format!("{policy_line}[feed]\ncreate = true\nhealthy_interval = \"1s\"\n{local}"),
+    )
+    .unwrap();
+    let bad = std::process::Command::new(psstd_bin())
+        .args(["check-config"])
+        .arg(dir.path().join("feed.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64), "{}", describe(&bad));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    for says in [
+        "feed: create = true needs topic_arn",
+        "feed: healthy_interval must be at least watch.interval",
+    ] {
+        assert!(stderr.contains(says), "{says}: {stderr}");
+    }
 }
 
 #[test]

@@ -160,6 +160,20 @@ impl Given {
     }
 }
 
+/// What the gRPC health service says of `psst.feed`, through `psst call` (stock grpc.health.v1).
+fn feed_health(agent: &Agent) -> String {
+    let out = agent.psst(
+        &[
+            "call",
+            "grpc.health.v1.Health/Check",
+            r#"{"service": "psst.feed"}"#,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", psst_tests::describe(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn metric(port: u16, series: &str) -> f64 {
     sample(&scrape(port), series)
 }
@@ -358,6 +372,12 @@ async fn a_failing_feed_falls_back_to_polling_at_the_watch_interval() {
         port,
     );
     wait_health(port, true, Duration::from_secs(10));
+    assert!(
+        eventually(Duration::from_secs(2), || feed_health(&agent)
+            .contains("\"SERVING\"")),
+        "{}",
+        feed_health(&agent)
+    );
     let client = agent.client().await;
     let mut watch = client.watch(&["ssm:/app/key"]);
     assert_eq!(value(&next(&mut watch, FEED_DELIVERS_WITHIN).await), b"k1");
@@ -372,6 +392,12 @@ async fn a_failing_feed_falls_back_to_polling_at_the_watch_interval() {
     feed.set(Fault::Reset);
     wait_health(port, false, Duration::from_secs(10));
     assert_eq!(metric(port, "psst_feed_fallbacks_total"), 1.0);
+    assert!(
+        eventually(Duration::from_secs(2), || feed_health(&agent)
+            .contains("NOT_SERVING")),
+        "{}",
+        feed_health(&agent)
+    );
     assert!(metric(port, "psst_feed_receive_errors_total") >= 1.0);
     let found = next(&mut watch, Duration::from_secs(5)).await;
     assert_eq!((found.kind, value(&found)), (Kind::NewVersion, &b"k2"[..]));

@@ -354,11 +354,11 @@ impl FeedStatus {
         }
     }
 
-    fn alive(&self) {
+    pub(super) fn alive(&self) {
         *self.last_life.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
-    fn received(&self, ok: bool) {
+    pub(super) fn received(&self, ok: bool) {
         if !ok {
             self.receive_errors.fetch_add(1, Ordering::Relaxed);
         }

@@ -388,3 +388,90 @@ async fn read(
         Err(CacheError::Backend(e)) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{backend::memory::MemoryBackend, cache::CacheSettings, reference::BackendKind};
+
+    fn hub(backend: &MemoryBackend, status: Arc<FeedStatus>) -> WatchHub {
+        let mut backends = Backends::default();
+        backends.insert(Arc::new(backend.clone()), Duration::from_secs(3600));
+        let cache = Arc::new(SecretCache::new(CacheSettings {
+            max_bytes: 1 << 20,
+            negative_ttl: Duration::from_secs(5),
+            max_stale: Duration::ZERO,
+            ttl_jitter: 0.0,
+            stale_deadline: crate::config::DEFAULT_STALE_DEADLINE,
+        }));
+        WatchHub::new(
+            backends,
+            cache,
+            WatchSettings {
+                interval: Duration::from_secs(60),
+                jitter: 0.0,
+                feed: Some(FeedPolling {
+                    status,
+                    healthy_interval: Duration::from_secs(3600),
+                    spread: Duration::ZERO,
+                }),
+            },
+        )
+    }
+
+    async fn next_version(
+        rx: &mut watch::Receiver<Arc<WatchState>>,
+        within: Duration,
+    ) -> Option<String> {
+        tokio::time::timeout(within, rx.changed())
+            .await
+            .ok()?
+            .ok()?;
+        let version = rx.borrow_and_update().version_id().map(str::to_owned);
+        version
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_wake_pollers_a_healthy_feed_slows_them_and_a_failing_one_brings_them_back() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        backend.insert("a", b"v1");
+        let status = Arc::new(FeedStatus::new(Duration::from_secs(24 * 3600)));
+        status.received(true);
+        let hub = hub(&backend, Arc::clone(&status));
+        let mut rx = hub.subscribe(&SecretRef::parse("local:a").unwrap());
+        let within = Duration::from_secs(1);
+        assert_eq!(next_version(&mut rx, within).await.as_deref(), Some("1"));
+
+        // An event for another secret wakes nothing; one for this secret is seen at once.
+        backend.insert("a", b"v2");
+        let other = Change {
+            backend: BackendKind::Local,
+            names: vec!["b".into()],
+        };
+        assert_eq!(hub.changed(&other).await, 0);
+        let this = Change {
+            backend: BackendKind::Local,
+            names: vec!["a".into()],
+        };
+        assert_eq!(hub.changed(&this).await, 1);
+        assert_eq!(next_version(&mut rx, within).await.as_deref(), Some("2"));
+        // The same event again: checked, nothing new to push.
+        let fetches = backend.fetches();
+        hub.changed(&this).await;
+        assert_eq!(next_version(&mut rx, within).await, None);
+        assert_eq!(backend.fetches(), fetches + 1, "the woken poller read once");
+
+        // A change without an event: the feed is healthy, so the next poll is an hour away.
+        backend.insert("a", b"v3");
+        assert_eq!(next_version(&mut rx, Duration::from_secs(600)).await, None);
+        // The feed fails: polling returns to the 60 s interval at once.
+        status.received(false);
+        assert_eq!(
+            next_version(&mut rx, Duration::from_secs(61))
+                .await
+                .as_deref(),
+            Some("3")
+        );
+        assert_eq!(hub.rotations_seen(), 2);
+    }
+}

@@ -168,6 +168,41 @@ async fn a_thousand_watchers_cost_one_poll_per_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_many_secrets_starts_with_batch_calls() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(moto.port);
+    let agent = agent("10m", Some(&proxy), EVERYTHING);
+    moto.boto3(
+        "for i in range(12):\n    ssm.put_parameter(Name='/many/p%d' % i, Value='v', Type='SecureString')\n\
+         for i in range(3):\n    sm.create_secret(Name='many/s%d' % i, SecretString='v')",
+    );
+    let mut references: Vec<String> = (0..12).map(|i| format!("ssm:/many/p{i}")).collect();
+    references.extend((0..3).map(|i| format!("sm:many/s{i}")));
+    // The same secret twice (two keys of it) is read once.
+    references.push("sm:many/s0#k".into());
+    let client = agent.client().await;
+    let mut watch = client.watch(&references);
+    for _ in 0..references.len() - 1 {
+        assert_eq!(
+            next(&mut watch, Duration::from_secs(10)).await.kind,
+            Kind::Current
+        );
+    }
+    // Parameter Store takes 10 names a call: two GetParameters; Secrets Manager one batch.
+    assert_eq!(
+        (
+            proxy.count("AmazonSSM.GetParameters"),
+            proxy.count("AmazonSSM.GetParameter"),
+            proxy.count("secretsmanager.BatchGetSecretValue"),
+            proxy.count("secretsmanager.GetSecretValue"),
+        ),
+        (2, 0, 1, 0),
+        "{:?}",
+        proxy.operations()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_watcher_gets_only_the_newest_version() {
     let agent = agent("200ms", None, EVERYTHING);
     let client = agent.client().await;

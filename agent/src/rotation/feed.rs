@@ -13,7 +13,10 @@
 //! wakes the matching pollers, which re-read and push only on a real new version —, and deletes
 //! the batch (`DeleteMessageBatch`). Handling is only that hand-over, so a message is deleted
 //! right after it; the poller owns the re-read and its retries. Duplicates and events out of
-//! order therefore cost one version check each and never an extra push.
+//! order therefore cost one version check each and never an extra push. A woken poller checks
+//! with one read where the backend has no pending versions (`Backend::has_pending_versions`:
+//! Parameter Store reads the parameter its event dropped from the cache), and after a random
+//! delay up to `feed.spread`, so a large fleet can keep its re-reads under a backend's quota.
 //!
 //! Messages that are not change events — not JSON, an event of an unknown kind, a known kind
 //! without the fields it needs — are counted by outcome, logged with their message id and size

@@ -233,7 +233,8 @@ async fn poll(
             _ => hub.settings.interval,
         };
         let period_start = Instant::now();
-        let mut deadline = period_start + jittered(interval, jitter);
+        let wait_jitter = jitter;
+        let mut deadline = period_start + jittered(interval, wait_jitter);
         jitter = hub.settings.jitter;
         let mut slowed = slow;
         let woken = loop {
@@ -259,7 +260,7 @@ async fn poll(
                         // The feed started working (at start, or back after a failure): this
                         // wait becomes a slow one too.
                         if let Some(feed) = &hub.settings.feed {
-                            deadline = period_start + jittered(feed.healthy_interval, hub.settings.jitter);
+                            deadline = period_start + jittered(feed.healthy_interval, wait_jitter);
                             slowed = true;
                         }
                     }

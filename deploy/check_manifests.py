@@ -80,8 +80,10 @@ KNOWN_FILES = {
     "render/nginx-tls.key.tmpl",
     "render/pgpass.tmpl",
     "render/application.properties.tmpl",
+    "aws/feed.yaml",
+    "aws/README.md",
 }
-CHECKED_DIRS = ("systemd", "kubernetes", "ecs", "compose", "container", "render")
+CHECKED_DIRS = ("systemd", "kubernetes", "ecs", "compose", "container", "render", "aws")
 # Where the ECS image puts deploy/render/ (deploy/ecs/Dockerfile) and the VM install guide too.
 RENDER_DIR = "/etc/psst/render"
 # The instance deploy/systemd/psst-render@.service is checked as (deploy/render/nginx.toml).
@@ -310,7 +312,10 @@ def parse_all(report):
 
     for path in sorted(DEPLOY.rglob("*")):
         try:
-            if path.suffix in (".yaml", ".yml"):
+            if path.suffix in (".yaml", ".yml") and path.parent.name == "aws":
+                # CloudFormation: its short forms (!Ref, !Sub, ...) are tags.
+                list(yaml.load_all(path.read_text(), Loader=cfn_loader()))
+            elif path.suffix in (".yaml", ".yml"):
                 list(yaml.safe_load_all(path.read_text()))
             elif path.suffix == ".json":
                 json.loads(path.read_text())
@@ -863,6 +868,87 @@ def parse_compose_volume(spec):
     return {"source": parts[0], "target": parts[1], "read_only": len(parts) > 2 and "ro" in parts[2].split(",")}
 
 
+# === deploy/aws: the change feed's CloudFormation template ===
+
+# The event sources, and the Secrets Manager operations, the agent's feed understands
+# (agent/src/rotation/feed.rs: SECRET_CHANGES): the template's rules must send nothing else.
+FEED_SOURCES = {"aws.ssm", "aws.secretsmanager", "aws.s3"}
+FEED_SECRET_CHANGES = {
+    "PutSecretValue", "UpdateSecret", "UpdateSecretVersionStage", "RotateSecret",
+    "RotationSucceeded", "DeleteSecret", "RestoreSecret", "CreateSecret", "CancelRotateSecret",
+    "RotationAbandoned",
+}
+
+
+def cfn_loader():
+    """A YAML loader that reads CloudFormation's short forms (!Ref, !Sub, ...) as {tag: value}."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def short_form(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {suffix: value}
+
+    Loader.add_multi_constructor("!", short_form)
+    return Loader
+
+
+def check_aws(report):
+    import yaml
+
+    where = "deploy/aws/feed.yaml"
+    path = DEPLOY / "aws/feed.yaml"
+    cfn_lint = shutil.which("cfn-lint")
+    if cfn_lint:
+        run = subprocess.run([cfn_lint, str(path)], capture_output=True, text=True)
+        if run.returncode != 0:
+            report.error(where, f"cfn-lint: {run.stdout.strip()} {run.stderr.strip()}")
+    else:
+        report.skip("cfn-lint", "not installed (deploy/check-deps.sh); checking the template's structure only")
+    template = yaml.load(path.read_text(), Loader=cfn_loader())
+    resources = template.get("Resources", {})
+    topics = [n for n, r in resources.items() if r.get("Type") == "AWS::SNS::Topic"]
+    if len(topics) != 1:
+        report.error(where, f"expected one SNS topic, found {topics}")
+        return
+    topic = topics[0]
+    rules = {n: r["Properties"] for n, r in resources.items() if r.get("Type") == "AWS::Events::Rule"}
+    schedules = [n for n, p in rules.items() if "ScheduleExpression" in p]
+    if not schedules:
+        report.error(where, "no heartbeat: a rule with a ScheduleExpression keeps [feed] heartbeat satisfied")
+    for name, props in rules.items():
+        targets = props.get("Targets", [])
+        if [t.get("Arn") for t in targets] != [{"Ref": topic}]:
+            report.error(where, f"rule {name} must target the topic {topic} only")
+        pattern = props.get("EventPattern")
+        if pattern is None:
+            continue
+        sources = set(pattern.get("source", []))
+        if not sources or not sources <= FEED_SOURCES:
+            report.error(where, f"rule {name} sends sources the agent does not read: {sorted(sources)}")
+        names = set(pattern.get("detail", {}).get("eventName", []))
+        if "aws.secretsmanager" in sources and names != FEED_SECRET_CHANGES:
+            report.error(where, f"rule {name}: eventName {sorted(names)} differs from what the agent handles {sorted(FEED_SECRET_CHANGES)}")
+    for name, r in resources.items():
+        if r.get("Type") == "AWS::SQS::Queue":
+            retention = r["Properties"].get("MessageRetentionPeriod")
+            if not isinstance(retention, int) or retention > 86400:
+                report.error(where, f"queue {name}: retention must be short (at most a day), got {retention}")
+    # deploy/iam/feed.json holds the same statements as the template's agent policy.
+    policies = [r for r in resources.values() if r.get("Type") == "AWS::IAM::ManagedPolicy"]
+    iam = json.loads((DEPLOY / "iam/feed.json").read_text())
+    actions = lambda doc: sorted((st["Sid"], tuple(sorted(st["Action"]))) for st in doc["Statement"])
+    if len(policies) != 1 or actions(policies[0]["Properties"]["PolicyDocument"]) != actions(iam):
+        report.error(where, "the AgentFeedPolicy statements differ from deploy/iam/feed.json")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -878,6 +964,7 @@ def main():
     check_kubernetes(report, image_argv)
     check_ecs(report, check_ecs_image(report))
     check_compose(report)
+    check_aws(report)
     sys.exit(1 if report.errors else 0)
 
 

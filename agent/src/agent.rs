@@ -184,6 +184,11 @@ impl Agent {
         &self.metrics
     }
 
+    /// The watch hub: pollers, and where the change feed delivers.
+    pub fn hub(&self) -> &WatchHub {
+        &self.hub
+    }
+
     /// Ends every watch stream (with UNAVAILABLE, so clients reconnect): the agent is stopping.
     pub fn shut_down(&self) {
         self.hub.shut_down();

@@ -30,9 +30,15 @@ use crate::{
     lifecycle, metrics,
     policy::PolicySource,
     reference::MAX_REFERENCE_LEN,
-    rotation::WatchSettings,
+    rotation::{
+        feed::{Feed, FeedStatus},
+        FeedPolling, WatchSettings,
+    },
     server, transport,
 };
+
+/// The gRPC health service name that reports the change feed.
+pub const FEED_HEALTH_SERVICE: &str = "psst.feed";
 
 /// Builds the configured backends: one arm per backend type.
 pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
@@ -147,9 +153,18 @@ pub async fn run(
         max_value_bytes: config.limits.max_value_bytes,
         max_batch: config.limits.max_batch,
     };
+    let feed_status = config
+        .feed
+        .enabled()
+        .then(|| Arc::new(FeedStatus::new(config.feed.heartbeat)));
     let watch = WatchSettings {
         interval: config.watch.interval,
         jitter: config.watch.jitter,
+        feed: feed_status.as_ref().map(|status| FeedPolling {
+            status: Arc::clone(status),
+            healthy_interval: config.feed.healthy_interval,
+            spread: config.feed.spread,
+        }),
     };
     let agent = Arc::new(Agent::new(
         backends,
@@ -182,6 +197,27 @@ pub async fn run(
             .register_encoded_file_descriptor_set(psst_proto::v1::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    // The feed's health as a service of its own: SERVING while events arrive, NOT_SERVING
+    // while watched secrets are polled at watch.interval because the feed failed.
+    let feed_health = feed_status.as_ref().map(|status| {
+        let mut healthy = status.subscribe();
+        let reporter = health_reporter.clone();
+        tokio::spawn(async move {
+            loop {
+                let serving = if *healthy.borrow_and_update() {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter
+                    .set_service_status(FEED_HEALTH_SERVICE, serving)
+                    .await;
+                if healthy.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
@@ -205,6 +241,7 @@ pub async fn run(
     let server = server::serve(transport::Acceptor::new(bound.listener), shared, async {
         stop_rx.await.ok();
     });
+    let feed = feed_status.map(|status| Feed::start(&config.feed, agent.hub().clone(), status));
     let metrics_server = metrics_listener.map(|listener| {
         tokio::spawn(metrics::serve(
             listener,
@@ -255,6 +292,12 @@ pub async fn run(
     }
     if let Some(task) = metrics_server {
         task.abort();
+    }
+    if let Some(task) = feed_health {
+        task.abort();
+    }
+    if let Some(feed) = feed {
+        feed.stop().await;
     }
     if let Some(path) = &bound.path {
         let _ = std::fs::remove_file(path);

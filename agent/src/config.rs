@@ -102,6 +102,21 @@ pub const DEFAULT_BODY_BYTES_IN_FLIGHT_PER_UID: usize = 8 * 1024 * 1024;
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections open at once to the metrics listener.
 pub const DEFAULT_METRICS_MAX_CONNECTIONS: usize = 16;
+/// How long a per-host feed queue keeps a message: longer than an agent restart or a short
+/// network outage (events sent meanwhile still arrive), short enough that a queue orphaned by a
+/// host that never came back holds at most an hour of events (older ones are useless: the agent
+/// reads everything afresh at start, and polling covers a feed that failed).
+pub const DEFAULT_FEED_RETENTION: Duration = Duration::from_secs(3600);
+/// Longest silence (no event, no heartbeat) before the feed counts as failing. The template in
+/// deploy/aws/ sends a heartbeat every 5 minutes: three missed in a row.
+pub const DEFAULT_FEED_HEARTBEAT: Duration = Duration::from_secs(15 * 60);
+/// How often watched secrets are polled while the feed is healthy: the safety net.
+pub const DEFAULT_FEED_HEALTHY_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// How long a received message stays hidden from other receives before it comes back if it was
+/// not deleted (the agent deletes it right after handing it on).
+pub const DEFAULT_FEED_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Long polling: SQS's maximum wait for a message.
+pub const DEFAULT_FEED_WAIT_TIME: Duration = Duration::from_secs(20);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -114,6 +129,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub watch: WatchConfig,
     pub metrics: MetricsConfig,
+    /// The change feed (`rotation/feed.rs`); off unless `queue_url` or `create` is set.
+    pub feed: FeedConfig,
     /// Caller identification and the workload attestors (`identity/config.rs`).
     pub identity: IdentityConfig,
     pub aws_roles: AwsRolesConfig,
@@ -249,6 +266,132 @@ impl Default for WatchConfig {
             interval: DEFAULT_WATCH_INTERVAL,
             jitter: DEFAULT_WATCH_JITTER,
         }
+    }
+}
+
+/// `[feed]`: AWS change events from SQS. Topology (a): `create = true` and `topic_arn`, the agent
+/// makes, subscribes and on shutdown deletes its own queue; (b): `queue_url`, a queue made for
+/// this host.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// (b) The queue to read, e.g. "https://sqs.us-east-1.amazonaws.com/123456789012/psst-web-1".
+    pub queue_url: Option<String>,
+    /// (a) Make a queue for this host at start and subscribe it to `topic_arn`.
+    pub create: bool,
+    pub topic_arn: Option<String>,
+    /// (a) The queue's name. Unset: `psst-` and the host name.
+    pub queue_name: Option<String>,
+    /// (a) How long the queue keeps a message (60s to 14 days).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Unset: the standard chain (AWS_REGION, the profile, instance metadata).
+    pub region: Option<String>,
+    /// Endpoint of SQS and SNS (an emulator). Unset: AWS_ENDPOINT_URL or the services' own.
+    pub endpoint: Option<String>,
+    /// Longest silence before the feed counts as failing.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Poll interval of watched secrets while the feed is healthy.
+    #[serde(with = "humantime_serde")]
+    pub healthy_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// Long-poll wait of each receive (1s to 20s).
+    #[serde(with = "humantime_serde")]
+    pub wait_time: Duration,
+    /// A poller woken by an event checks after a random delay up to this long (0: at once), so
+    /// a large fleet spreads its re-reads under the backend's quota.
+    #[serde(with = "humantime_serde")]
+    pub spread: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            queue_url: None,
+            create: false,
+            topic_arn: None,
+            queue_name: None,
+            retention: DEFAULT_FEED_RETENTION,
+            region: None,
+            endpoint: None,
+            heartbeat: DEFAULT_FEED_HEARTBEAT,
+            healthy_interval: DEFAULT_FEED_HEALTHY_INTERVAL,
+            visibility_timeout: DEFAULT_FEED_VISIBILITY_TIMEOUT,
+            wait_time: DEFAULT_FEED_WAIT_TIME,
+            spread: Duration::ZERO,
+        }
+    }
+}
+
+impl FeedConfig {
+    pub fn enabled(&self) -> bool {
+        self.queue_url.is_some() || self.create
+    }
+
+    fn problems(&self, watch_interval: Duration) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut problem = |p: &str| problems.push(format!("feed: {p}"));
+        match (&self.queue_url, self.create) {
+            (None, false) => problem(
+                "set queue_url (a queue made for this host) or create = true with topic_arn (the agent makes its own)",
+            ),
+            (Some(_), true) => {
+                problem("queue_url and create = true are two topologies: configure one")
+            }
+            _ => {}
+        }
+        if self.create && self.topic_arn.is_none() {
+            problem("create = true needs topic_arn, the SNS topic the queue subscribes to");
+        }
+        if !self.create && (self.topic_arn.is_some() || self.queue_name.is_some()) {
+            problem("topic_arn and queue_name apply only with create = true");
+        }
+        if let Some(topic) = &self.topic_arn {
+            if !(topic.starts_with("arn:") && topic.split(':').nth(2) == Some("sns")) {
+                problem(&format!("topic_arn must be an SNS topic ARN, got {topic}"));
+            }
+        }
+        if let Some(name) = &self.queue_name {
+            if !crate::rotation::feed::valid_queue_name(name) {
+                problem(&format!(
+                    "queue_name '{name}' must be 1 to 80 letters, digits, '-' or '_'"
+                ));
+            }
+        }
+        for (key, url) in [("queue_url", &self.queue_url), ("endpoint", &self.endpoint)] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problem(&format!(
+                        "{key} must be an http:// or https:// URL, got {url}"
+                    ));
+                }
+            }
+        }
+        if !(Duration::from_secs(60)..=Duration::from_secs(14 * 24 * 3600))
+            .contains(&self.retention)
+        {
+            problem("retention must be between 60s and 14days (SQS's bounds)");
+        }
+        if self.heartbeat < Duration::from_secs(1) {
+            problem("heartbeat must be at least 1s");
+        }
+        if self.healthy_interval < watch_interval {
+            problem("healthy_interval must be at least watch.interval: the feed only ever slows polling");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(12 * 3600))
+            .contains(&self.visibility_timeout)
+        {
+            problem("visibility_timeout must be between 1s and 12h (SQS's bounds)");
+        }
+        if self.spread >= self.healthy_interval {
+            problem("spread must be shorter than healthy_interval");
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(20)).contains(&self.wait_time) {
+            problem("wait_time must be between 1s and 20s (SQS's long-poll bounds)");
+        }
+        problems
     }
 }
 
@@ -599,7 +742,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "connections",
     "log",
@@ -608,6 +751,7 @@ const SECTIONS: [&str; 12] = [
     "cache",
     "limits",
     "watch",
+    "feed",
     "metrics",
     "identity",
     "aws_roles",
@@ -648,6 +792,8 @@ impl Config {
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
         let watch: WatchConfig = section(&table, "watch", &mut problems);
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
+        let feed: FeedConfig = section(&table, "feed", &mut problems);
+        let feed_present = table.contains_key("feed");
         let identity: IdentityConfig = section(&table, "identity", &mut problems);
         let aws_roles: AwsRolesConfig = section(&table, "aws_roles", &mut problems);
         let mut backends = Vec::new();
@@ -676,10 +822,14 @@ impl Config {
             limits,
             watch,
             metrics,
+            feed,
             identity,
             aws_roles,
             backends,
         };
+        if feed_present {
+            problems.extend(config.feed.problems(config.watch.interval));
+        }
         problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)
@@ -907,6 +1057,7 @@ impl Config {
                 ..WatchConfig::default()
             },
             metrics: MetricsConfig::default(),
+            feed: FeedConfig::default(),
             identity: IdentityConfig::default(),
             aws_roles: AwsRolesConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,
@@ -1238,6 +1389,113 @@ max_attempts = 0
         assert_eq!(vault.approle_mount, DEFAULT_VAULT_APPROLE_MOUNT);
         assert!(vault.role_id.is_some() && vault.secret_id_file.is_some());
         assert!(vault.address.is_some() && vault.ca_file.is_some());
+    }
+
+    #[test]
+    fn the_reference_configs_commented_feed_section_parses_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("#[feed]").expect("a feed section");
+        let end = text.find("[metrics]").expect("the metrics section");
+        let mut section: String = text[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.starts_with(' ') && !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        // Both topologies are documented; the parse takes one at a time.
+        let (a, b) = (
+            section.replace("queue_url = ", "#queue_url = "),
+            section
+                .lines()
+                .filter(|l| {
+                    !["create", "topic_arn", "queue_name"]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        );
+        for topology in [a, b] {
+            section = format!("{topology}[[backend]]\ntype = \"local\"\ndir = \"/x\"\n");
+            let config = Config::from_toml(&section, "feed section")
+                .unwrap_or_else(|e| panic!("{e}\n{section}"));
+            assert!(config.feed.enabled());
+            // The documented values are the defaults.
+            assert_eq!(config.feed.retention, DEFAULT_FEED_RETENTION);
+            assert_eq!(config.feed.heartbeat, DEFAULT_FEED_HEARTBEAT);
+            assert_eq!(config.feed.healthy_interval, DEFAULT_FEED_HEALTHY_INTERVAL);
+            assert_eq!(
+                config.feed.visibility_timeout,
+                DEFAULT_FEED_VISIBILITY_TIMEOUT
+            );
+            assert_eq!(config.feed.wait_time, DEFAULT_FEED_WAIT_TIME);
+        }
+    }
+
+    #[test]
+    fn feed_keys_and_their_problems() {
+        let off = Config::from_toml(MINIMAL, "t").unwrap();
+        assert!(!off.feed.enabled(), "no [feed]: no feed");
+        let text = format!(
+            "[feed]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\nheartbeat = \"5m\"\n{MINIMAL}"
+        );
+        let config = Config::from_toml(&text, "t").unwrap();
+        assert!(config.feed.enabled() && !config.feed.create);
+        assert_eq!(config.feed.heartbeat, Duration::from_secs(300));
+        for (body, expected) in [
+            ("heartbeat = \"5m\"", "feed: set queue_url"),
+            (
+                "queue_url = \"https://q\"\ncreate = true\ntopic_arn = \"arn:aws:sns:r:1:t\"",
+                "two topologies",
+            ),
+            ("create = true", "create = true needs topic_arn"),
+            (
+                "queue_url = \"https://q\"\ntopic_arn = \"arn:aws:sns:r:1:t\"",
+                "apply only with create = true",
+            ),
+            (
+                "create = true\ntopic_arn = \"arn:aws:sqs:r:1:t\"",
+                "topic_arn must be an SNS topic ARN",
+            ),
+            (
+                "create = true\ntopic_arn = \"arn:aws:sns:r:1:t\"\nqueue_name = \"a.b\"",
+                "queue_name 'a.b'",
+            ),
+            ("queue_url = \"sqs.example/q\"", "queue_url must be an http"),
+            (
+                "queue_url = \"https://q\"\nretention = \"30s\"",
+                "retention must be between",
+            ),
+            (
+                "queue_url = \"https://q\"\nhealthy_interval = \"10s\"",
+                "healthy_interval must be at least watch.interval",
+            ),
+            (
+                "queue_url = \"https://q\"\nwait_time = \"30s\"",
+                "wait_time must be between",
+            ),
+            (
+                "queue_url = \"https://q\"\nvisibility_timeout = \"0s\"",
+                "visibility_timeout must be between",
+            ),
+            (
+                "queue_url = \"https://q\"\nheartbeat = \"0s\"",
+                "heartbeat must be at least 1s",
+            ),
+            (
+                "queue_url = \"https://q\"\nsecret = \"x\"",
+                "unknown field `secret`",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("[feed]\n{body}\n{MINIMAL}"), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(expected),
+                "{body}: missing {expected:?} in:\n{err}"
+            );
+        }
     }
 
     #[test]

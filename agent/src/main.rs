@@ -142,8 +142,15 @@ fn check_config(file: &Path) -> ExitCode {
                 );
                 return ExitCode::from(EXIT_CONFIG);
             }
+            let feed = match (&config.feed.queue_url, &config.feed.topic_arn) {
+                (Some(url), _) => format!("; change feed from {url}"),
+                (None, Some(topic)) if config.feed.create => {
+                    format!("; change feed from a per-host queue on {topic}")
+                }
+                _ => String::new(),
+            };
             println!(
-                "{}: ok ({} backend(s), policy {} with {} rule(s))",
+                "{}: ok ({} backend(s), policy {} with {} rule(s){feed})",
                 file.display(),
                 config.backends.len(),
                 config.policy.file.display(),

@@ -29,7 +29,10 @@ use crate::{
     cache::SecretCache,
     policy::Operation,
     reference::BackendKind,
-    rotation::WatchHub,
+    rotation::{
+        feed::{FeedStatus, OUTCOMES},
+        WatchHub,
+    },
 };
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -268,8 +271,59 @@ impl Collector for Snapshot {
         if let Some(roles) = &self.roles {
             encode_roles(&mut encoder, roles.usage(), &self.cache)?;
         }
+        if let Some(feed) = self.hub.feed() {
+            encode_feed(&mut encoder, feed)?;
+        }
         Ok(())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// The change feed: its health and what arrived (only with `[feed]` configured).
+fn encode_feed(encoder: &mut DescriptorEncoder, feed: &FeedStatus) -> Result<(), std::fmt::Error> {
+    let healthy = ConstGauge::new(i64::from(feed.is_healthy()));
+    healthy.encode(encoder.encode_descriptor(
+        "feed_healthy",
+        "1 while the change feed delivers (watched secrets polled at feed.healthy_interval); \
+         0 while it fails and they are polled at watch.interval",
+        None,
+        healthy.metric_type(),
+    )?)?;
+    let mut messages = encoder.encode_descriptor(
+        "feed_messages",
+        "Messages from the change feed's queue, by outcome (change, heartbeat, ignored: a known \
+         event that changes nothing, unknown, malformed); all are deleted after handling",
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (outcome, count) in OUTCOMES.iter().zip(feed.messages()) {
+        ConstCounter::new(count).encode(messages.encode_family(&OutcomeLabel { outcome })?)?;
+    }
+    for (name, help, value) in [
+        (
+            "feed_receive_errors",
+            "Receives from the change feed's queue that failed",
+            feed.receive_errors(),
+        ),
+        (
+            "feed_fallbacks",
+            "Times the change feed failed and polling went back to watch.interval",
+            feed.fallbacks(),
+        ),
+        (
+            "feed_wakes",
+            "Watch pollers woken by change events",
+            feed.wakes(),
+        ),
+    ] {
+        let counter = ConstCounter::new(value);
+        counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+    }
+    Ok(())
 }
 
 /// What reading under each IAM role costs: sessions, STS and backend calls, cache use.

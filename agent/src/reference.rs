@@ -339,7 +339,7 @@ pub fn parse_prefix(text: &str) -> Result<(BackendKind, &str), ReferenceError> {
 }
 
 /// A full Secrets Manager ARN ends with `-` and six random characters after the name.
-fn strip_arn_suffix(name: &str) -> &str {
+pub(crate) fn strip_arn_suffix(name: &str) -> &str {
     let bytes = name.as_bytes();
     let has_suffix = bytes.len() > 7
         && bytes[bytes.len() - 7] == b'-'

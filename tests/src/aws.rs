@@ -70,8 +70,8 @@ impl Moto {
         );
     }
 
-    /// Runs a Python script with `ssm`, `sm`, `kms` and `s3` boto3 clients bound to this emulator and
-    /// returns its stdout.
+    /// Runs a Python script with `ssm`, `sm`, `kms`, `s3`, `sqs`, `sns` and `events` (EventBridge)
+    /// boto3 clients bound to this emulator and returns its stdout.
     pub fn boto3(&self, script: &str) -> String {
         let prelude = format!(
             "import boto3, json, sys\n\
@@ -79,7 +79,10 @@ impl Moto {
              ssm = boto3.client('ssm', **kw)\n\
              sm = boto3.client('secretsmanager', **kw)\n\
              kms = boto3.client('kms', **kw)\n\
-             s3 = boto3.client('s3', **kw)\n",
+             s3 = boto3.client('s3', **kw)\n\
+             sqs = boto3.client('sqs', **kw)\n\
+             sns = boto3.client('sns', **kw)\n\
+             events = boto3.client('events', **kw)\n",
             self.endpoint()
         );
         let out = Command::new("python3")

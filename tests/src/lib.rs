@@ -453,6 +453,18 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// The next event of a watch, which must come within `within` and be no error.
+pub async fn next_event(
+    watch: &mut psst_client::Watch,
+    within: Duration,
+) -> psst_client::WatchEvent {
+    tokio::time::timeout(within, watch.next())
+        .await
+        .unwrap_or_else(|_| panic!("no event within {within:?}"))
+        .expect("stream open")
+        .unwrap_or_else(|e| panic!("watch error: {e}"))
+}
+
 /// Polls `check` until it holds or `timeout` passes.
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

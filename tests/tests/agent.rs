@@ -478,6 +478,46 @@ fn check_config_accepts_the_reference_config_and_lists_every_problem() {
         .output()
         .unwrap();
     assert_eq!(start.status.code(), Some(64), "{}", describe(&start));
+
+    // The change feed: both topologies named in the report, their problems listed.
+    let policy_line = format!("[policy]\nfile = \"{}\"\n", policy.display());
+    let check_feed = |feed: &str| {
+        let path = dir.path().join("feed.toml");
+        let local = "[[backend]]\ntype = \"local\"\ndir = \"/var/lib/psst/store\"\n";
+        std::fs::write(&path, format!("{policy_line}[feed]\n{feed}\n{local}")).unwrap();
+        std::process::Command::new(psstd_bin())
+            .args(["check-config"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    for (feed, says) in [
+        (
+            "queue_url = \"https://sqs.us-east-1.amazonaws.com/1/psst-web-1\"",
+            "change feed from https://sqs.us-east-1.amazonaws.com/1/psst-web-1",
+        ),
+        (
+            "create = true\ntopic_arn = \"arn:aws:sns:us-east-1:1:psst-changes\"",
+            "change feed from a per-host queue on arn:aws:sns:us-east-1:1:psst-changes",
+        ),
+    ] {
+        let ok = check_feed(feed);
+        assert!(ok.status.success(), "{}", describe(&ok));
+        assert!(
+            String::from_utf8_lossy(&ok.stdout).contains(says),
+            "{}",
+            describe(&ok)
+        );
+    }
+    let bad = check_feed("create = true\nhealthy_interval = \"1s\"");
+    assert_eq!(bad.status.code(), Some(64), "{}", describe(&bad));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    for says in [
+        "feed: create = true needs topic_arn",
+        "feed: healthy_interval must be at least watch.interval",
+    ] {
+        assert!(stderr.contains(says), "{says}: {stderr}");
+    }
 }
 
 #[test]

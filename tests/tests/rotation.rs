@@ -6,11 +6,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use psst_client::{
     proto::{self as pb, watch_event::Kind},
-    Client, Code, Watch, WatchEvent,
+    Client, Code, WatchEvent,
 };
 use psst_tests::{
     aws::{FaultProxy, Moto, AWS_ENV},
-    Agent, Mode,
+    next_event as next, Agent, Mode,
 };
 
 const EVERYTHING: &str = r#"
@@ -49,14 +49,6 @@ fn agent(interval: &str, proxy: Option<&FaultProxy>, policy: &str) -> Agent {
         },
         &AWS_ENV,
     )
-}
-
-async fn next(watch: &mut Watch, within: Duration) -> WatchEvent {
-    tokio::time::timeout(within, watch.next())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {within:?}"))
-        .expect("stream open")
-        .unwrap_or_else(|e| panic!("watch error: {e}"))
 }
 
 fn version(event: &WatchEvent) -> &str {
@@ -173,6 +165,41 @@ async fn a_thousand_watchers_cost_one_poll_per_interval() {
     let stats = clients[0].stats().await.unwrap();
     assert_eq!(stats.watchers, 1000);
     drop(watches);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_many_secrets_starts_with_batch_calls() {
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(moto.port);
+    let agent = agent("10m", Some(&proxy), EVERYTHING);
+    moto.boto3(
+        "for i in range(12):\n    ssm.put_parameter(Name='/many/p%d' % i, Value='v', Type='SecureString')\n\
+         for i in range(3):\n    sm.create_secret(Name='many/s%d' % i, SecretString='v')",
+    );
+    let mut references: Vec<String> = (0..12).map(|i| format!("ssm:/many/p{i}")).collect();
+    references.extend((0..3).map(|i| format!("sm:many/s{i}")));
+    // The same secret twice (two keys of it) is read once.
+    references.push("sm:many/s0#k".into());
+    let client = agent.client().await;
+    let mut watch = client.watch(&references);
+    for _ in 0..references.len() - 1 {
+        assert_eq!(
+            next(&mut watch, Duration::from_secs(10)).await.kind,
+            Kind::Current
+        );
+    }
+    // Parameter Store takes 10 names a call: two GetParameters; Secrets Manager one batch.
+    assert_eq!(
+        (
+            proxy.count("AmazonSSM.GetParameters"),
+            proxy.count("AmazonSSM.GetParameter"),
+            proxy.count("secretsmanager.BatchGetSecretValue"),
+            proxy.count("secretsmanager.GetSecretValue"),
+        ),
+        (2, 0, 1, 0),
+        "{:?}",
+        proxy.operations()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use psst_client::{proto as pb, proto::watch_event::Kind, Code, Secret};
 use psst_tests::{
     aws::{Fault, FaultProxy},
-    describe,
+    describe, next_event as next,
     openbao::{OpenBao, ROOT_TOKEN},
     Agent, Mode,
 };
@@ -61,14 +61,6 @@ fn root_agent(bao: &OpenBao, backend_extra: &str, config_extra: &str) -> Agent {
         config_extra,
         &[("VAULT_TOKEN", ROOT_TOKEN)],
     )
-}
-
-async fn next(watch: &mut psst_client::Watch, within: Duration) -> psst_client::WatchEvent {
-    tokio::time::timeout(within, watch.next())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {within:?}"))
-        .expect("stream open")
-        .unwrap_or_else(|e| panic!("watch error: {e}"))
 }
 
 fn get_text(agent: &Agent, reference: &str) -> String {

@@ -33,6 +33,7 @@ fn agent_with(backend: &MemoryBackend) -> Agent {
     let watch = crate::rotation::WatchSettings {
         interval: Duration::from_secs(60),
         jitter: 0.0,
+        feed: None,
     };
     Agent::new(backends, policy, cache, Limits::default(), watch)
 }

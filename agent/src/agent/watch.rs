@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::SystemTime};
 
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use tokio::sync::watch;
 
 use super::{denied, select_json_key, Agent, Error, ServedSecret};
@@ -93,16 +93,20 @@ impl Agent {
                 pending: None,
             });
         }
-        let mut receivers: Vec<watch::Receiver<Arc<WatchState>>> = seen
+        let keys: Vec<SecretRef> = seen
             .iter()
             .map(|s| {
                 let role = self.role_for(caller, s.reference.backend());
-                self.hub.subscribe(&s.reference.without_key().read_as(role))
+                s.reference.without_key().read_as(role)
             })
             .collect();
         let agent = Arc::clone(self);
         let caller = caller.clone();
         Ok(async_stream::try_stream! {
+            // The first reads go out as batch calls; the pollers then find the values cached.
+            agent.prefetch(&keys).await;
+            let mut receivers: Vec<watch::Receiver<Arc<WatchState>>> =
+                keys.iter().map(|key| agent.hub.subscribe(key)).collect();
             let mut policy_changes = agent.policy.changes();
             let mut shutdown = agent.hub.shutdown_signal();
             loop {
@@ -136,6 +140,42 @@ impl Agent {
                 }
             }
         })
+    }
+}
+
+impl Agent {
+    /// Reads the current versions of a watch's secrets into the cache, one batch call per backend
+    /// and role (`GetParameters`, `BatchGetSecretValue`) where a watch follows several, instead
+    /// of one read per secret by each poller: what a host (or a fleet) starting its watches costs.
+    /// Failures are left to the pollers, which read again and retry.
+    async fn prefetch(&self, keys: &[SecretRef]) {
+        let mut groups: Vec<Vec<SecretRef>> = Vec::new();
+        for key in keys {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].backend() == key.backend() && g[0].role() == key.role())
+            {
+                Some(group) if !group.contains(key) => group.push(key.clone()),
+                Some(_) => {}
+                None => groups.push(vec![key.clone()]),
+            }
+        }
+        let batches = groups
+            .into_iter()
+            .filter(|g| g.len() > 1)
+            .filter_map(|group| {
+                let configured = self.backends.resolve(group[0].backend(), group[0].role())?;
+                let backend = Arc::clone(&configured.backend);
+                let fetch_many: crate::cache::FetchMany = Box::new(move |keys: Vec<SecretRef>| {
+                    async move { backend.fetch_many(&keys).await }.boxed()
+                });
+                Some(async move {
+                    self.cache
+                        .get_many(&group, configured.ttl, fetch_many)
+                        .await;
+                })
+            });
+        futures::future::join_all(batches).await;
     }
 }
 

@@ -156,6 +156,14 @@ pub trait Backend: Send + Sync + 'static {
         }
     }
 
+    /// Whether `versions` can report a pending version (Secrets Manager's AWSPENDING). When it
+    /// cannot, a watch poller woken by a change event reads the secret (the event dropped its
+    /// cached value, so the next reader would read it anyway) and compares version ids, saving
+    /// the metadata call: one call per host per change instead of two.
+    fn has_pending_versions(&self) -> bool {
+        false
+    }
+
     /// Starts a rotation the backend runs itself (Secrets Manager with a rotation Lambda).
     /// Returns false when the secret has none, and the agent then rotates it with `rotate`.
     async fn start_managed_rotation(&self, _name: &str) -> Result<bool, BackendError> {

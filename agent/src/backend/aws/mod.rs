@@ -85,7 +85,7 @@ impl AwsSettings {
     /// The SDK configuration: the standard chain (environment, profile, web identity for EKS
     /// IRSA, ECS container credentials, instance metadata), with this backend's region and
     /// endpoint on top. SDK retries are off: `CallGuard` retries, so every attempt is rate-limited.
-    async fn sdk_config(&self) -> SdkConfig {
+    pub(crate) async fn sdk_config(&self) -> SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::disabled())
             .timeout_config(

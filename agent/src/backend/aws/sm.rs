@@ -294,6 +294,10 @@ impl Backend for SecretsManager {
         self.version_state(reference.name()).await
     }
 
+    fn has_pending_versions(&self) -> bool {
+        true
+    }
+
     async fn start_managed_rotation(&self, name: &str) -> Result<bool, BackendError> {
         let described = self.describe(name).await?;
         if described.rotation_enabled != Some(true) || described.rotation_lambda_arn.is_none() {

@@ -86,6 +86,10 @@ impl Backend for RoleBackend {
             .collect()
     }
 
+    fn has_pending_versions(&self) -> bool {
+        self.inner.has_pending_versions()
+    }
+
     async fn versions(&self, reference: &SecretRef) -> Result<VersionState, BackendError> {
         self.ready().await?;
         let result = self.inner.versions(reference).await;

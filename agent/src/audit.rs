@@ -83,6 +83,7 @@ pub fn record(
             pod_uid = caller.pod_uid.as_deref().unwrap_or(""),
             systemd_unit = caller.systemd_unit.as_deref().unwrap_or(""),
             identity = caller.source.as_str(),
+            via = caller.via.as_str(),
             "audit"
         );
         return;
@@ -106,6 +107,7 @@ pub fn record(
         pod_uid = caller.pod_uid.as_deref().unwrap_or(""),
         systemd_unit = caller.systemd_unit.as_deref().unwrap_or(""),
         identity = caller.source.as_str(),
+        via = caller.via.as_str(),
         k8s_namespace = k8s.map_or("", |k| k.namespace.as_str()),
         k8s_service_account = k8s.map_or("", |k| k.service_account.as_str()),
         k8s_pod = k8s.map_or("", |k| k.pod_name.as_str()),

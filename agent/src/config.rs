@@ -102,6 +102,20 @@ pub const DEFAULT_BODY_BYTES_IN_FLIGHT_PER_UID: usize = 8 * 1024 * 1024;
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections open at once to the metrics listener.
 pub const DEFAULT_METRICS_MAX_CONNECTIONS: usize = 16;
+/// The AWS agents' HTTP API is served on the Unix socket unless turned off: callers there are
+/// identified by peer credentials exactly as gRPC callers are.
+pub const DEFAULT_HTTP_UNIX: bool = true;
+/// The AWS Secrets Manager Agent's defaults (its `config.rs`): path-style prefix, connections
+/// in flight before 429, the headers that carry the SSRF token and the variables it is read from.
+pub const DEFAULT_HTTP_PATH_PREFIX: &str = "/v1/";
+pub const DEFAULT_HTTP_MAX_CONN: usize = 800;
+pub const DEFAULT_HTTP_SSRF_HEADERS: [&str; 2] =
+    ["X-Aws-Parameters-Secrets-Token", "X-Vault-Token"];
+pub const DEFAULT_HTTP_SSRF_ENV_VARIABLES: [&str; 3] = [
+    "AWS_TOKEN",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -114,6 +128,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub watch: WatchConfig,
     pub metrics: MetricsConfig,
+    /// The AWS agents' HTTP API (`http/`).
+    pub http: HttpConfig,
     /// Caller identification and the workload attestors (`identity/config.rs`).
     pub identity: IdentityConfig,
     pub aws_roles: AwsRolesConfig,
@@ -186,6 +202,94 @@ impl Default for MetricsConfig {
             allow_remote: false,
             max_connections: DEFAULT_METRICS_MAX_CONNECTIONS,
         }
+    }
+}
+
+/// `[http]`: the AWS Secrets Manager Agent's and the Parameters and Secrets Lambda Extension's
+/// HTTP API, a second front door to the same identity → policy → cache path.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Answer HTTP/1.1 on the agent's Unix socket (told from gRPC by the connection preface).
+    pub unix: bool,
+    /// A TCP address for apps that only speak TCP, e.g. "127.0.0.1:2773". Unset: off.
+    pub tcp_listen: Option<std::net::SocketAddr>,
+    /// A `tcp_listen` address other than loopback is refused unless this is set.
+    pub allow_remote: bool,
+    /// Path-style requests: `<path_prefix><secretId>`.
+    pub path_prefix: String,
+    /// HTTP connections open at once (both front doors); requests on more get 429.
+    pub max_conn: usize,
+    /// Headers any of which may carry the SSRF token (TCP only).
+    pub ssrf_headers: Vec<String>,
+    /// Variables the token is read from, the first set wins; `file://PATH` reads it from a file.
+    pub ssrf_env_variables: Vec<String>,
+    /// A file holding the token, read instead of the variables when set.
+    pub token_file: Option<PathBuf>,
+    /// Also accept psst references (`local:app/db`, `vault:...`) as a secretId or name.
+    pub psst_references: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            unix: DEFAULT_HTTP_UNIX,
+            tcp_listen: None,
+            allow_remote: false,
+            path_prefix: DEFAULT_HTTP_PATH_PREFIX.to_owned(),
+            max_conn: DEFAULT_HTTP_MAX_CONN,
+            ssrf_headers: DEFAULT_HTTP_SSRF_HEADERS.map(str::to_owned).to_vec(),
+            ssrf_env_variables: DEFAULT_HTTP_SSRF_ENV_VARIABLES.map(str::to_owned).to_vec(),
+            token_file: None,
+            psst_references: true,
+        }
+    }
+}
+
+impl HttpConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.path_prefix.starts_with('/') {
+            problems.push(format!(
+                "http.path_prefix must begin with /, got '{}'",
+                self.path_prefix
+            ));
+        }
+        if self.max_conn == 0 {
+            problems.push("http.max_conn must be at least 1".into());
+        }
+        if let Some(address) = self.tcp_listen {
+            if !address.ip().is_loopback() && !self.allow_remote {
+                problems.push(format!(
+                    "http.tcp_listen {address} is not a loopback address: set http.allow_remote = true to take requests from other hosts"
+                ));
+            }
+            if self.ssrf_headers.is_empty() {
+                problems.push("http.ssrf_headers must name at least one header".into());
+            }
+            if let Some(bad) = self
+                .ssrf_headers
+                .iter()
+                .find(|h| http::HeaderName::from_bytes(h.as_bytes()).is_err())
+            {
+                problems.push(format!("http.ssrf_headers: '{bad}' is not a header name"));
+            }
+            if self.token_file.is_none() && self.ssrf_env_variables.is_empty() {
+                problems.push(
+                    "http.ssrf_env_variables must name at least one variable (or set http.token_file)"
+                        .into(),
+                );
+            }
+            if let Some(file) = &self.token_file {
+                if !file.is_absolute() {
+                    problems.push(format!(
+                        "http.token_file must be an absolute path, got {}",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        problems
     }
 }
 
@@ -599,7 +703,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "server",
     "connections",
     "log",
@@ -609,6 +713,7 @@ const SECTIONS: [&str; 12] = [
     "limits",
     "watch",
     "metrics",
+    "http",
     "identity",
     "aws_roles",
     "backend",
@@ -648,6 +753,7 @@ impl Config {
         let limits: LimitsConfig = section(&table, "limits", &mut problems);
         let watch: WatchConfig = section(&table, "watch", &mut problems);
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
+        let http: HttpConfig = section(&table, "http", &mut problems);
         let identity: IdentityConfig = section(&table, "identity", &mut problems);
         let aws_roles: AwsRolesConfig = section(&table, "aws_roles", &mut problems);
         let mut backends = Vec::new();
@@ -676,6 +782,7 @@ impl Config {
             limits,
             watch,
             metrics,
+            http,
             identity,
             aws_roles,
             backends,
@@ -799,6 +906,7 @@ impl Config {
             ));
         }
         problems.extend(self.identity.problems());
+        problems.extend(self.http.problems());
         if self.audit.fail_closed && !self.audit.enabled {
             problems.push("audit.fail_closed needs audit.enabled".into());
         }
@@ -907,6 +1015,7 @@ impl Config {
                 ..WatchConfig::default()
             },
             metrics: MetricsConfig::default(),
+            http: HttpConfig::default(),
             identity: IdentityConfig::default(),
             aws_roles: AwsRolesConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,

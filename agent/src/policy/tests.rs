@@ -17,6 +17,7 @@ fn caller(uid: u32) -> Caller {
         systemd_unit: Some("billing.service".into()),
         source: IdentitySource::Process,
         workload: Default::default(),
+        via: Default::default(),
     }
 }
 

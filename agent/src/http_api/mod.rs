@@ -7,7 +7,7 @@
 //! request goes through the same `Agent::get` as gRPC's `GetSecret`: identity → policy → cache →
 //! audit; the connection's admission permit bounds its requests as it bounds gRPC streams.
 //!
-//! Checks in the AWS agent's order: connection limit (429), then the token and the forwarding
+//! Checks in the AWS agent's order: connection limit (429, per uid), then the token and the forwarding
 //! header (403, 400; TCP only, `/ping` exempt), then the method (405), then the route (404).
 //! Bodies and errors are the AWS agent's (`aws.rs`).
 
@@ -16,10 +16,11 @@ pub mod prefixed;
 pub mod tcp;
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
 };
 
@@ -48,13 +49,16 @@ pub use tcp::TcpPeer;
 /// The largest request head taken (request line and headers): a reference is at most 2 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// What every HTTP connection shares: settings, the open-connection count behind `max_conn`,
+/// What every HTTP connection shares: settings, the open-connection counts behind `max_conn`,
 /// and the token the TCP listener requires.
 pub struct HttpShared {
     pub path_prefix: String,
     pub max_conn: usize,
     pub psst_references: bool,
-    open: AtomicUsize,
+    /// HTTP connections open, per uid: `max_conn` is a per-caller bound here (the AWS agent
+    /// counts everyone together, so one caller past it would starve the rest). Touched when a
+    /// connection opens and closes; a request reads its own uid's counter.
+    open: Mutex<HashMap<u32, Arc<AtomicUsize>>>,
     pub token: Option<Token>,
 }
 
@@ -64,14 +68,36 @@ impl HttpShared {
             path_prefix: config.path_prefix.clone(),
             max_conn: config.max_conn,
             psst_references: config.psst_references,
-            open: AtomicUsize::new(0),
+            open: Mutex::new(HashMap::new()),
             token,
         }
     }
 
-    /// HTTP connections open now, both front doors together.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+    fn enter(self: &Arc<Self>, uid: u32) -> Open {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let counter = Arc::clone(open.entry(uid).or_default());
+        counter.fetch_add(1, Ordering::Relaxed);
+        Open {
+            http: Arc::clone(self),
+            uid,
+            counter,
+        }
+    }
+}
+
+/// Counts an HTTP connection against its uid's `max_conn` while it is open.
+struct Open {
+    http: Arc<HttpShared>,
+    uid: u32,
+    counter: Arc<AtomicUsize>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = self.http.open.lock().unwrap_or_else(|p| p.into_inner());
+        if self.counter.fetch_sub(1, Ordering::Relaxed) == 1 {
+            open.remove(&self.uid);
+        }
     }
 }
 
@@ -154,17 +180,6 @@ pub enum Peer {
     Tcp(TcpPeer),
 }
 
-/// Counts an HTTP connection for `max_conn` while it is open.
-struct Open(Arc<Shared>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        if let Some(http) = &self.0.http {
-            http.open.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// One HTTP connection's state, shared by its requests.
 struct Connection {
     shared: Arc<Shared>,
@@ -174,7 +189,7 @@ struct Connection {
     /// Identified at the first request that needs a caller (a `/ping` does not).
     caller: OnceCell<ConnectedCaller>,
     permit: ConnectionPermit,
-    _open: Open,
+    open: Open,
 }
 
 /// Serves HTTP/1.1 on one admitted connection until the client closes it, its request head
@@ -193,10 +208,13 @@ pub async fn serve<IO>(
     let Some(http) = shared.http.clone() else {
         return;
     };
-    http.open.fetch_add(1, Ordering::Relaxed);
+    let uid = match &peer {
+        Peer::Unix(peer) => peer.uid,
+        Peer::Tcp(peer) => peer.uid,
+    };
     let settings = shared.settings;
     let connection = Arc::new(Connection {
-        _open: Open(Arc::clone(&shared)),
+        open: http.enter(uid),
         shared,
         http,
         frontend,
@@ -296,7 +314,7 @@ impl Connection {
             Route::Ping => self.http.max_conn + 2,
             _ => self.http.max_conn,
         };
-        if self.http.open_connections() > limit {
+        if self.open.counter.load(Ordering::Relaxed) > limit {
             return reply(429, "Connection limit exceeded");
         }
         if route != Route::Ping {

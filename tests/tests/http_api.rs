@@ -268,7 +268,8 @@ fn the_tcp_listener_wants_the_token_before_anything_else() {
         .arg("http://localhost/secretsmanager/get?secretId=prod/db")
         .output()
         .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&describe(&out));
+    let body: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", describe(&out)));
     assert_eq!(body["SecretString"], "v");
 }
 

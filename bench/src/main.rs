@@ -5,6 +5,10 @@
 //! sequential latency (p50, p99) on one connection, and throughput with 8, 32 and 128 requests in
 //! flight (one connection each). Every measurement is repeated `--rounds` times, alternating
 //! targets; the medians are printed as a Markdown table.
+//!
+//! `psst-bench http` (`bench/run http`) compares the HTTP/1.1 front door instead (`http.rs`).
+
+mod http;
 
 use std::{
     path::{Path, PathBuf},
@@ -30,26 +34,26 @@ use tonic::{
     Request, Response, Status,
 };
 
-const VALUE_LEN: usize = 200;
-const REFERENCE: &str = "local:bench/db-password";
+pub const VALUE_LEN: usize = 200;
+pub const REFERENCE: &str = "local:bench/db-password";
 /// What the `--aws-roles` targets read, from a `moto_server` the bench starts.
 const SSM_REFERENCE: &str = "ssm:/bench/db-password";
 const BENCH_ROLE: &str = "arn:aws:iam::123456789012:role/psst-bench";
 
 #[derive(Parser)]
 #[command(about = "cached GetSecret: psstd against a minimal tonic server")]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
     /// Rounds per measurement; medians are reported.
     #[arg(long, default_value_t = 5)]
-    rounds: usize,
+    pub rounds: usize,
     /// Sequential requests per round.
     #[arg(long, default_value_t = 5000)]
-    sequential: usize,
+    pub sequential: usize,
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
+    pub seconds: f64,
     /// Also measure a cached `ssm:` read as the agent and under an assumed IAM role (`[[role]]`),
     /// against a `moto_server` (from PyPI) that the bench starts on a free loopback port.
     #[arg(long)]
@@ -58,6 +62,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// A cached read over psstd's HTTP/1.1 front door (Unix socket and TCP) against a minimal
+    /// hyper server answering the same body (the floor), and psstd's gRPC path, same run.
+    Http,
+    /// The HTTP floor: hyper's HTTP/1.1 server answering the bytes of BODY_FILE to everything.
+    HttpFloorServer {
+        socket: PathBuf,
+        port: u16,
+        body_file: PathBuf,
+    },
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -75,6 +88,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Cmd::BaselineServer { socket }) = cli.command {
         return tokio::runtime::Runtime::new()?.block_on(baseline_server(socket));
+    }
+    if let Some(Cmd::HttpFloorServer {
+        socket,
+        port,
+        body_file,
+    }) = cli.command
+    {
+        return tokio::runtime::Runtime::new()?
+            .block_on(http::floor_server(socket, port, body_file));
     }
     if let Some(Cmd::Load {
         socket,
@@ -108,11 +130,14 @@ fn main() -> anyhow::Result<()> {
             psstd.display()
         );
     }
+    if let Some(Cmd::Http) = cli.command {
+        return http::run(&cli, &psstd, dir.path());
+    }
 
     let mut targets = vec![
         Target::baseline(&dir.path().join("baseline.sock"))?,
-        Target::psstd(&psstd, dir.path(), "psstd", true, None)?,
-        Target::psstd(&psstd, dir.path(), "psstd-noaudit", false, None)?,
+        Target::psstd(&psstd, dir.path(), "psstd", true, None, None)?,
+        Target::psstd(&psstd, dir.path(), "psstd-noaudit", false, None, None)?,
     ];
     let moto = if cli.aws_roles {
         let moto = Moto::start()?;
@@ -126,6 +151,7 @@ fn main() -> anyhow::Result<()> {
             "psstd ssm",
             true,
             Some(&aws),
+            None,
         )?);
         let role = AwsTarget { role: true, ..aws };
         targets.push(Target::psstd(
@@ -134,6 +160,7 @@ fn main() -> anyhow::Result<()> {
             "psstd ssm, role",
             true,
             Some(&role),
+            None,
         )?);
         Some(moto)
     } else {
@@ -296,6 +323,7 @@ impl Target {
         name: &'static str,
         audit: bool,
         aws: Option<&AwsTarget>,
+        http_port: Option<u16>,
     ) -> anyhow::Result<Self> {
         let dir = dir.join(name.replace([' ', ','], "-"));
         std::fs::create_dir_all(&dir)?;
@@ -308,6 +336,10 @@ impl Target {
             d = dir.display()
         );
         let mut command = Command::new(psstd);
+        if let Some(port) = http_port {
+            config.push_str(&format!("[http]\ntcp_listen = \"127.0.0.1:{port}\"\n"));
+            command.env("AWS_TOKEN", http::TOKEN);
+        }
         if let Some(aws) = aws {
             config.push_str(&format!(
                 "[[backend]]\ntype = \"ssm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\nttl = \"1h\"\n[aws_roles]\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n",

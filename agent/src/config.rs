@@ -1380,4 +1380,59 @@ max_attempts = 0
         assert_eq!(config.identity.ecs, Some(EcsConfig::default()));
         assert_eq!(config.identity.docker, Some(DockerConfig::default()));
     }
+
+    #[test]
+    fn the_reference_configs_http_section_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("[http]").expect("an [http] section");
+        let end = text.find("[identity]").expect("the identity section");
+        let section: String = text[start..end]
+            .lines()
+            .map(|l| {
+                l.strip_prefix('#')
+                    .filter(|c| !c.starts_with(' '))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let section = format!("{section}[[backend]]\ntype = \"local\"\ndir = \"/x\"\n");
+        let config = Config::from_toml(&section, "http section")
+            .unwrap_or_else(|e| panic!("{e}\n{section}"));
+        assert_eq!(
+            config.http,
+            HttpConfig {
+                tcp_listen: Some("127.0.0.1:2773".parse().unwrap()),
+                token_file: Some("/var/run/awssmatoken".into()),
+                ..HttpConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn http_problems_are_reported() {
+        let base = "[[backend]]\ntype = \"local\"\ndir = \"/x\"\n";
+        let problems = |http: &str| {
+            Config::from_toml(&format!("[http]\n{http}\n{base}"), "t")
+                .err()
+                .map(|e| e.problems.join("\n"))
+                .unwrap_or_default()
+        };
+        assert!(problems("tcp_listen = \"0.0.0.0:2773\"").contains("not a loopback address"));
+        assert!(problems("tcp_listen = \"0.0.0.0:2773\"\nallow_remote = true").is_empty());
+        assert!(problems("path_prefix = \"v1/\"").contains("must begin with /"));
+        assert!(problems("max_conn = 0").contains("http.max_conn"));
+        assert!(
+            problems("tcp_listen = \"127.0.0.1:2773\"\nssrf_headers = [\"bad header\"]")
+                .contains("not a header name")
+        );
+        assert!(
+            problems("tcp_listen = \"127.0.0.1:2773\"\nssrf_env_variables = []")
+                .contains("http.ssrf_env_variables")
+        );
+        assert!(
+            problems("tcp_listen = \"127.0.0.1:2773\"\ntoken_file = \"rel\"").contains("absolute")
+        );
+        assert!(problems("port = 1").contains("unknown field"));
+    }
 }

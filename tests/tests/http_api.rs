@@ -553,3 +553,37 @@ print('trickle', len(open_streams), round(time.monotonic() - started, 1))
     let elapsed: f64 = fields[2].parse().unwrap();
     assert!(elapsed < 4.0, "cut after {elapsed}s: {line}");
 }
+
+#[test]
+fn check_config_wants_the_token_when_tcp_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("psstd.toml");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, ROOT_POLICY).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\ntcp_listen = \"127.0.0.1:2773\"\n[policy]\nfile = \"{}\"\n[[backend]]\ntype = \"local\"\ndir = \"{}/store\"\n",
+            policy.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let check = |env: &[(&str, &str)]| {
+        let mut command = Command::new(psst_tests::psstd_bin());
+        command.arg("check-config").arg(&config);
+        for var in ["AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
+            command.env_remove(var);
+        }
+        command.envs(env.iter().copied()).output().unwrap()
+    };
+    let out = check(&[]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AWS_TOKEN"),
+        "{}",
+        describe(&out)
+    );
+    let out = check(&[("AWS_CONTAINER_AUTHORIZATION_TOKEN", "t")]);
+    assert!(out.status.success(), "{}", describe(&out));
+}

@@ -7,10 +7,6 @@
 use std::{
     convert::Infallible,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
@@ -98,44 +94,22 @@ async fn sequential(address: &Address, n: usize) -> anyhow::Result<(f64, f64)> {
 }
 
 fn throughput(address: &Address, in_flight: usize, duration: Duration) -> anyhow::Result<f64> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
+    let address = address.clone();
+    let clients = async move {
         let mut senders = Vec::with_capacity(in_flight);
         for _ in 0..in_flight {
-            senders.push(client(address).await?);
+            senders.push(client(&address).await?);
         }
-        let done = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let counting = Arc::new(AtomicBool::new(false));
-        let tasks: Vec<_> = senders
-            .into_iter()
-            .map(|mut sender| {
-                let (done, stop, counting) =
-                    (Arc::clone(&done), Arc::clone(&stop), Arc::clone(&counting));
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        if get(&mut sender).await.is_ok() && counting.load(Ordering::Relaxed) {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        counting.store(true, Ordering::Relaxed);
-        let started = Instant::now();
-        tokio::time::sleep(duration).await;
-        let count = done.load(Ordering::Relaxed);
-        let elapsed = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            let _ = t.await;
-        }
-        Ok(count as f64 / elapsed.as_secs_f64())
-    })
+        Ok(senders)
+    };
+    crate::saturate(
+        clients,
+        |mut sender: SendRequest<Empty<Bytes>>| async move {
+            let ok = get(&mut sender).await.is_ok();
+            (sender, ok)
+        },
+        duration,
+    )
 }
 
 /// The floor: hyper's HTTP/1.1 server answering `body` to every request, on `socket` and on
@@ -226,7 +200,7 @@ pub fn run(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let targets = vec![
+    let targets = [
         HttpTarget {
             name: "floor: hyper, Unix socket".into(),
             address: Address::Unix(floor_socket.clone()),

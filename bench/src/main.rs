@@ -461,16 +461,43 @@ fn throughput(
     in_flight: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    // A two-worker runtime, like a typical multi-threaded service calling the agent.
+    let socket = socket.to_owned();
+    let clients = async move {
+        let mut clients = Vec::with_capacity(in_flight);
+        for _ in 0..in_flight {
+            clients.push(connect(&socket).await?);
+        }
+        Ok(clients)
+    };
+    saturate(
+        clients,
+        move |mut client: SecretsClient<Channel>| async move {
+            let ok = client.get_secret(request(reference)).await.is_ok();
+            (client, ok)
+        },
+        duration,
+    )
+}
+
+/// Keeps every client asking, one request at a time each, for `duration` after a 200 ms
+/// warm-up, on a two-worker runtime like a typical multi-threaded service calling the agent:
+/// the successful requests per second.
+fn saturate<C, F, Fut>(
+    clients: impl std::future::Future<Output = anyhow::Result<Vec<C>>>,
+    call: F,
+    duration: Duration,
+) -> anyhow::Result<f64>
+where
+    C: Send + 'static,
+    F: Fn(C) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = (C, bool)> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut clients = Vec::with_capacity(in_flight);
-        for _ in 0..in_flight {
-            clients.push(connect(socket).await?);
-        }
+        let clients = clients.await?;
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let counting = Arc::new(AtomicBool::new(false));
@@ -481,9 +508,9 @@ fn throughput(
                     (Arc::clone(&done), Arc::clone(&stop), Arc::clone(&counting));
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        if client.get_secret(request(reference)).await.is_ok()
-                            && counting.load(Ordering::Relaxed)
-                        {
+                        let (back, ok) = call(client).await;
+                        client = back;
+                        if ok && counting.load(Ordering::Relaxed) {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -572,7 +572,11 @@ fn check_config_wants_the_token_when_tcp_is_on() {
     let check = |env: &[(&str, &str)]| {
         let mut command = Command::new(psst_tests::psstd_bin());
         command.arg("check-config").arg(&config);
-        for var in ["AWS_TOKEN", "AWS_SESSION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN"] {
+        for var in [
+            "AWS_TOKEN",
+            "AWS_SESSION_TOKEN",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        ] {
             command.env_remove(var);
         }
         command.envs(env.iter().copied()).output().unwrap()

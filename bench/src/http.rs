@@ -112,6 +112,15 @@ fn throughput(address: &Address, in_flight: usize, duration: Duration) -> anyhow
     )
 }
 
+/// `count` reads on one connection to the Unix socket at `socket`.
+pub async fn load(socket: &Path, count: usize) -> anyhow::Result<()> {
+    let mut sender = client(&Address::Unix(socket.to_owned())).await?;
+    for _ in 0..count {
+        get(&mut sender).await?;
+    }
+    Ok(())
+}
+
 /// The floor: hyper's HTTP/1.1 server answering `body` to every request, on `socket` and on
 /// 127.0.0.1:`port`, with the same builder settings as psstd's front door would need none of.
 pub async fn floor_server(socket: PathBuf, port: u16, body_file: PathBuf) -> anyhow::Result<()> {

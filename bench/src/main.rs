@@ -71,6 +71,9 @@ enum Cmd {
         port: u16,
         body_file: PathBuf,
     },
+    /// Sends COUNT cached reads over the HTTP/1.1 front door, one at a time on one kept-alive
+    /// connection, to SOCKET (psstd's, or the floor server's): bench/callgrind with MODE=http.
+    HttpLoad { socket: PathBuf, count: usize },
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -97,6 +100,12 @@ fn main() -> anyhow::Result<()> {
     {
         return tokio::runtime::Runtime::new()?
             .block_on(http::floor_server(socket, port, body_file));
+    }
+    if let Some(Cmd::HttpLoad { socket, count }) = &cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(http::load(socket, *count));
     }
     if let Some(Cmd::Load {
         socket,

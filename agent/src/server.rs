@@ -87,8 +87,8 @@ pub struct Shared {
     pub max_message: usize,
     /// The largest `BatchGetSecrets` or `WatchSecrets` body: `limits.max_batch` references.
     pub max_list_request: usize,
-    /// The AWS agents' HTTP API (`[http]`); None: the socket speaks gRPC only and connections
-    /// go to HTTP/2 without a look at their first bytes.
+    /// The AWS agents' HTTP API (`[http]`); None, or `unix` off: the socket speaks gRPC only
+    /// and its connections go to HTTP/2 without a look at their first bytes.
     pub http: Option<Arc<HttpShared>>,
 }
 
@@ -201,7 +201,7 @@ async fn connection(
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
-    if shared.http.is_none() {
+    if !shared.http.as_ref().is_some_and(|http| http.unix) {
         return http2(stream, peer, permit, shared, stop, None).await;
     }
     // Tell HTTP/1.1 from HTTP/2 by the first bytes, within the handshake timeout.

@@ -52,6 +52,8 @@ const MAX_HEAD: usize = 16 * 1024;
 /// What every HTTP connection shares: settings, the open-connection counts behind `max_conn`,
 /// and the token the TCP listener requires.
 pub struct HttpShared {
+    /// Whether the Unix socket answers HTTP/1.1 too (`[http] unix`).
+    pub unix: bool,
     pub path_prefix: String,
     pub max_conn: usize,
     pub psst_references: bool,
@@ -65,6 +67,7 @@ pub struct HttpShared {
 impl HttpShared {
     pub fn new(config: &HttpConfig, token: Option<Token>) -> Self {
         Self {
+            unix: config.unix,
             path_prefix: config.path_prefix.clone(),
             max_conn: config.max_conn,
             psst_references: config.psst_references,

@@ -591,3 +591,37 @@ fn check_config_wants_the_token_when_tcp_is_on() {
     let out = check(&[("AWS_CONTAINER_AUTHORIZATION_TOKEN", "t")]);
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+#[test]
+fn with_unix_off_the_socket_speaks_grpc_only() {
+    let policy = r#"
+[[rule]]
+name = "root"
+caller = { uid = [0] }
+allow = { read = ["local:**"], write = ["local:**"] }
+"#;
+    let port = free_port();
+    // local_agent writes its secrets over gRPC on the socket: that still works.
+    let agent = local_agent(policy, "unix = false", port);
+    let (code, _) = curl_as(
+        "root",
+        &[
+            "--unix-socket",
+            agent.socket.to_str().unwrap(),
+            "http://localhost/secretsmanager/get?secretId=local:app/canary",
+        ],
+    );
+    assert_ne!(
+        code, "200",
+        "HTTP/1.1 on the socket although [http] unix = false"
+    );
+    let (code, body) = curl_as(
+        "root",
+        &[
+            "-H",
+            &format!("X-Aws-Parameters-Secrets-Token: {TOKEN}"),
+            &format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=local:app/canary"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+}

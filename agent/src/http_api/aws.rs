@@ -309,7 +309,10 @@ pub fn secret_value_body(query: &Query, served: &ServedSecret) -> Vec<u8> {
         version_stages: Some(secret.stages.as_slice()).filter(|s| !s.is_empty()),
         created_date: secret.created_at.map(seconds_text),
     };
-    serde_json::to_vec(&body).expect("a body of strings serializes")
+    // Sized for the whole body at once: a buffer grown on the way would be copied and wiped.
+    let mut out = Vec::with_capacity(256 + bytes.len() * 2 + secret.version_id.len());
+    serde_json::to_writer(&mut out, &body).expect("a body of strings serializes");
+    out
 }
 
 #[derive(Serialize)]
@@ -362,7 +365,9 @@ pub fn parameter_body(query: &Query, served: &ServedSecret) -> Option<Vec<u8>> {
             version: secret.version_id.parse().unwrap_or(0),
         },
     };
-    Some(serde_json::to_vec(&body).expect("a body of strings serializes"))
+    let mut out = Vec::with_capacity(256 + value.len() * 2);
+    serde_json::to_writer(&mut out, &body).expect("a body of strings serializes");
+    Some(out)
 }
 
 /// Which API's error vocabulary an answer uses.

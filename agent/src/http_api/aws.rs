@@ -269,27 +269,33 @@ fn seconds(t: SystemTime) -> f64 {
     }
 }
 
-/// `GetSecretValue`'s body, fields in the AWS agent's order.
-#[derive(Serialize)]
-struct SecretValueBody<'a> {
-    #[serde(rename = "ARN")]
-    arn: Option<&'a str>,
-    #[serde(rename = "Name")]
-    name: Option<&'a str>,
-    #[serde(rename = "VersionId")]
-    version_id: Option<&'a str>,
-    #[serde(rename = "SecretString", skip_serializing_if = "Option::is_none")]
-    secret_string: Option<&'a str>,
-    #[serde(rename = "SecretBinary", skip_serializing_if = "Option::is_none")]
-    secret_binary: Option<String>,
-    #[serde(rename = "VersionStages", skip_serializing_if = "Option::is_none")]
-    version_stages: Option<&'a [String]>,
-    #[serde(rename = "CreatedDate")]
-    created_date: Option<String>,
+/// A JSON string, as serde_json writes it: most values need no escaping, and are copied whole
+/// (the check has no early exit, so it compiles to a vector loop).
+fn push_json_str(out: &mut Vec<u8>, text: &str) {
+    let plain = text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, text).expect("a string serializes");
+    }
 }
 
-/// The body the AWS agent answers `GetSecretValue` with. A value from a backend without AWS
-/// metadata: `ARN` null, `Name` the reference as asked, the backend's version and stages.
+fn push_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    out.extend_from_slice(name.as_bytes());
+    match value {
+        Some(value) => push_json_str(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// The body the AWS agent answers `GetSecretValue` with: `ARN`, `Name`, `VersionId`,
+/// `SecretString` or `SecretBinary`, `VersionStages` (when there are any), `CreatedDate`, in its
+/// order and formats. A value from a backend without AWS metadata: `ARN` null, `Name` the
+/// reference as asked, the backend's version and stages.
 pub fn secret_value_body(query: &Query, served: &ServedSecret) -> Vec<u8> {
     let secret = &served.secret;
     let aws = secret.aws.as_deref();
@@ -300,18 +306,34 @@ pub fn secret_value_body(query: &Query, served: &ServedSecret) -> Vec<u8> {
         Some(ValueShape::SecretBinary) if served.reference.key().is_none() => true,
         _ => text.is_none(),
     };
-    let body = SecretValueBody {
-        arn: aws.map(|a| a.arn.as_str()).filter(|a| !a.is_empty()),
-        name: Some(aws.map_or(query.reference.as_str(), |a| a.name.as_str())),
-        version_id: Some(secret.version_id.as_str()).filter(|v| !v.is_empty()),
-        secret_string: text.filter(|_| !binary),
-        secret_binary: binary.then(|| aws_smithy_types::base64::encode(bytes)),
-        version_stages: Some(secret.stages.as_slice()).filter(|s| !s.is_empty()),
-        created_date: secret.created_at.map(seconds_text),
-    };
     // Sized for the whole body at once: a buffer grown on the way would be copied and wiped.
     let mut out = Vec::with_capacity(256 + bytes.len() * 2 + secret.version_id.len());
-    serde_json::to_writer(&mut out, &body).expect("a body of strings serializes");
+    let arn = aws.map(|a| a.arn.as_str()).filter(|a| !a.is_empty());
+    push_field(&mut out, "{\"ARN\":", arn);
+    let name = aws.map_or(query.reference.as_str(), |a| a.name.as_str());
+    push_field(&mut out, ",\"Name\":", Some(name));
+    let version = Some(secret.version_id.as_str()).filter(|v| !v.is_empty());
+    push_field(&mut out, ",\"VersionId\":", version);
+    match text.filter(|_| !binary) {
+        Some(text) => push_field(&mut out, ",\"SecretString\":", Some(text)),
+        None => {
+            let encoded = aws_smithy_types::base64::encode(bytes);
+            push_field(&mut out, ",\"SecretBinary\":", Some(&encoded));
+        }
+    }
+    if !secret.stages.is_empty() {
+        out.extend_from_slice(b",\"VersionStages\":[");
+        for (i, stage) in secret.stages.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_json_str(&mut out, stage);
+        }
+        out.push(b']');
+    }
+    let created = secret.created_at.map(seconds_text);
+    push_field(&mut out, ",\"CreatedDate\":", created.as_deref());
+    out.push(b'}');
     out
 }
 
@@ -547,6 +569,25 @@ mod tests {
             String::from_utf8(body).unwrap(),
             r#"{"ARN":null,"Name":"local:app/db","VersionId":"v-1","SecretBinary":"/wA=","VersionStages":["AWSCURRENT"],"CreatedDate":"1569534789.046"}"#
         );
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "plain",
+            "",
+            "a \"q\" \\ b",
+            "line\nbreak\ttab\u{1}",
+            "é ☃ \u{7f}",
+            "{\"k\":\"v\"}",
+        ] {
+            let mut out = Vec::new();
+            push_json_str(&mut out, text);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(text).unwrap()
+            );
+        }
     }
 
     #[test]

@@ -271,6 +271,25 @@ fn the_tcp_listener_wants_the_token_before_anything_else() {
     let body: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", describe(&out)));
     assert_eq!(body["SecretString"], "v");
+
+    // refreshNow: the cached value until asked, then the backend's current one.
+    w.moto
+        .boto3("sm.put_secret_value(SecretId='prod/db', SecretString='v2')\n");
+    let read = |query: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "--unix-socket", w.agent.socket.to_str().unwrap()])
+            .arg(format!(
+                "http://localhost/secretsmanager/get?secretId=prod/db{query}"
+            ))
+            .output()
+            .unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", describe(&out)));
+        body["SecretString"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(read(""), "v", "served from the cache");
+    assert_eq!(read("&refreshNow=true"), "v2");
+    assert_eq!(read(""), "v2");
 }
 
 /// The Python client of the AWS Secrets Manager Agent's README, unchanged but for the secret

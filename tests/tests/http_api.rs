@@ -350,6 +350,14 @@ print(json.loads(json.loads(get_secret())["SecretString"])["password"])
     );
 }
 
+/// Root reads and writes the local store; nobody else is granted anything.
+const ROOT_LOCAL_POLICY: &str = r#"
+[[rule]]
+name = "root"
+caller = { uid = [0] }
+allow = { read = ["local:**"], write = ["local:**"] }
+"#;
+
 /// A local-store agent with the HTTP API on TCP (its token in `AWS_SESSION_TOKEN`, the second
 /// variable the AWS agent looks at), a canary secret and one per user.
 fn local_agent(policy: &str, extra: &str, port: u16) -> Agent {
@@ -452,15 +460,9 @@ allow = {{ read = ["local:app/alice"] }}
 #[test]
 fn a_flood_of_connections_and_a_trickled_head_do_not_starve_the_canary() {
     let mallory = TempUser::new("psst-http-mallory");
-    let policy = r#"
-[[rule]]
-name = "root"
-caller = { uid = [0] }
-allow = { read = ["local:**"], write = ["local:**"] }
-"#;
     let port = free_port();
     let agent = local_agent(
-        policy,
+        ROOT_LOCAL_POLICY,
         "max_conn = 4\n[connections]\nmax_per_uid = 6\nhandshake_timeout = \"1s\"\n",
         port,
     );
@@ -613,15 +615,9 @@ fn check_config_wants_the_token_when_tcp_is_on() {
 
 #[test]
 fn with_unix_off_the_socket_speaks_grpc_only() {
-    let policy = r#"
-[[rule]]
-name = "root"
-caller = { uid = [0] }
-allow = { read = ["local:**"], write = ["local:**"] }
-"#;
     let port = free_port();
     // local_agent writes its secrets over gRPC on the socket: that still works.
-    let agent = local_agent(policy, "unix = false", port);
+    let agent = local_agent(ROOT_LOCAL_POLICY, "unix = false", port);
     let (code, _) = curl_as(
         "root",
         &[

@@ -122,7 +122,7 @@ pub async fn load(socket: &Path, count: usize) -> anyhow::Result<()> {
 }
 
 /// The floor: hyper's HTTP/1.1 server answering `body` to every request, on `socket` and on
-/// 127.0.0.1:`port`, with the same builder settings as psstd's front door would need none of.
+/// 127.0.0.1:`port`, with hyper's default settings: no timers, limits or checks.
 pub async fn floor_server(socket: PathBuf, port: u16, body_file: PathBuf) -> anyhow::Result<()> {
     let body = Bytes::from(std::fs::read(&body_file)?);
     let _ = std::fs::remove_file(&socket);

@@ -52,6 +52,7 @@ KNOWN_FILES = {
     "systemd/psstd.socket",
     "systemd/psst.sysusers",
     "systemd/psst-render@.service",
+    "systemd/psstd-aws-agent-api.conf",
     "kubernetes/daemonset.yaml",
     "kubernetes/app.yaml",
     "kubernetes/sidecar.yaml",
@@ -513,6 +514,25 @@ def check_systemd(report):
     if socket.get(("Socket", "Accept"), ["no"])[-1] != "no":
         report.error(where, "Accept=no expected: one psstd serves every connection")
     check_render_unit(report)
+    check_aws_agent_dropin(report)
+
+
+def check_aws_agent_dropin(report):
+    """deploy/systemd/psstd-aws-agent-api.conf: psstd in the AWS Secrets Manager Agent's place
+    (README, "Migrating from the AWS Secrets Manager Agent"): the token where the AWS agent reads
+    it, the group that may read it, and netlink for the TCP caller lookup, added to the unit's."""
+    path = DEPLOY / "systemd/psstd-aws-agent-api.conf"
+    dropin = unit_directives(path)
+    where = rel(path)
+    if "AWS_TOKEN=file:///var/run/awssmatoken" not in dropin.get(("Service", "Environment"), []):
+        report.error(where, "[Service] Environment=AWS_TOKEN=file:///var/run/awssmatoken expected (the AWS agent's token)")
+    if dropin.get(("Service", "SupplementaryGroups"), [""])[-1] != "awssmatokenreader":
+        report.error(where, "[Service] SupplementaryGroups=awssmatokenreader expected (the token file's group)")
+    if dropin.get(("Service", "RestrictAddressFamilies"), [""])[-1] != "AF_NETLINK":
+        report.error(where, "[Service] RestrictAddressFamilies=AF_NETLINK expected (added to the unit's list)")
+    for key in ("User", "ExecStart", "CapabilityBoundingSet", "ProtectSystem"):
+        if ("Service", key) in dropin:
+            report.error(where, f"[Service] {key} must stay the unit's: the drop-in only adds")
 
 
 def check_render_unit(report):

@@ -228,6 +228,19 @@ impl Agent {
         result
     }
 
+    /// `get`, and when the value came from the cache, the backend read again: the HTTP front
+    /// door's `refreshNow`. The first `get` authorizes (and audits) the read, so a caller can
+    /// make the agent refresh only what it may read; the backend's `CallGuard` rate limit and
+    /// the cache's coalescing bound what repeated refreshes cost.
+    pub async fn get_refreshed(&self, caller: &Caller, text: &str) -> Result<ServedSecret, Error> {
+        let served = self.get(caller, text).await?;
+        if !served.hit {
+            return Ok(served);
+        }
+        self.invalidate_secret(&served.reference).await;
+        self.get(caller, text).await
+    }
+
     /// One result per reference, in order; a bad item fails alone. Misses for one backend go to
     /// it together (`Backend::fetch_many`), so Parameter Store and Secrets Manager get batch calls.
     pub async fn batch_get(

@@ -26,6 +26,7 @@ use crate::{
     },
     cache::{CacheSettings, SecretCache},
     config::{self, BackendConfig, Config},
+    http_api,
     identity::{Attestors, IdentityResolver, ProcResolver},
     lifecycle, metrics,
     policy::PolicySource,
@@ -140,6 +141,21 @@ pub async fn run(
         ),
         None => None,
     };
+    let http = config.http.clone();
+    let token = match http.tcp_listen {
+        Some(_) => Some(http_api::Token::load(&http).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let tcp_listener = match http.tcp_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the HTTP listener {address}"))?,
+        ),
+        None => None,
+    };
+    let http_shared = (http.unix || tcp_listener.is_some())
+        .then(|| Arc::new(http_api::HttpShared::new(&http, token)));
     let bound = transport::bind(&config.server)?;
     let backends = build_backends(&config)?;
     let cache = SecretCache::new(CacheSettings {
@@ -237,10 +253,17 @@ pub async fn run(
         max_message,
         max_list_request: config.limits.max_batch * (MAX_REFERENCE_LEN + 8) + 64,
         identity_timeout: config.identity.timeout,
+        http: http_shared,
     });
-    let server = server::serve(transport::Acceptor::new(bound.listener), shared, async {
-        stop_rx.await.ok();
-    });
+    let http_address = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let server = server::serve(
+        transport::Acceptor::new(bound.listener),
+        tcp_listener,
+        shared,
+        async {
+            stop_rx.await.ok();
+        },
+    );
     let feed = feed_status.map(|status| Feed::start(&config.feed, agent.hub().clone(), status));
     let metrics_server = metrics_listener.map(|listener| {
         tokio::spawn(metrics::serve(
@@ -262,6 +285,8 @@ pub async fn run(
         socket = %bound.path.as_deref().map_or("(systemd socket)".into(), |p| p.display().to_string()),
         backends = ?agent_backends(&config),
         policy_rules = policy.current().rule_count(),
+        http_unix = config.http.unix,
+        http_tcp = %http_address.map_or("off".into(), |a| a.to_string()),
         "psstd ready"
     );
     lifecycle::notify(sd_notify::NotifyState::Ready);

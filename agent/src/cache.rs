@@ -35,7 +35,7 @@ use moka::{sync::Cache, Expiry};
 use tokio::time::Instant;
 
 use crate::{
-    backend::{BackendError, Fetched},
+    backend::{AwsMetadata, BackendError, Fetched},
     reference::SecretRef,
     secret::SecretValue,
 };
@@ -52,11 +52,39 @@ pub struct CachedSecret {
     pub created_at: Option<SystemTime>,
     /// The backend's own name for the secret when the reference used another (an ARN).
     pub canonical_name: Option<String>,
+    /// Secrets Manager's and Parameter Store's metadata, for the HTTP front door's bodies.
+    pub aws: Option<Box<AwsMetadata>>,
     pub fetched_at: SystemTime,
     pub expires_at: SystemTime,
     fresh_until: Instant,
     /// From here on, a read starts a background refresh (refresh ahead).
     refresh_at: Instant,
+}
+
+#[cfg(test)]
+impl CachedSecret {
+    /// An entry as the cache would hold it, for tests of what is made of one.
+    pub fn for_test(
+        value: SecretValue,
+        version_id: &str,
+        stages: Vec<String>,
+        created_at: Option<SystemTime>,
+        aws: Option<Box<AwsMetadata>>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            value: Arc::new(value),
+            version_id: version_id.to_owned(),
+            stages,
+            created_at,
+            canonical_name: None,
+            aws,
+            fetched_at: SystemTime::now(),
+            expires_at: SystemTime::now(),
+            fresh_until: now,
+            refresh_at: now,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -79,7 +107,10 @@ impl Entry {
     fn weight(&self, key: &SecretRef) -> u32 {
         let payload = match self {
             Entry::Found(s) => {
-                s.value.len() + s.version_id.len() + s.stages.iter().map(String::len).sum::<usize>()
+                s.value.len()
+                    + s.version_id.len()
+                    + s.stages.iter().map(String::len).sum::<usize>()
+                    + s.aws.as_ref().map_or(0, |aws| aws.weight())
             }
             Entry::Missing { message, .. } => message.len(),
         };
@@ -569,6 +600,7 @@ fn to_entry(
                 stages: fetched.stages,
                 created_at: fetched.created_at,
                 canonical_name: fetched.canonical_name,
+                aws: fetched.aws,
                 fetched_at,
                 expires_at: fetched_at + ttl,
                 fresh_until: now + ttl,
@@ -909,6 +941,7 @@ mod tests {
                                             created_at: None,
                                             canonical_name: None,
                                             alias: None,
+                                            aws: None,
                                         })
                                     } else {
                                         tokio::time::sleep(Duration::from_secs(1)).await;

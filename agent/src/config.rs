@@ -117,6 +117,20 @@ pub const DEFAULT_FEED_HEALTHY_INTERVAL: Duration = Duration::from_secs(15 * 60)
 pub const DEFAULT_FEED_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Long polling: SQS's maximum wait for a message.
 pub const DEFAULT_FEED_WAIT_TIME: Duration = Duration::from_secs(20);
+/// The AWS agents' HTTP API is served on the Unix socket unless turned off: callers there are
+/// identified by peer credentials exactly as gRPC callers are.
+pub const DEFAULT_HTTP_UNIX: bool = true;
+/// The AWS Secrets Manager Agent's defaults (its `config.rs`): path-style prefix, connections
+/// in flight before 429, the headers that carry the SSRF token and the variables it is read from.
+pub const DEFAULT_HTTP_PATH_PREFIX: &str = "/v1/";
+pub const DEFAULT_HTTP_MAX_CONN: usize = 800;
+pub const DEFAULT_HTTP_SSRF_HEADERS: [&str; 2] =
+    ["X-Aws-Parameters-Secrets-Token", "X-Vault-Token"];
+pub const DEFAULT_HTTP_SSRF_ENV_VARIABLES: [&str; 3] = [
+    "AWS_TOKEN",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -131,6 +145,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The change feed (`rotation/feed.rs`); off unless `queue_url` or `create` is set.
     pub feed: FeedConfig,
+    /// The AWS agents' HTTP API (`http/`).
+    pub http: HttpConfig,
     /// Caller identification and the workload attestors (`identity/config.rs`).
     pub identity: IdentityConfig,
     pub aws_roles: AwsRolesConfig,
@@ -203,6 +219,94 @@ impl Default for MetricsConfig {
             allow_remote: false,
             max_connections: DEFAULT_METRICS_MAX_CONNECTIONS,
         }
+    }
+}
+
+/// `[http]`: the AWS Secrets Manager Agent's and the Parameters and Secrets Lambda Extension's
+/// HTTP API, a second front door to the same identity → policy → cache path.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Answer HTTP/1.1 on the agent's Unix socket (told from gRPC by the connection preface).
+    pub unix: bool,
+    /// A TCP address for apps that only speak TCP, e.g. "127.0.0.1:2773". Unset: off.
+    pub tcp_listen: Option<std::net::SocketAddr>,
+    /// A `tcp_listen` address other than loopback is refused unless this is set.
+    pub allow_remote: bool,
+    /// Path-style requests: `<path_prefix><secretId>`.
+    pub path_prefix: String,
+    /// HTTP connections open at once from one uid (both front doors); requests on more get 429.
+    pub max_conn: usize,
+    /// Headers any of which may carry the SSRF token (TCP only).
+    pub ssrf_headers: Vec<String>,
+    /// Variables the token is read from, the first set wins; `file://PATH` reads it from a file.
+    pub ssrf_env_variables: Vec<String>,
+    /// A file holding the token, read instead of the variables when set.
+    pub token_file: Option<PathBuf>,
+    /// Also accept psst references (`local:app/db`, `vault:...`) as a secretId or name.
+    pub psst_references: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            unix: DEFAULT_HTTP_UNIX,
+            tcp_listen: None,
+            allow_remote: false,
+            path_prefix: DEFAULT_HTTP_PATH_PREFIX.to_owned(),
+            max_conn: DEFAULT_HTTP_MAX_CONN,
+            ssrf_headers: DEFAULT_HTTP_SSRF_HEADERS.map(str::to_owned).to_vec(),
+            ssrf_env_variables: DEFAULT_HTTP_SSRF_ENV_VARIABLES.map(str::to_owned).to_vec(),
+            token_file: None,
+            psst_references: true,
+        }
+    }
+}
+
+impl HttpConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.path_prefix.starts_with('/') {
+            problems.push(format!(
+                "http.path_prefix must begin with /, got '{}'",
+                self.path_prefix
+            ));
+        }
+        if self.max_conn == 0 {
+            problems.push("http.max_conn must be at least 1".into());
+        }
+        if let Some(address) = self.tcp_listen {
+            if !address.ip().is_loopback() && !self.allow_remote {
+                problems.push(format!(
+                    "http.tcp_listen {address} is not a loopback address: set http.allow_remote = true to take requests from other hosts"
+                ));
+            }
+            if self.ssrf_headers.is_empty() {
+                problems.push("http.ssrf_headers must name at least one header".into());
+            }
+            if let Some(bad) = self
+                .ssrf_headers
+                .iter()
+                .find(|h| http::HeaderName::from_bytes(h.as_bytes()).is_err())
+            {
+                problems.push(format!("http.ssrf_headers: '{bad}' is not a header name"));
+            }
+            if self.token_file.is_none() && self.ssrf_env_variables.is_empty() {
+                problems.push(
+                    "http.ssrf_env_variables must name at least one variable (or set http.token_file)"
+                        .into(),
+                );
+            }
+            if let Some(file) = &self.token_file {
+                if !file.is_absolute() {
+                    problems.push(format!(
+                        "http.token_file must be an absolute path, got {}",
+                        file.display()
+                    ));
+                }
+            }
+        }
+        problems
     }
 }
 
@@ -742,7 +846,7 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "server",
     "connections",
     "log",
@@ -753,6 +857,7 @@ const SECTIONS: [&str; 13] = [
     "watch",
     "feed",
     "metrics",
+    "http",
     "identity",
     "aws_roles",
     "backend",
@@ -794,6 +899,7 @@ impl Config {
         let metrics: MetricsConfig = section(&table, "metrics", &mut problems);
         let feed: FeedConfig = section(&table, "feed", &mut problems);
         let feed_present = table.contains_key("feed");
+        let http: HttpConfig = section(&table, "http", &mut problems);
         let identity: IdentityConfig = section(&table, "identity", &mut problems);
         let aws_roles: AwsRolesConfig = section(&table, "aws_roles", &mut problems);
         let mut backends = Vec::new();
@@ -823,6 +929,7 @@ impl Config {
             watch,
             metrics,
             feed,
+            http,
             identity,
             aws_roles,
             backends,
@@ -949,6 +1056,7 @@ impl Config {
             ));
         }
         problems.extend(self.identity.problems());
+        problems.extend(self.http.problems());
         if self.audit.fail_closed && !self.audit.enabled {
             problems.push("audit.fail_closed needs audit.enabled".into());
         }
@@ -1058,6 +1166,7 @@ impl Config {
             },
             metrics: MetricsConfig::default(),
             feed: FeedConfig::default(),
+            http: HttpConfig::default(),
             identity: IdentityConfig::default(),
             aws_roles: AwsRolesConfig::default(),
             // AWS backends load their settings from the standard environment (AWS_REGION,
@@ -1528,5 +1637,60 @@ max_attempts = 0
         );
         assert_eq!(config.identity.ecs, Some(EcsConfig::default()));
         assert_eq!(config.identity.docker, Some(DockerConfig::default()));
+    }
+
+    #[test]
+    fn the_reference_configs_http_section_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/psstd.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let start = text.find("[http]").expect("an [http] section");
+        let end = text.find("[identity]").expect("the identity section");
+        let section: String = text[start..end]
+            .lines()
+            .map(|l| {
+                l.strip_prefix('#')
+                    .filter(|c| !c.starts_with(' '))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let section = format!("{section}[[backend]]\ntype = \"local\"\ndir = \"/x\"\n");
+        let config = Config::from_toml(&section, "http section")
+            .unwrap_or_else(|e| panic!("{e}\n{section}"));
+        assert_eq!(
+            config.http,
+            HttpConfig {
+                tcp_listen: Some("127.0.0.1:2773".parse().unwrap()),
+                token_file: Some("/var/run/awssmatoken".into()),
+                ..HttpConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn http_problems_are_reported() {
+        let base = "[[backend]]\ntype = \"local\"\ndir = \"/x\"\n";
+        let problems = |http: &str| {
+            Config::from_toml(&format!("[http]\n{http}\n{base}"), "t")
+                .err()
+                .map(|e| e.problems.join("\n"))
+                .unwrap_or_default()
+        };
+        assert!(problems("tcp_listen = \"0.0.0.0:2773\"").contains("not a loopback address"));
+        assert!(problems("tcp_listen = \"0.0.0.0:2773\"\nallow_remote = true").is_empty());
+        assert!(problems("path_prefix = \"v1/\"").contains("must begin with /"));
+        assert!(problems("max_conn = 0").contains("http.max_conn"));
+        assert!(
+            problems("tcp_listen = \"127.0.0.1:2773\"\nssrf_headers = [\"bad header\"]")
+                .contains("not a header name")
+        );
+        assert!(
+            problems("tcp_listen = \"127.0.0.1:2773\"\nssrf_env_variables = []")
+                .contains("http.ssrf_env_variables")
+        );
+        assert!(
+            problems("tcp_listen = \"127.0.0.1:2773\"\ntoken_file = \"rel\"").contains("absolute")
+        );
+        assert!(problems("port = 1").contains("unknown field"));
     }
 }

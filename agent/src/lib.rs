@@ -7,7 +7,8 @@
 //! - [`transport`]: the Unix socket (or systemd's) and its accept loop.
 //! - [`admission`]: what each uid, and everyone together, may make the agent hold.
 //! - [`identity`]: peer credentials enriched from `/proc` into a [`identity::Caller`].
-//! - [`api`]: gRPC handlers; they translate and call the core.
+//! - [`api`]: gRPC handlers; they translate and call the core. [`http_api`] is the second front
+//!   door: the AWS agents' HTTP/1.1 API, on the same socket (and optionally TCP).
 //! - [`agent`]: the core: reference → policy → cache → backend, independent of gRPC.
 //! - [`policy`]: deny by default, reloaded live.
 //! - [`cache`]: memory-only, bounded, coalescing, stale-tolerant.
@@ -26,6 +27,7 @@ pub mod audit;
 pub mod backend;
 pub mod cache;
 pub mod config;
+pub mod http_api;
 pub mod identity;
 pub mod lifecycle;
 pub mod metrics;

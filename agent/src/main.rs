@@ -130,6 +130,12 @@ fn check_config(file: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if config.http.tcp_listen.is_some() {
+        if let Err(problem) = psstd::http_api::Token::load(&config.http) {
+            eprintln!("{}: {problem}", file.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     match Policy::from_file(&config.policy.file) {
         Ok(policy) => {
             let unattested = policy.unattested(&config.identity.platforms());

@@ -27,6 +27,7 @@ use crate::{
     backend::aws::role::{RoleSessions, RoleUsage},
     backend::{guard::CircuitState, Backends},
     cache::SecretCache,
+    identity::Frontend,
     policy::Operation,
     reference::BackendKind,
     rotation::{
@@ -52,6 +53,15 @@ struct DecisionLabels {
     decision: &'static str,
 }
 
+/// A request to the HTTP front door: bounded labels (two front doors, five routes, a few
+/// statuses).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    frontend: &'static str,
+    route: &'static str,
+    status: u16,
+}
+
 type Histograms = Family<BackendLabel, Histogram, fn() -> Histogram>;
 
 /// The agent's metrics registry and the instruments the request path updates.
@@ -61,6 +71,7 @@ pub struct Metrics {
     backend_errors: Family<BackendLabel, Counter>,
     backend_latency: Histograms,
     decisions: Family<DecisionLabels, Counter>,
+    http_requests: Family<HttpLabels, Counter>,
 }
 
 impl Metrics {
@@ -77,6 +88,12 @@ impl Metrics {
         let backend_latency: Histograms =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 15)));
         let decisions = Family::<DecisionLabels, Counter>::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests to the AWS agents' HTTP API, by front door (http_unix, http_tcp), route and status",
+            http_requests.clone(),
+        );
         registry.register(
             "backend_calls",
             "Backend reads, by backend",
@@ -109,7 +126,18 @@ impl Metrics {
             backend_errors,
             backend_latency,
             decisions,
+            http_requests,
         }
+    }
+
+    pub fn http_request(&self, frontend: Frontend, route: &'static str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                frontend: frontend.as_str(),
+                route,
+                status,
+            })
+            .inc();
     }
 
     pub fn backend_call(&self, kind: BackendKind, elapsed: Duration, failed: bool) {

@@ -29,7 +29,8 @@ use http::{header, HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame};
 use prost::Message;
 use tokio::{
-    net::UnixStream,
+    io::{AsyncRead, AsyncReadExt, AsyncWrite},
+    net::{TcpListener, UnixStream},
     sync::watch,
     task::JoinSet,
     time::{Instant, Sleep},
@@ -41,7 +42,8 @@ use crate::{
     admission::{Admission, BodyBudget, ConnectionPermit, RequestPermit},
     agent::Agent,
     api,
-    identity::{IdentityError, IdentityResolver, PeerCred},
+    http_api::{self, prefixed::Prefixed, HttpShared, Peer, TcpPeer},
+    identity::{Caller, Frontend, IdentityError, IdentityResolver, PeerCred},
     transport::{Acceptor, ConnectedCaller},
 };
 
@@ -86,6 +88,9 @@ pub struct Shared {
     pub max_message: usize,
     /// The largest `BatchGetSecrets` or `WatchSecrets` body: `limits.max_batch` references.
     pub max_list_request: usize,
+    /// The AWS agents' HTTP API (`[http]`); None, or `unix` off: the socket speaks gRPC only
+    /// and its connections go to HTTP/2 without a look at their first bytes.
+    pub http: Option<Arc<HttpShared>>,
 }
 
 impl Shared {
@@ -109,15 +114,30 @@ impl Shared {
 /// caller delays nobody else.
 pub async fn serve(
     mut acceptor: Acceptor,
+    tcp: Option<TcpListener>,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut tcp = tcp;
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            accepted = async { tcp.as_ref().expect("checked").accept().await }, if tcp.is_some() => {
+                match accepted {
+                    Ok((stream, _)) => {
+                        connections.spawn(tcp_connection(stream, Arc::clone(&shared), stop_rx.clone()));
+                    }
+                    Err(e) => {
+                        // Out of descriptors and the like: the Unix socket's acceptor sheds
+                        // load; here, wait a moment rather than spin.
+                        tracing::debug!(error = %e, "TCP accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            },
             (stream, peer) = acceptor.accept() => {
                 let Some(peer) = peer else {
                     acceptor.refuse(&"no peer credentials");
@@ -145,6 +165,7 @@ pub async fn serve(
     // on one that is draining. Then end the watch streams (they never end by themselves;
     // UNAVAILABLE makes clients resume elsewhere or later) and ask every connection to finish.
     drop(acceptor);
+    drop(tcp.take());
     shared.agent.shut_down();
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
@@ -153,6 +174,11 @@ pub async fn serve(
 /// Identifies the caller behind a new connection, in its own task and bounded in time
 /// (`identity.timeout`): a slow `/proc`, NSS or platform lookup delays only this connection.
 async fn identify(shared: &Shared, peer: PeerCred) -> ConnectedCaller {
+    Arc::new(resolve(shared, peer).await)
+}
+
+/// The caller behind peer credentials, bounded by `identity.timeout`; a failure is logged.
+pub async fn resolve(shared: &Shared, peer: PeerCred) -> Result<Caller, IdentityError> {
     let uid = peer.uid;
     let caller = tokio::time::timeout(shared.identity_timeout, shared.resolver.resolve(peer))
         .await
@@ -160,16 +186,109 @@ async fn identify(shared: &Shared, peer: PeerCred) -> ConnectedCaller {
     if let Err(e) = &caller {
         tracing::warn!(error = %e, uid, "connection from an unidentified caller");
     }
-    Arc::new(caller)
+    caller
 }
+
+/// The HTTP/2 connection preface; HTTP/1.1 methods never begin with its first three bytes.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// What the sniff reads at most: the bytes go on to the protocol's own reader, so this is the
+/// one read a connection would have started with anyway.
+const SNIFF_BUFFER: usize = 4096;
 
 async fn connection(
     stream: UnixStream,
     peer: PeerCred,
     permit: ConnectionPermit,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    if !shared.http.as_ref().is_some_and(|http| http.unix) {
+        return http2(stream, peer, permit, shared, stop, None).await;
+    }
+    // Tell HTTP/1.1 from HTTP/2 by the first bytes, within the handshake timeout.
+    let deadline = Instant::now() + shared.settings.handshake_timeout;
+    let mut stream = stream;
+    let mut first = BytesMut::with_capacity(SNIFF_BUFFER);
+    let sniffed = tokio::time::timeout_at(deadline, async {
+        while first.len() < 3 && H2_PREFACE.starts_with(&first) {
+            if stream.read_buf(&mut first).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    if !matches!(sniffed, Ok(Ok(()))) {
+        tracing::debug!(
+            uid = peer.uid,
+            "connection closed or silent before its first request"
+        );
+        return;
+    }
+    let is_h2 = H2_PREFACE.starts_with(&first[..first.len().min(H2_PREFACE.len())]);
+    let stream = Prefixed::new(first.freeze(), stream);
+    if is_h2 {
+        http2(stream, peer, permit, shared, stop, Some(deadline)).await;
+    } else {
+        http_api::serve(
+            stream,
+            Peer::Unix(peer),
+            permit,
+            shared,
+            Frontend::HttpUnix,
+            stop,
+        )
+        .await;
+    }
+}
+
+/// A connection to the TCP listener: only from a socket on this host whose owner the kernel
+/// names (`http_api::tcp`), admitted against that uid's share like a Unix-socket connection.
+async fn tcp_connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let (Ok(local), Ok(remote)) = (stream.local_addr(), stream.peer_addr()) else {
+        return;
+    };
+    let peer = tokio::task::spawn_blocking(move || TcpPeer::lookup(local, remote))
+        .await
+        .ok()
+        .flatten();
+    let Some(peer) = peer else {
+        tracing::debug!(%remote, "refusing a TCP connection whose socket is not on this host");
+        return;
+    };
+    let permit = match shared.admission.connect(peer.uid) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            tracing::debug!(uid = peer.uid, %refusal, "refusing a TCP connection");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    http_api::serve(
+        stream,
+        Peer::Tcp(peer),
+        permit,
+        shared,
+        Frontend::HttpTcp,
+        stop,
+    )
+    .await;
+}
+
+async fn http2<T>(
+    stream: T,
+    peer: PeerCred,
+    permit: ConnectionPermit,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    deadline: Option<Instant>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
     let settings = shared.settings;
     let uid = peer.uid;
     let handshake = server::Builder::new()
@@ -178,7 +297,8 @@ async fn connection(
         .max_header_list_size(MAX_HEADER_LIST)
         .max_concurrent_streams(settings.max_streams)
         .handshake::<_, Bytes>(stream);
-    let mut conn = match tokio::time::timeout(settings.handshake_timeout, handshake).await {
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + settings.handshake_timeout);
+    let mut conn = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "HTTP/2 handshake failed");

@@ -5,6 +5,10 @@
 //! sequential latency (p50, p99) on one connection, and throughput with 8, 32 and 128 requests in
 //! flight (one connection each). Every measurement is repeated `--rounds` times, alternating
 //! targets; the medians are printed as a Markdown table.
+//!
+//! `psst-bench http` (`bench/run http`) compares the HTTP/1.1 front door instead (`http.rs`).
+
+mod http;
 
 use std::{
     path::{Path, PathBuf},
@@ -30,26 +34,26 @@ use tonic::{
     Request, Response, Status,
 };
 
-const VALUE_LEN: usize = 200;
-const REFERENCE: &str = "local:bench/db-password";
+pub const VALUE_LEN: usize = 200;
+pub const REFERENCE: &str = "local:bench/db-password";
 /// What the `--aws-roles` targets read, from a `moto_server` the bench starts.
 const SSM_REFERENCE: &str = "ssm:/bench/db-password";
 const BENCH_ROLE: &str = "arn:aws:iam::123456789012:role/psst-bench";
 
 #[derive(Parser)]
 #[command(about = "cached GetSecret: psstd against a minimal tonic server")]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
     /// Rounds per measurement; medians are reported.
     #[arg(long, default_value_t = 5)]
-    rounds: usize,
+    pub rounds: usize,
     /// Sequential requests per round.
     #[arg(long, default_value_t = 5000)]
-    sequential: usize,
+    pub sequential: usize,
     /// Seconds per throughput measurement.
     #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
+    pub seconds: f64,
     /// Also measure a cached `ssm:` read as the agent and under an assumed IAM role (`[[role]]`),
     /// against a `moto_server` (from PyPI) that the bench starts on a free loopback port.
     #[arg(long)]
@@ -58,6 +62,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// A cached read over psstd's HTTP/1.1 front door (Unix socket and TCP) against a minimal
+    /// hyper server answering the same body (the floor), and psstd's gRPC path, same run.
+    Http,
+    /// The HTTP floor: hyper's HTTP/1.1 server answering the bytes of BODY_FILE to everything.
+    HttpFloorServer {
+        socket: PathBuf,
+        port: u16,
+        body_file: PathBuf,
+    },
+    /// Sends COUNT cached reads over the HTTP/1.1 front door, one at a time on one kept-alive
+    /// connection, to SOCKET (psstd's, or the floor server's): bench/callgrind with MODE=http.
+    HttpLoad { socket: PathBuf, count: usize },
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -75,6 +91,21 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Cmd::BaselineServer { socket }) = cli.command {
         return tokio::runtime::Runtime::new()?.block_on(baseline_server(socket));
+    }
+    if let Some(Cmd::HttpFloorServer {
+        socket,
+        port,
+        body_file,
+    }) = cli.command
+    {
+        return tokio::runtime::Runtime::new()?
+            .block_on(http::floor_server(socket, port, body_file));
+    }
+    if let Some(Cmd::HttpLoad { socket, count }) = &cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(http::load(socket, *count));
     }
     if let Some(Cmd::Load {
         socket,
@@ -108,11 +139,14 @@ fn main() -> anyhow::Result<()> {
             psstd.display()
         );
     }
+    if let Some(Cmd::Http) = cli.command {
+        return http::run(&cli, &psstd, dir.path());
+    }
 
     let mut targets = vec![
         Target::baseline(&dir.path().join("baseline.sock"))?,
-        Target::psstd(&psstd, dir.path(), "psstd", true, None)?,
-        Target::psstd(&psstd, dir.path(), "psstd-noaudit", false, None)?,
+        Target::psstd(&psstd, dir.path(), "psstd", true, None, None)?,
+        Target::psstd(&psstd, dir.path(), "psstd-noaudit", false, None, None)?,
     ];
     let moto = if cli.aws_roles {
         let moto = Moto::start()?;
@@ -126,6 +160,7 @@ fn main() -> anyhow::Result<()> {
             "psstd ssm",
             true,
             Some(&aws),
+            None,
         )?);
         let role = AwsTarget { role: true, ..aws };
         targets.push(Target::psstd(
@@ -134,6 +169,7 @@ fn main() -> anyhow::Result<()> {
             "psstd ssm, role",
             true,
             Some(&role),
+            None,
         )?);
         Some(moto)
     } else {
@@ -296,6 +332,7 @@ impl Target {
         name: &'static str,
         audit: bool,
         aws: Option<&AwsTarget>,
+        http_port: Option<u16>,
     ) -> anyhow::Result<Self> {
         let dir = dir.join(name.replace([' ', ','], "-"));
         std::fs::create_dir_all(&dir)?;
@@ -308,6 +345,10 @@ impl Target {
             d = dir.display()
         );
         let mut command = Command::new(psstd);
+        if let Some(port) = http_port {
+            config.push_str(&format!("[http]\ntcp_listen = \"127.0.0.1:{port}\"\n"));
+            command.env("AWS_TOKEN", http::TOKEN);
+        }
         if let Some(aws) = aws {
             config.push_str(&format!(
                 "[[backend]]\ntype = \"ssm\"\nendpoint = \"{e}\"\nregion = \"us-east-1\"\nttl = \"1h\"\n[aws_roles]\nendpoint = \"{e}\"\nregion = \"us-east-1\"\n",
@@ -429,16 +470,43 @@ fn throughput(
     in_flight: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    // A two-worker runtime, like a typical multi-threaded service calling the agent.
+    let socket = socket.to_owned();
+    let clients = async move {
+        let mut clients = Vec::with_capacity(in_flight);
+        for _ in 0..in_flight {
+            clients.push(connect(&socket).await?);
+        }
+        Ok(clients)
+    };
+    saturate(
+        clients,
+        move |mut client: SecretsClient<Channel>| async move {
+            let ok = client.get_secret(request(reference)).await.is_ok();
+            (client, ok)
+        },
+        duration,
+    )
+}
+
+/// Keeps every client asking, one request at a time each, for `duration` after a 200 ms
+/// warm-up, on a two-worker runtime like a typical multi-threaded service calling the agent:
+/// the successful requests per second.
+fn saturate<C, F, Fut>(
+    clients: impl std::future::Future<Output = anyhow::Result<Vec<C>>>,
+    call: F,
+    duration: Duration,
+) -> anyhow::Result<f64>
+where
+    C: Send + 'static,
+    F: Fn(C) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = (C, bool)> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut clients = Vec::with_capacity(in_flight);
-        for _ in 0..in_flight {
-            clients.push(connect(socket).await?);
-        }
+        let clients = clients.await?;
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let counting = Arc::new(AtomicBool::new(false));
@@ -449,9 +517,9 @@ fn throughput(
                     (Arc::clone(&done), Arc::clone(&stop), Arc::clone(&counting));
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        if client.get_secret(request(reference)).await.is_ok()
-                            && counting.load(Ordering::Relaxed)
-                        {
+                        let (back, ok) = call(client).await;
+                        client = back;
+                        if ok && counting.load(Ordering::Relaxed) {
                             done.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -532,6 +532,38 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "systemd-analyze verify:\n{}",
         describe(&out)
     );
+    // The unit with the drop-in that puts psstd in the AWS agent's place (README), installed
+    // as the guide says: psstd.service.d/aws-agent-api.conf beside the unit.
+    let with_dropin = tempfile::tempdir().unwrap();
+    for unit in ["psstd.service", "psstd.socket"] {
+        fs::copy(units.join(unit), with_dropin.path().join(unit)).unwrap();
+    }
+    let dropin_dir = with_dropin.path().join("psstd.service.d");
+    fs::create_dir(&dropin_dir).unwrap();
+    fs::copy(
+        units.join("psstd-aws-agent-api.conf"),
+        dropin_dir.join("aws-agent-api.conf"),
+    )
+    .unwrap();
+    let out = in_mount_namespace(
+        &[(bin.path(), Path::new(INSTALL_DIR))],
+        &[
+            analyze.as_os_str(),
+            "verify".as_ref(),
+            with_dropin.path().join("psstd.socket").as_os_str(),
+            with_dropin.path().join("psstd.service").as_os_str(),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !text.contains("psstd.") && !text.contains("aws-agent-api"),
+        "systemd-analyze verify with the AWS-agent drop-in:\n{}",
+        describe(&out)
+    );
 }
 
 fn which(program: &str) -> Option<PathBuf> {

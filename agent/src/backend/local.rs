@@ -132,6 +132,7 @@ impl Inner {
             created_at: Some(created_at),
             canonical_name: None,
             alias: None,
+            aws: None,
         })
     }
 

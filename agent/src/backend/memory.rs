@@ -113,6 +113,7 @@ impl Backend for MemoryBackend {
             created_at: None,
             canonical_name: None,
             alias: None,
+            aws: None,
         })
     }
 

@@ -37,6 +37,48 @@ pub struct Fetched {
     /// Another name this secret is known by from now on (Secrets Manager: its full ARN, which
     /// `cache_key` maps every spelling to): the cache files the entry under it as well.
     pub alias: Option<String>,
+    /// What Secrets Manager or Parameter Store said about the value besides the value, for the
+    /// AWS-shaped bodies of the HTTP front door (`http/aws.rs`). None for the other backends.
+    pub aws: Option<Box<AwsMetadata>>,
+}
+
+/// The metadata an AWS `GetSecretValue` or `GetParameter` answer carries next to the value.
+/// Boxed in [`Fetched`] and the cache entry, so an entry of another backend pays one pointer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsMetadata {
+    pub arn: String,
+    /// The service's own name for the secret or parameter.
+    pub name: String,
+    pub shape: ValueShape,
+}
+
+/// How the service holds the value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ValueShape {
+    /// Secrets Manager `SecretString`.
+    SecretString,
+    /// Secrets Manager `SecretBinary`.
+    SecretBinary,
+    /// A Parameter Store parameter: its `Type` (String, StringList, SecureString) and `DataType`.
+    Parameter { kind: String, data_type: String },
+}
+
+impl AwsMetadata {
+    /// Bytes it holds, for the cache's weigher.
+    pub fn weight(&self) -> usize {
+        let shape = match &self.shape {
+            ValueShape::Parameter { kind, data_type } => kind.len() + data_type.len(),
+            _ => 0,
+        };
+        std::mem::size_of::<Self>() + self.arn.len() + self.name.len() + shape
+    }
+}
+
+/// Names and ARNs are not secret, but stay out of logs with the rest of an entry.
+impl std::fmt::Debug for AwsMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AwsMetadata { .. }")
+    }
 }
 
 /// A listing entry: metadata only.

@@ -17,7 +17,7 @@ pub mod workload;
 
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
-pub use peer::{Binding, PeerCred};
+pub use peer::{boot_time, Binding, PeerCred};
 pub use workload::{Attestors, Workload};
 
 /// How much of the caller the agent could see.
@@ -35,6 +35,28 @@ impl IdentitySource {
         match self {
             Self::Process => "process",
             Self::Uid => "uid",
+        }
+    }
+}
+
+/// The front door a caller came in by: named in audit records and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Frontend {
+    /// gRPC over HTTP/2 on the agent's Unix socket.
+    #[default]
+    Grpc,
+    /// The AWS agents' HTTP/1.1 API on the agent's Unix socket (`http/`).
+    HttpUnix,
+    /// The AWS agents' HTTP/1.1 API on the TCP listener (`[http] tcp_listen`).
+    HttpTcp,
+}
+
+impl Frontend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpUnix => "http_unix",
+            Self::HttpTcp => "http_tcp",
         }
     }
 }
@@ -59,6 +81,8 @@ pub struct Caller {
     pub source: IdentitySource,
     /// What the platform attestors said (or why they could not).
     pub workload: Workload,
+    /// The front door the request came in by (not a policy selector).
+    pub via: Frontend,
 }
 
 impl Caller {
@@ -79,6 +103,7 @@ impl Caller {
             systemd_unit: None,
             source: IdentitySource::Uid,
             workload: Workload::default(),
+            via: Frontend::Grpc,
         }
     }
 }
@@ -204,6 +229,7 @@ impl IdentityResolver for ProcResolver {
             systemd_unit: facts.systemd_unit,
             source: IdentitySource::Process,
             workload,
+            via: Frontend::Grpc,
         })
     }
 }

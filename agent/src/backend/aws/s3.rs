@@ -409,6 +409,7 @@ impl Backend for S3Store {
             created_at,
             canonical_name: None,
             alias: None,
+            aws: None,
         })
     }
 

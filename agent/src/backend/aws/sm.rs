@@ -26,7 +26,9 @@ use tokio::sync::OnceCell;
 use super::{classify, list_pages, system_time, AwsSettings};
 use crate::backend::guard::CallGuard;
 use crate::{
-    backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
+    backend::{
+        AwsMetadata, Backend, BackendError, Fetched, Listed, ValueShape, VersionState, Written,
+    },
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
@@ -525,16 +527,27 @@ fn fetched(
     name: Option<String>,
     arn: Option<String>,
 ) -> Result<Fetched, BackendError> {
-    let value = match (secret_string, secret_binary) {
+    let (value, shape) = match (secret_string, secret_binary) {
         // Move the bytes into the zeroizing type without another copy.
-        (Some(text), _) => SecretValue::new(text.into_bytes()),
-        (None, Some(blob)) => SecretValue::new(blob.into_inner()),
+        (Some(text), _) => (
+            SecretValue::new(text.into_bytes()),
+            ValueShape::SecretString,
+        ),
+        (None, Some(blob)) => (
+            SecretValue::new(blob.into_inner()),
+            ValueShape::SecretBinary,
+        ),
         (None, None) => {
             return Err(BackendError::NotFound(format!(
                 "secret {reference} has no value in that version"
             )))
         }
     };
+    let aws = Box::new(AwsMetadata {
+        arn: arn.clone().unwrap_or_default(),
+        name: name.clone().unwrap_or_else(|| reference.name().to_owned()),
+        shape,
+    });
     Ok(Fetched {
         value,
         version_id: version_id.unwrap_or_default(),
@@ -542,6 +555,7 @@ fn fetched(
         created_at,
         canonical_name: name.filter(|n| n != reference.name()),
         alias: arn.filter(|a| a != reference.name()),
+        aws: Some(aws),
     })
 }
 

@@ -18,7 +18,9 @@ use tokio::sync::OnceCell;
 use super::{classify, list_pages, system_time, AwsSettings};
 use crate::backend::guard::CallGuard;
 use crate::{
-    backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
+    backend::{
+        AwsMetadata, Backend, BackendError, Fetched, Listed, ValueShape, VersionState, Written,
+    },
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
@@ -276,6 +278,21 @@ fn fetched(reference: &SecretRef, mut parameter: Parameter) -> Result<Fetched, B
         Some(Selector::Label(label)) => vec![label.clone()],
         _ => Vec::new(),
     };
+    let aws = Box::new(AwsMetadata {
+        arn: parameter.arn.take().unwrap_or_default(),
+        name: parameter
+            .name
+            .take()
+            .unwrap_or_else(|| reference.name().to_owned()),
+        shape: ValueShape::Parameter {
+            kind: parameter
+                .r#type
+                .as_ref()
+                .map_or("String", |t| t.as_str())
+                .to_owned(),
+            data_type: parameter.data_type.take().unwrap_or_else(|| "text".into()),
+        },
+    });
     Ok(Fetched {
         value: SecretValue::new(value.into_bytes()),
         version_id: parameter.version.to_string(),
@@ -283,5 +300,6 @@ fn fetched(reference: &SecretRef, mut parameter: Parameter) -> Result<Fetched, B
         created_at: parameter.last_modified_date.as_ref().and_then(system_time),
         canonical_name: None,
         alias: None,
+        aws: Some(aws),
     })
 }

@@ -381,6 +381,7 @@ fn parse_read(reference: &SecretRef, body: &[u8]) -> Result<Fetched, BackendErro
         created_at: timestamp(&meta.created_time),
         canonical_name: None,
         alias: None,
+        aws: None,
     })
 }
 

@@ -502,10 +502,13 @@ async fn a_short_lived_token_is_renewed_before_it_expires() {
         "past the cache TTL: read from Vault again"
     );
     assert_eq!(again.value(), b"renewed");
+    // The read above went to Vault 7 s into a 3 s token: it was renewed. The token's own record
+    // says so too (its remaining TTL is not asserted: on a loaded machine the lookup can land in
+    // the last instant before the next renewal).
     let lookup = bao.bao_json(&["token", "lookup", "-format=json", &token]);
     assert!(
-        lookup["data"]["ttl"].as_u64().unwrap() > 0,
-        "the token is alive: {lookup}"
+        lookup["data"]["last_renewal_time"].as_u64().is_some(),
+        "the token was renewed: {lookup}"
     );
     assert!(agent.logs().contains("renewed the agent's Vault token"));
 }

@@ -174,7 +174,7 @@ async fn a_watch_of_many_secrets_starts_with_batch_calls() {
     let agent = agent("10m", Some(&proxy), EVERYTHING);
     moto.boto3(
         "for i in range(12):\n    ssm.put_parameter(Name='/many/p%d' % i, Value='v', Type='SecureString')\n\
-         for i in range(3):\n    sm.create_secret(Name='many/s%d' % i, SecretString='v')",
+         for i in range(3):\n    sm.create_secret(Name='many/s%d' % i, SecretString='{\"k\": \"v\"}')",
     );
     let mut references: Vec<String> = (0..12).map(|i| format!("ssm:/many/p{i}")).collect();
     references.extend((0..3).map(|i| format!("sm:many/s{i}")));
@@ -182,7 +182,7 @@ async fn a_watch_of_many_secrets_starts_with_batch_calls() {
     references.push("sm:many/s0#k".into());
     let client = agent.client().await;
     let mut watch = client.watch(&references);
-    for _ in 0..references.len() - 1 {
+    for _ in 0..references.len() {
         assert_eq!(
             next(&mut watch, Duration::from_secs(10)).await.kind,
             Kind::Current

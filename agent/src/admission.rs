@@ -178,6 +178,12 @@ pub struct ConnectionPermit {
 }
 
 impl ConnectionPermit {
+    /// Connections this permit's uid has open now, this one included (the HTTP front door's
+    /// `max_conn` reads it).
+    pub fn uid_connections(&self) -> usize {
+        self.share.connections.load(Ordering::Relaxed)
+    }
+
     /// Admits one request (a unary call or a stream) on this connection.
     pub fn request(&self) -> Result<RequestPermit, Refusal> {
         let limits = &self.admission.limits;

@@ -15,14 +15,7 @@ mod aws;
 pub mod prefixed;
 pub mod tcp;
 
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
-};
+use std::{convert::Infallible, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
@@ -49,18 +42,16 @@ pub use tcp::TcpPeer;
 /// The largest request head taken (request line and headers): a reference is at most 2 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// What every HTTP connection shares: settings, the open-connection counts behind `max_conn`,
-/// and the token the TCP listener requires.
+/// What every HTTP connection shares: settings and the token the TCP listener requires.
 pub struct HttpShared {
     /// Whether the Unix socket answers HTTP/1.1 too (`[http] unix`).
     pub unix: bool,
     pub path_prefix: String,
+    /// Connections a uid may have open before its requests get 429. A per-caller bound (the AWS
+    /// agent counts everyone together, so one caller past it would starve the rest), read from
+    /// the uid's admission share (`agent/src/admission.rs`), which counts its connections.
     pub max_conn: usize,
     pub psst_references: bool,
-    /// HTTP connections open, per uid: `max_conn` is a per-caller bound here (the AWS agent
-    /// counts everyone together, so one caller past it would starve the rest). Touched when a
-    /// connection opens and closes; a request reads its own uid's counter.
-    open: Mutex<HashMap<u32, Arc<AtomicUsize>>>,
     pub token: Option<Token>,
 }
 
@@ -71,35 +62,7 @@ impl HttpShared {
             path_prefix: config.path_prefix.clone(),
             max_conn: config.max_conn,
             psst_references: config.psst_references,
-            open: Mutex::new(HashMap::new()),
             token,
-        }
-    }
-
-    fn enter(self: &Arc<Self>, uid: u32) -> Open {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let counter = Arc::clone(open.entry(uid).or_default());
-        counter.fetch_add(1, Ordering::Relaxed);
-        Open {
-            http: Arc::clone(self),
-            uid,
-            counter,
-        }
-    }
-}
-
-/// Counts an HTTP connection against its uid's `max_conn` while it is open.
-struct Open {
-    http: Arc<HttpShared>,
-    uid: u32,
-    counter: Arc<AtomicUsize>,
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        let mut open = self.http.open.lock().unwrap_or_else(|p| p.into_inner());
-        if self.counter.fetch_sub(1, Ordering::Relaxed) == 1 {
-            open.remove(&self.uid);
         }
     }
 }
@@ -192,7 +155,6 @@ struct Connection {
     /// Identified at the first request that needs a caller (a `/ping` does not).
     caller: OnceCell<ConnectedCaller>,
     permit: ConnectionPermit,
-    open: Open,
 }
 
 /// Serves HTTP/1.1 on one admitted connection until the client closes it, its request head
@@ -211,13 +173,8 @@ pub async fn serve<IO>(
     let Some(http) = shared.http.clone() else {
         return;
     };
-    let uid = match &peer {
-        Peer::Unix(peer) => peer.uid,
-        Peer::Tcp(peer) => peer.uid,
-    };
     let settings = shared.settings;
     let connection = Arc::new(Connection {
-        open: http.enter(uid),
         shared,
         http,
         frontend,
@@ -317,7 +274,7 @@ impl Connection {
             Route::Ping => self.http.max_conn + 2,
             _ => self.http.max_conn,
         };
-        if self.open.counter.load(Ordering::Relaxed) > limit {
+        if self.permit.uid_connections() > limit {
             return reply(429, "Connection limit exceeded");
         }
         if route != Route::Ping {

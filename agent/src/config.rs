@@ -235,7 +235,7 @@ pub struct HttpConfig {
     pub allow_remote: bool,
     /// Path-style requests: `<path_prefix><secretId>`.
     pub path_prefix: String,
-    /// HTTP connections open at once from one uid (both front doors); requests on more get 429.
+    /// Connections open at once from one uid (gRPC and HTTP); its HTTP requests on more get 429.
     pub max_conn: usize,
     /// Headers any of which may carry the SSRF token (TCP only).
     pub ssrf_headers: Vec<String>,

@@ -17,7 +17,7 @@ use futures::FutureExt;
 use serde_json::value::RawValue;
 
 use crate::{
-    audit::{self, Outcome},
+    audit::{Audit, Observer, Outcome, Scope, Trail},
     backend::{
         aws::role::{session_identity, AssumedRole},
         BackendError, Backends, Configured, Listed, Written,
@@ -116,6 +116,14 @@ pub struct ServedSecret {
     pub stale: bool,
 }
 
+/// `done`, or the code an operation failed with.
+fn done_or_failed<T>(result: &Result<T, Error>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Done,
+        Err(e) => Outcome::Failed(e.code_name()),
+    }
+}
+
 /// A listing entry as served: a reference the caller may list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedSecret {
@@ -145,6 +153,7 @@ pub struct Agent {
     limits: Limits,
     hub: WatchHub,
     metrics: Arc<Metrics>,
+    audit: Audit,
 }
 
 impl Agent {
@@ -154,16 +163,22 @@ impl Agent {
         cache: SecretCache,
         limits: Limits,
         watch: WatchSettings,
+        trail: Arc<Trail>,
     ) -> Self {
         let cache = Arc::new(cache);
         let hub = WatchHub::new(backends.clone(), Arc::clone(&cache), watch);
+        let metrics = Arc::new(Metrics::new(
+            Arc::clone(&cache),
+            hub.clone(),
+            backends.clone(),
+            backends.roles().cloned(),
+            Arc::clone(trail.health()),
+        ));
+        // The metrics count every decided operation the trail records.
+        let audit = Audit::new(trail, vec![Arc::clone(&metrics) as Arc<dyn Observer>]);
         Self {
-            metrics: Arc::new(Metrics::new(
-                Arc::clone(&cache),
-                hub.clone(),
-                backends.clone(),
-                backends.roles().cloned(),
-            )),
+            metrics,
+            audit,
             hub,
             backends,
             policy,
@@ -184,6 +199,11 @@ impl Agent {
         &self.metrics
     }
 
+    /// Where audit records are written (closed at shutdown, reopened on SIGHUP).
+    pub fn audit_trail(&self) -> &Arc<Trail> {
+        self.audit.trail()
+    }
+
     /// The watch hub: pollers, and where the change feed delivers.
     pub fn hub(&self) -> &WatchHub {
         &self.hub
@@ -196,9 +216,9 @@ impl Agent {
 
     pub async fn get(&self, caller: &Caller, text: &str) -> Result<ServedSecret, Error> {
         let reference = SecretRef::parse(text)?;
-        let rule = self.authorize(caller, Operation::Read, &reference, text)?;
+        let scope = self.authorize(caller, Operation::Read, &reference, text)?;
         let role = self.role_for(caller, reference.backend());
-        let result = match self.backend_as(reference.backend(), role.as_ref()) {
+        match self.backend_as(reference.backend(), role.as_ref()) {
             Ok(configured) => {
                 // One copy of the reference on the cached path: the spelling the caller used is
                 // made again only when a remapped spelling (an ARN) was not found.
@@ -220,12 +240,13 @@ impl Agent {
                         served = Box::pin(self.read_again_as_spelled(&configured, &own)).await;
                     }
                 }
-                self.finish_read(caller, &reference, &rule, served)
+                self.finish_read(caller, &reference, scope, served)
             }
-            Err(e) => Err(e),
-        };
-        self.audit_read(caller, text, &rule, &result);
-        result
+            Err(e) => {
+                scope.finish(Outcome::Failed(e.code_name()));
+                Err(e)
+            }
+        }
     }
 
     /// `get`, and when the value came from the cache, the backend read again: the HTTP front
@@ -257,18 +278,24 @@ impl Agent {
         }
         // Parse and authorize every item first; collect the allowed ones per backend.
         let mut results: Vec<Option<Result<ServedSecret, Error>>> = Vec::with_capacity(texts.len());
-        let mut parsed: Vec<Option<(SecretRef, String)>> = Vec::with_capacity(texts.len());
+        let mut parsed: Vec<Option<(SecretRef, Scope<'_>)>> = Vec::with_capacity(texts.len());
         let mut by_backend: Vec<(BackendKind, Vec<usize>)> = Vec::new();
         for (i, text) in texts.iter().enumerate() {
             let checked = SecretRef::parse(text)
                 .map_err(Error::from)
                 .and_then(|r| {
                     self.authorize(caller, Operation::Read, &r, text)
-                        .map(|rule| (r, rule))
+                        .map(|scope| (r, scope))
                 })
-                .and_then(|(r, rule)| self.backend(r.backend()).map(|_| (r, rule)));
+                .and_then(|(r, scope)| match self.backend(r.backend()) {
+                    Ok(_) => Ok((r, scope)),
+                    Err(e) => {
+                        scope.finish(Outcome::Failed(e.code_name()));
+                        Err(e)
+                    }
+                });
             match checked {
-                Ok((reference, rule)) => {
+                Ok((reference, scope)) => {
                     match by_backend
                         .iter_mut()
                         .find(|(k, _)| *k == reference.backend())
@@ -276,21 +303,11 @@ impl Agent {
                         Some((_, items)) => items.push(i),
                         None => by_backend.push((reference.backend(), vec![i])),
                     }
-                    parsed.push(Some((reference, rule)));
+                    parsed.push(Some((reference, scope)));
                     results.push(None);
                 }
                 Err(e) => {
-                    if !matches!(e, Error::PermissionDenied(_) | Error::InvalidArgument(_)) {
-                        // Denials are audited in authorize; parse errors are not decisions.
-                        audit::record(
-                            &self.metrics,
-                            caller,
-                            Operation::Read,
-                            text,
-                            None,
-                            Outcome::Failed(e.code_name()),
-                        );
-                    }
+                    // Recorded where decided (a parse error is not a decision).
                     parsed.push(None);
                     results.push(Some(Err(e)));
                 }
@@ -303,14 +320,9 @@ impl Agent {
                 Ok(configured) => configured,
                 Err(e) => {
                     for i in items {
-                        let result = Err(e.clone());
-                        self.audit_read(
-                            caller,
-                            &texts[i],
-                            &parsed[i].as_ref().expect("allowed item").1,
-                            &result,
-                        );
-                        results[i] = Some(result);
+                        let (_, scope) = parsed[i].take().expect("allowed item");
+                        scope.finish(Outcome::Failed(e.code_name()));
+                        results[i] = Some(Err(e.clone()));
                     }
                     continue;
                 }
@@ -346,14 +358,12 @@ impl Agent {
         }
         for (items, keys, role, configured, served) in futures::future::join_all(groups).await {
             for ((i, key), mut served) in items.into_iter().zip(keys).zip(served) {
-                let (reference, rule) = parsed[i].as_ref().expect("allowed item");
+                let (reference, scope) = parsed[i].take().expect("allowed item");
                 let own = reference.without_key().read_as(role.clone());
                 if key != own && matches!(served, Err(CacheError::NotFound(_))) {
                     served = self.read_again_as_spelled(&configured, &own).await;
                 }
-                let result = self.finish_read(caller, reference, rule, served);
-                self.audit_read(caller, &texts[i], rule, &result);
-                results[i] = Some(result);
+                results[i] = Some(self.finish_read(caller, &reference, scope, served));
             }
         }
         Ok(results
@@ -366,17 +376,16 @@ impl Agent {
         let (kind, name_prefix) = reference::parse_prefix(prefix)?;
         let policy = self.policy.current();
         if !policy.grants_any(caller, Operation::List, kind) {
-            audit::record(
-                &self.metrics,
-                caller,
-                Operation::List,
-                prefix,
-                None,
-                Outcome::Denied,
-            );
+            self.audit.deny(caller, Operation::List, prefix);
             return Err(denied(Operation::List, prefix));
         }
-        self.check_audit_trail(caller, Operation::List, prefix)?;
+        // Allowed to list: each entry is then shown only where a rule allows it.
+        let scope = self.audit_trail_works(self.audit.scope(
+            caller,
+            Operation::List,
+            prefix,
+            "(per-entry)".into(),
+        ))?;
         let role = self.role_for(caller, kind);
         let listed = match self.backend_as(kind, role.as_ref()) {
             Ok(configured) => configured
@@ -389,14 +398,7 @@ impl Agent {
         let listed = match listed {
             Ok(listed) => listed,
             Err(e) => {
-                audit::record(
-                    &self.metrics,
-                    caller,
-                    Operation::List,
-                    prefix,
-                    Some("(any list grant)"),
-                    Outcome::Failed(e.code_name()),
-                );
+                scope.finish(Outcome::Failed(e.code_name()));
                 return Err(e);
             }
         };
@@ -412,14 +414,7 @@ impl Agent {
                 listed: l,
             })
             .collect();
-        audit::record(
-            &self.metrics,
-            caller,
-            Operation::List,
-            prefix,
-            Some("(per-entry)"),
-            Outcome::Done,
-        );
+        scope.finish(Outcome::Done);
         Ok(visible)
     }
 
@@ -435,21 +430,10 @@ impl Agent {
                 "put writes a new version of a whole secret: '{text}' must not have a ?selector or #key"
             )));
         }
-        let rule = self.authorize(caller, Operation::Write, &reference, text)?;
+        let scope = self.authorize(caller, Operation::Write, &reference, text)?;
         let role = self.role_for(caller, reference.backend());
         let result = self.write(&reference, role.as_ref(), value).await;
-        let outcome = match &result {
-            Ok(_) => Outcome::Done,
-            Err(e) => Outcome::Failed(e.code_name()),
-        };
-        audit::record(
-            &self.metrics,
-            caller,
-            Operation::Write,
-            text,
-            Some(&rule),
-            outcome,
-        );
+        scope.finish(done_or_failed(&result));
         result.map(|written| (reference.at_version(written.version_id.clone()), written))
     }
 
@@ -490,49 +474,40 @@ impl Agent {
         })
     }
 
-    /// Checks policy and records a denial. Returns the allowing rule's name.
-    fn authorize(
-        &self,
-        caller: &Caller,
+    /// Checks policy. A denial is recorded here; an allowed operation gets the scope that
+    /// records it when it ends (with the allowing rule).
+    fn authorize<'a>(
+        &'a self,
+        caller: &'a Caller,
         op: Operation,
         reference: &SecretRef,
-        text: &str,
-    ) -> Result<String, Error> {
+        text: &'a str,
+    ) -> Result<Scope<'a>, Error> {
         let policy = self.policy.current();
         match policy.decide(caller, op, reference.backend(), reference.policy_name()) {
             crate::policy::Decision::Allow { rule } => {
-                self.check_audit_trail(caller, op, text)?;
-                Ok(rule.to_owned())
+                self.audit_trail_works(self.audit.scope(caller, op, text, rule.to_owned()))
             }
             crate::policy::Decision::Deny => {
-                audit::record(&self.metrics, caller, op, text, None, Outcome::Denied);
+                self.audit.deny(caller, op, text);
                 Err(denied(op, text))
             }
         }
     }
 
-    /// With `audit.fail_closed`, nothing is served while audit records cannot be written. The
-    /// refusal is itself recorded: the first record that gets written again ends the refusals.
-    fn check_audit_trail(&self, caller: &Caller, op: Operation, text: &str) -> Result<(), Error> {
-        let Some(health) = audit::health().filter(|h| h.refuses_requests()) else {
-            return Ok(());
-        };
-        audit::record(
-            &self.metrics,
-            caller,
-            op,
-            text,
-            None,
-            Outcome::Failed("unavailable"),
-        );
-        if health.refuses_requests() {
-            return Err(Error::Unavailable(
-                "the agent cannot write its audit trail, and refuses requests until it can \
-                 (audit.fail_closed)"
-                    .into(),
-            ));
+    /// With `audit.fail_closed`, nothing is served while audit records cannot be written: the
+    /// records kept meanwhile are tried again first, and the first success ends the refusals.
+    /// A refused operation is recorded as `unavailable`.
+    fn audit_trail_works<'a>(&self, scope: Scope<'a>) -> Result<Scope<'a>, Error> {
+        if !self.audit.refuses_requests() || self.audit.trail().retry() {
+            return Ok(scope);
         }
-        Ok(())
+        scope.finish(Outcome::Failed("unavailable"));
+        Err(Error::Unavailable(
+            "the agent cannot write its audit trail, and refuses requests until it can \
+             (audit.fail_closed)"
+                .into(),
+        ))
     }
 
     /// A read the backend answered NOT_FOUND under another name it knew the secret by (a Secrets
@@ -580,32 +555,27 @@ impl Agent {
 
     /// Turns what the cache served into the caller's answer: checks the policy again when the
     /// backend named the secret differently (an ARN resolves to a name), then picks the `#key`.
+    /// Records the read in `scope` (as a denial when the backend's own name for the secret is
+    /// not allowed; AWS refusing the caller's role is a failure under the allowing rule).
     fn finish_read(
         &self,
         caller: &Caller,
         reference: &SecretRef,
-        rule: &str,
+        scope: Scope<'_>,
         served: Result<Served, CacheError>,
     ) -> Result<ServedSecret, Error> {
         let kind = reference.backend();
-        let served = served.map_err(|e| match e {
-            CacheError::NotFound(m) => Error::NotFound(m),
-            CacheError::Backend(e) => {
-                if matches!(*e, BackendError::RoleDenied(_)) {
-                    // AWS refused the caller's role: allowed by this rule, then refused, and
-                    // recorded here (audit_read leaves PERMISSION_DENIED to where it arose).
-                    audit::record(
-                        &self.metrics,
-                        caller,
-                        Operation::Read,
-                        &reference.to_string(),
-                        Some(rule),
-                        Outcome::Failed("permission_denied"),
-                    );
-                }
-                Error::from_backend(kind, &e)
+        let served = match served {
+            Ok(served) => served,
+            Err(e) => {
+                let e = match e {
+                    CacheError::NotFound(m) => Error::NotFound(m),
+                    CacheError::Backend(e) => Error::from_backend(kind, &e),
+                };
+                scope.finish(Outcome::Failed(e.code_name()));
+                return Err(e);
             }
-        })?;
+        };
         if let Some(name) = &served.secret.canonical_name {
             if name != reference.policy_name()
                 && !self
@@ -614,21 +584,27 @@ impl Agent {
                     .decide(caller, Operation::Read, kind, name)
                     .is_allowed()
             {
-                audit::record(
-                    &self.metrics,
-                    caller,
-                    Operation::Read,
-                    &reference.to_string(),
-                    None,
-                    Outcome::Denied,
-                );
+                scope.deny();
                 return Err(denied(Operation::Read, &reference.to_string()));
             }
         }
         let value = match reference.key() {
             None => Arc::clone(&served.secret.value),
-            Some(json_key) => Arc::new(select_json_key(reference, &served.secret.value, json_key)?),
+            Some(json_key) => match select_json_key(reference, &served.secret.value, json_key) {
+                Ok(value) => Arc::new(value),
+                Err(e) => {
+                    scope.finish(Outcome::Failed(e.code_name()));
+                    return Err(e);
+                }
+            },
         };
+        scope.finish(if served.stale {
+            Outcome::Stale
+        } else if served.hit {
+            Outcome::Hit
+        } else {
+            Outcome::Miss
+        });
         Ok(ServedSecret {
             reference: reference.clone(),
             secret: served.secret,
@@ -636,30 +612,6 @@ impl Agent {
             hit: served.hit,
             stale: served.stale,
         })
-    }
-
-    fn audit_read(
-        &self,
-        caller: &Caller,
-        text: &str,
-        rule: &str,
-        result: &Result<ServedSecret, Error>,
-    ) {
-        let outcome = match result {
-            Ok(s) if s.stale => Outcome::Stale,
-            Ok(s) if s.hit => Outcome::Hit,
-            Ok(_) => Outcome::Miss,
-            Err(Error::PermissionDenied(_)) => return, // recorded where it was decided
-            Err(e) => Outcome::Failed(e.code_name()),
-        };
-        audit::record(
-            &self.metrics,
-            caller,
-            Operation::Read,
-            text,
-            Some(rule),
-            outcome,
-        );
     }
 
     async fn write(

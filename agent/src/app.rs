@@ -12,6 +12,7 @@ use crate::{
     admission::{Admission, AdmissionLimits},
     agent::{Agent, Limits},
     api::{AdminApi, SecretsApi},
+    audit::{AuditFile, Sink, Trail, TrailSettings, JOURNAL_CAPACITY},
     backend::{
         aws::{
             role::{RoleSessions, RoleSettings},
@@ -157,6 +158,7 @@ pub async fn run(
     let http_shared = (http.unix || tcp_listener.is_some())
         .then(|| Arc::new(http_api::HttpShared::new(&http, token)));
     let bound = transport::bind(&config.server)?;
+    let trail = start_audit_trail(&config, bound.path.as_deref())?;
     let backends = build_backends(&config)?;
     let cache = SecretCache::new(CacheSettings {
         max_bytes: config.cache.max_bytes,
@@ -188,6 +190,7 @@ pub async fn run(
         cache,
         limits,
         watch,
+        Arc::clone(&trail),
     ));
     let resolver: Arc<dyn IdentityResolver> = Arc::new(ProcResolver::new(
         "/proc",
@@ -277,6 +280,7 @@ pub async fn run(
     let mut server = tokio::spawn(server);
     let watcher = tokio::spawn(watch_policy(
         Arc::clone(&policy),
+        Arc::clone(agent.audit_trail()),
         config.policy.watch_interval,
         hangup,
     ));
@@ -296,6 +300,7 @@ pub async fn run(
         () = shutdown => {}
         result = &mut server => {
             watcher.abort();
+            trail.close();
             result.context("the server task failed")?;
             anyhow::bail!("the server stopped accepting connections");
         }
@@ -327,8 +332,50 @@ pub async fn run(
     if let Some(path) = &bound.path {
         let _ = std::fs::remove_file(path);
     }
+    // Last: every request that got an answer has its record written.
+    trail.close();
     tracing::info!("psstd stopped");
     Ok(())
+}
+
+/// The audit trail as `[audit]` and `[log]` say, its journal beside the socket unless told
+/// otherwise (with systemd's socket: in `$RUNTIME_DIRECTORY`).
+fn start_audit_trail(
+    config: &Config,
+    socket: Option<&std::path::Path>,
+) -> anyhow::Result<Arc<Trail>> {
+    let audit = &config.audit;
+    if !audit.enabled {
+        return Ok(Trail::off());
+    }
+    let (json, sink) = match &audit.file {
+        Some(path) => (
+            true,
+            Sink::File(
+                AuditFile::open(path)
+                    .with_context(|| format!("opening audit file {}", path.display()))?,
+            ),
+        ),
+        None => (config.log.format == config::LogFormat::Json, Sink::Stderr),
+    };
+    let runtime_dir = std::env::var_os("RUNTIME_DIRECTORY").map(|dirs| {
+        // systemd lists one directory per RuntimeDirectory= entry, separated by ':'.
+        let first = dirs
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        std::path::PathBuf::from(first)
+    });
+    Trail::start(TrailSettings {
+        json,
+        sink,
+        journal: audit.journal_path(socket, runtime_dir.as_deref()),
+        journal_capacity: JOURNAL_CAPACITY,
+        flush_interval: audit.flush_interval,
+        fail_closed: audit.fail_closed,
+    })
 }
 
 fn agent_backends(config: &Config) -> Vec<&'static str> {
@@ -336,8 +383,8 @@ fn agent_backends(config: &Config) -> Vec<&'static str> {
 }
 
 /// SIGHUP also reopens `audit.file`, so logrotate can move it away (`postrotate`: send SIGHUP).
-fn reopen_audit_file() {
-    match crate::audit::reopen_file() {
+fn reopen_audit_file(trail: &Trail) {
+    match trail.reopen() {
         Some(Ok(())) => tracing::info!("SIGHUP: audit file reopened"),
         Some(Err(e)) => {
             tracing::error!(error = %e, "SIGHUP: cannot reopen the audit file; still writing the old one")
@@ -349,10 +396,15 @@ fn reopen_audit_file() {
 /// Reloads the policy on SIGHUP and when its file changes. A broken file is logged and the
 /// policy in force stays.
 /// Without a policy file, SIGHUP is taken and ignored.
-async fn watch_policy(policy: Arc<PolicySource>, interval: Duration, mut hangup: Signal) {
+async fn watch_policy(
+    policy: Arc<PolicySource>,
+    trail: Arc<Trail>,
+    interval: Duration,
+    mut hangup: Signal,
+) {
     if policy.path().is_none() {
         while hangup.recv().await.is_some() {
-            reopen_audit_file();
+            reopen_audit_file(&trail);
             tracing::info!("SIGHUP: no policy file to reload");
         }
         return;
@@ -362,7 +414,7 @@ async fn watch_policy(policy: Arc<PolicySource>, interval: Duration, mut hangup:
     loop {
         let result = tokio::select! {
             _ = hangup.recv() => {
-                reopen_audit_file();
+                reopen_audit_file(&trail);
                 tracing::info!("SIGHUP: reloading the policy");
                 policy.reload()
             }

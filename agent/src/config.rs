@@ -27,6 +27,10 @@ pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 /// Audit write failures are counted and logged, and requests are still served.
 pub const DEFAULT_AUDIT_FAIL_CLOSED: bool = false;
+/// How long audit records may wait in the journal while more arrive.
+pub const DEFAULT_AUDIT_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+/// The audit journal's file name when `audit.journal` does not give a path.
+pub const AUDIT_JOURNAL_NAME: &str = "psstd-audit.journal";
 /// How long a read of a value past its TTL waits for the refresh before it gets the old value,
 /// flagged stale: well under what a caller notices, long enough for a healthy backend on a
 /// nearby network to answer.
@@ -558,8 +562,18 @@ pub struct AuditConfig {
     pub enabled: bool,
     /// Append audit records as JSON lines to this file instead of the main log.
     pub file: Option<PathBuf>,
-    /// Refuse requests (UNAVAILABLE) while audit records cannot be written.
+    /// Refuse requests (UNAVAILABLE) while audit records cannot be written; every record is then
+    /// written before its response is sent.
     pub fail_closed: bool,
+    /// The journal records wait in until the writer thread writes them (a shared memory map:
+    /// they survive the agent being killed). Default: `psstd-audit.journal` beside the socket;
+    /// with systemd's socket, in `$RUNTIME_DIRECTORY`; else none, and each record is written on
+    /// its request's path.
+    pub journal: Option<PathBuf>,
+    /// How long records may wait in the journal while more arrive (the first after a quiet
+    /// spell is written at once).
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
 }
 
 impl Default for AuditConfig {
@@ -568,7 +582,25 @@ impl Default for AuditConfig {
             enabled: true,
             file: None,
             fail_closed: DEFAULT_AUDIT_FAIL_CLOSED,
+            journal: None,
+            flush_interval: DEFAULT_AUDIT_FLUSH_INTERVAL,
         }
+    }
+}
+
+impl AuditConfig {
+    /// Where the journal goes: `journal`, else beside `socket`, else in `runtime_dir`.
+    pub fn journal_path(
+        &self,
+        socket: Option<&Path>,
+        runtime_dir: Option<&Path>,
+    ) -> Option<PathBuf> {
+        self.journal.clone().or_else(|| {
+            socket
+                .and_then(Path::parent)
+                .or(runtime_dir)
+                .map(|dir| dir.join(AUDIT_JOURNAL_NAME))
+        })
     }
 }
 
@@ -1059,6 +1091,11 @@ impl Config {
         problems.extend(self.http.problems());
         if self.audit.fail_closed && !self.audit.enabled {
             problems.push("audit.fail_closed needs audit.enabled".into());
+        }
+        if self.audit.flush_interval.is_zero()
+            || self.audit.flush_interval > Duration::from_secs(3600)
+        {
+            problems.push("audit.flush_interval must be more than 0 and at most 1h".into());
         }
         let roles = &self.aws_roles;
         if roles.session_duration < STS_MIN_SESSION_DURATION && roles.endpoint.is_none() {
@@ -1692,5 +1729,45 @@ max_attempts = 0
             problems("tcp_listen = \"127.0.0.1:2773\"\ntoken_file = \"rel\"").contains("absolute")
         );
         assert!(problems("port = 1").contains("unknown field"));
+    }
+
+    #[test]
+    fn the_audit_journal_goes_where_it_is_told_else_beside_the_socket() {
+        let local = "[[backend]]\ntype = \"local\"\ndir = \"/tmp/s\"\n";
+        let c = Config::from_toml(local, "t").unwrap();
+        assert_eq!(c.audit.flush_interval, DEFAULT_AUDIT_FLUSH_INTERVAL);
+        let socket = Path::new("/run/psst/psst.sock");
+        assert_eq!(
+            c.audit
+                .journal_path(Some(socket), Some(Path::new("/run/other"))),
+            Some(PathBuf::from("/run/psst/psstd-audit.journal"))
+        );
+        assert_eq!(
+            c.audit.journal_path(None, Some(Path::new("/run/other"))),
+            Some(PathBuf::from("/run/other/psstd-audit.journal"))
+        );
+        assert_eq!(c.audit.journal_path(None, None), None, "written in line");
+        let c = Config::from_toml(
+            &format!("[audit]\njournal = \"/var/lib/psst/j\"\nflush_interval = \"5ms\"\n{local}"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.audit.flush_interval, Duration::from_millis(5));
+        assert_eq!(
+            c.audit.journal_path(Some(socket), None),
+            Some(PathBuf::from("/var/lib/psst/j"))
+        );
+        for bad in ["0s", "2h"] {
+            let err = Config::from_toml(
+                &format!("[audit]\nflush_interval = \"{bad}\"\n{local}"),
+                "t",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("audit.flush_interval must be more than 0"),
+                "{err}"
+            );
+        }
     }
 }

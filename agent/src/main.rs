@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = telemetry::init(&config.log, &config.audit) {
+    if let Err(e) = telemetry::init(&config.log) {
         eprintln!("psstd: {e:#}");
         return ExitCode::from(EXIT_CONFIG);
     }

@@ -24,6 +24,7 @@ use prometheus_client::{
 };
 
 use crate::{
+    audit::{AuditHealth, Decided, Observer},
     backend::aws::role::{RoleSessions, RoleUsage},
     backend::{guard::CircuitState, Backends},
     cache::SecretCache,
@@ -80,6 +81,7 @@ impl Metrics {
         hub: WatchHub,
         backends: Backends,
         roles: Option<Arc<RoleSessions>>,
+        audit: Arc<AuditHealth>,
     ) -> Self {
         let mut registry = Registry::with_prefix("psst");
         let backend_calls = Family::<BackendLabel, Counter>::default();
@@ -119,6 +121,7 @@ impl Metrics {
             hub,
             backends,
             roles,
+            audit,
         }));
         Self {
             registry,
@@ -155,7 +158,7 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn decision(&self, operation: Operation, allowed: bool) {
+    fn decision(&self, operation: Operation, allowed: bool) {
         self.decisions
             .get_or_create(&DecisionLabels {
                 operation: operation.as_str(),
@@ -185,11 +188,19 @@ impl Metrics {
 }
 
 /// Values that already live elsewhere, read at scrape time.
+impl Observer for Metrics {
+    /// Every decided operation, counted by operation and decision.
+    fn decided(&self, event: &Decided<'_>) {
+        self.decision(event.operation, event.rule.is_some());
+    }
+}
+
 struct Snapshot {
     cache: Arc<SecretCache>,
     hub: WatchHub,
     backends: Backends,
     roles: Option<Arc<RoleSessions>>,
+    audit: Arc<AuditHealth>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -224,7 +235,7 @@ impl Collector for Snapshot {
             (
                 "audit_failing",
                 "1 while audit records cannot be written (with audit.fail_closed, requests are refused)",
-                crate::audit::health().map_or(0, |h| u64::from(h.failing())),
+                u64::from(self.audit.failing()),
             ),
             (
                 "watched_secrets",
@@ -253,8 +264,8 @@ impl Collector for Snapshot {
             ),
             (
                 "audit_write_failures",
-                "Audit records that could not be written (full disk, read-only file system)",
-                crate::audit::health().map_or(0, |h| h.failures()),
+                "Writes of audit records that failed (full disk, read-only file system); records in the journal are written again",
+                self.audit.failures(),
             ),
             (
                 "rotations_detected",

@@ -210,6 +210,22 @@ impl Agent {
         self.spawn();
     }
 
+    /// Kills the agent with SIGKILL (no clean-up of any kind, as the OOM killer would) and
+    /// waits until it is gone; `start_again` brings it back.
+    pub fn kill(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let status = self
+            .wait_exit(Duration::from_secs(20))
+            .expect("psstd dies on SIGKILL");
+        assert!(!status.success(), "{status}");
+    }
+
+    /// Starts the agent again after `kill` or `stop`, with the same config, state and socket.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the agent is still running");
+        self.spawn();
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
@@ -355,8 +371,11 @@ static USERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 extern "C" fn remove_created_users() {
     let users = USERS.lock().unwrap_or_else(|p| p.into_inner());
     for name in users.iter() {
-        // Their processes are gone: every test waits for what it started.
-        let _ = Command::new("userdel").arg(name).status();
+        // Their processes are gone: every test waits for what it started. A `TempUser` may
+        // have removed it already.
+        if nix::unistd::User::from_name(name).ok().flatten().is_some() {
+            let _ = Command::new("userdel").arg(name).status();
+        }
     }
 }
 

@@ -101,32 +101,38 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The canary's figures must show the attack cost other callers nothing that matters:
-/// the median well within 50 ms, and no call past half a second (CI machines are shared).
-fn assert_canary_fast(latencies: &[Duration], what: &str) {
+/// The canary's figures must show the attack cost other callers nothing that matters: the
+/// median and p90 well within 50 ms and no call past half a second — or, on a machine so busy
+/// that even an unattacked agent misses those marks, within 4× of the same agent's canary
+/// measured right after the attack (the floor, same machine, same minute). An attack that
+/// stalls the agent misses both.
+fn assert_canary_fast(agent: &Agent, latencies: &[Duration], what: &str) {
     assert!(
         latencies.len() >= 10,
         "{what}: only {} canary calls",
         latencies.len()
     );
-    let p50 = percentile(latencies, 0.5);
-    let p90 = percentile(latencies, 0.9);
-    let max = *latencies.last().unwrap();
+    let floor = canary(agent, Duration::from_secs(1));
+    let figures = |l: &[Duration]| (percentile(l, 0.5), percentile(l, 0.9), *l.last().unwrap());
+    let (p50, p90, max) = figures(latencies);
+    let (floor50, floor90, floor_max) = figures(&floor);
     eprintln!(
-        "{what}: canary p50 {p50:?} p90 {p90:?} max {max:?} over {} calls",
+        "{what}: canary p50 {p50:?} p90 {p90:?} max {max:?} over {} calls; \
+         unattacked p50 {floor50:?} p90 {floor90:?} max {floor_max:?}",
         latencies.len()
     );
+    let bound = |absolute: u64, floor: Duration| Duration::from_millis(absolute).max(floor * 4);
     assert!(
-        p50 < Duration::from_millis(50),
-        "{what}: canary p50 {p50:?}"
+        p50 < bound(50, floor50),
+        "{what}: canary p50 {p50:?} (unattacked {floor50:?})"
     );
     assert!(
-        p90 < Duration::from_millis(50),
-        "{what}: canary p90 {p90:?}"
+        p90 < bound(50, floor90),
+        "{what}: canary p90 {p90:?} (unattacked {floor90:?})"
     );
     assert!(
-        max < Duration::from_millis(500),
-        "{what}: canary max {max:?}"
+        max < bound(500, floor_max),
+        "{what}: canary max {max:?} (unattacked {floor_max:?})"
     );
 }
 
@@ -178,7 +184,7 @@ fn two_thousand_idle_connections_from_one_user_leave_others_served() {
     let latencies = canary(&agent, Duration::from_secs(3));
     let report = finish(flood);
 
-    assert_canary_fast(&latencies, "idle flood");
+    assert_canary_fast(&agent, &latencies, "idle flood");
     // The default per-uid share: 256 connections; the rest are closed as they arrive.
     let held = report["held"].as_u64().unwrap();
     assert!(
@@ -229,7 +235,7 @@ fn out_of_descriptors_the_agent_refuses_cleanly_without_spinning() {
     assert!(logs.contains("Too many open files"), "{logs}");
     // The attacker gone, everyone is served again.
     let latencies = canary(&agent, Duration::from_secs(1));
-    assert_canary_fast(&latencies, "after descriptor exhaustion");
+    assert_canary_fast(&agent, &latencies, "after descriptor exhaustion");
 }
 
 #[test]
@@ -245,7 +251,7 @@ fn unfinished_request_bodies_are_bounded() {
     let latencies = canary(&agent, Duration::from_secs(2));
     let rss_peak = rss_kib(&agent);
     let report = finish(flood);
-    assert_canary_fast(&latencies, "unfinished bodies");
+    assert_canary_fast(&agent, &latencies, "unfinished bodies");
     // At most the uid's byte share (8 MiB) is buffered, plus h2's windows.
     let growth = rss_peak.saturating_sub(rss_before);
     assert!(growth < 48 * 1024, "RSS grew {growth} KiB: {report}");
@@ -268,7 +274,7 @@ fn a_connect_close_flood_does_not_grow_the_agent() {
     let flood = attack(&attacker, &["churn", &socket, "20000"]);
     let latencies = canary(&agent, Duration::from_secs(2));
     let report = finish(flood);
-    assert_canary_fast(&latencies, "connect/close flood");
+    assert_canary_fast(&agent, &latencies, "connect/close flood");
     std::thread::sleep(Duration::from_millis(500));
     let growth = rss_kib(&agent).saturating_sub(rss_before);
     assert!(growth < 16 * 1024, "RSS grew {growth} KiB after {report}");
@@ -285,7 +291,7 @@ fn idle_tcp_connections_do_not_take_the_metrics_listener_down() {
     std::thread::sleep(Duration::from_millis(500));
     let latencies = canary(&agent, Duration::from_secs(2));
     let report = finish(flood);
-    assert_canary_fast(&latencies, "idle metrics connections");
+    assert_canary_fast(&agent, &latencies, "idle metrics connections");
     // 16 connections at most are kept; the rest are closed as they arrive.
     let held = report["held"].as_u64().unwrap();
     assert!(held <= 16, "{report}");
@@ -302,7 +308,7 @@ fn streams_past_the_uid_share_are_refused_and_others_still_served() {
     let flood = attack(&attacker, &["streams", &socket, "80", "1500"]);
     let latencies = canary(&agent, Duration::from_secs(1));
     let report = finish(flood);
-    assert_canary_fast(&latencies, "streams past the share");
+    assert_canary_fast(&agent, &latencies, "streams past the share");
     // 50 watches stay open; the 30 past the uid's share are refused RESOURCE_EXHAUSTED (8).
     let codes = &report["codes"];
     assert_eq!(codes["open"], 50, "{report}");

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Agent, Error};
 use crate::{
-    audit::{self, Outcome},
+    audit::Outcome,
     backend::aws::role::{AssumedRole, RoleUsage},
     identity::Caller,
     policy::Operation,
@@ -61,23 +61,12 @@ impl Agent {
                 "rotate makes a new current version: '{text}' must not have a ?selector or #key (use json_key)"
             )));
         }
-        let rule = self.authorize(caller, Operation::Rotate, &reference, text)?;
+        let scope = self.authorize(caller, Operation::Rotate, &reference, text)?;
         let role = self.role_for(caller, reference.backend());
         let result = self
             .rotate_allowed(&reference, role.as_ref(), options, json_key)
             .await;
-        let outcome = match &result {
-            Ok(_) => Outcome::Done,
-            Err(e) => Outcome::Failed(e.code_name()),
-        };
-        audit::record(
-            &self.metrics,
-            caller,
-            Operation::Rotate,
-            text,
-            Some(&rule),
-            outcome,
-        );
+        scope.finish(super::done_or_failed(&result));
         result
     }
 
@@ -150,32 +139,24 @@ impl Agent {
             (false, true) => {
                 let reference = SecretRef::parse(reference)?;
                 let text = reference.to_string();
-                let rule = self.authorize(caller, Operation::Admin, &reference, &text)?;
+                let scope = self.authorize(caller, Operation::Admin, &reference, &text)?;
                 let count = self.invalidate_secret(&reference).await;
-                audit::record(
-                    &self.metrics,
-                    caller,
-                    Operation::Admin,
-                    &text,
-                    Some(&rule),
-                    Outcome::Done,
-                );
+                scope.finish(Outcome::Done);
                 Ok(count)
             }
             (true, false) => {
                 let (kind, name_prefix) = reference::parse_prefix(prefix)?;
                 let policy = self.policy.current();
                 if !policy.grants_any(caller, Operation::Admin, kind) {
-                    audit::record(
-                        &self.metrics,
-                        caller,
-                        Operation::Admin,
-                        prefix,
-                        None,
-                        Outcome::Denied,
-                    );
+                    self.audit.deny(caller, Operation::Admin, prefix);
                     return Err(super::denied(Operation::Admin, prefix));
                 }
+                let scope = self.audit_trail_works(self.audit.scope(
+                    caller,
+                    Operation::Admin,
+                    prefix,
+                    "(per-entry)".into(),
+                ))?;
                 let count = self
                     .cache
                     .invalidate_where(|key| {
@@ -186,14 +167,7 @@ impl Agent {
                                 .is_allowed()
                     })
                     .await;
-                audit::record(
-                    &self.metrics,
-                    caller,
-                    Operation::Admin,
-                    prefix,
-                    Some("(per-entry)"),
-                    Outcome::Done,
-                );
+                scope.finish(Outcome::Done);
                 Ok(count)
             }
             _ => Err(Error::InvalidArgument(
@@ -258,24 +232,16 @@ impl Agent {
             .current()
             .grants_anywhere(caller, Operation::Admin)
         {
-            audit::record(
-                &self.metrics,
+            self.audit_trail_works(self.audit.scope(
                 caller,
                 Operation::Admin,
                 what,
-                Some("(any admin grant)"),
-                Outcome::Done,
-            );
+                "(any admin grant)".into(),
+            ))?
+            .finish(Outcome::Done);
             Ok(())
         } else {
-            audit::record(
-                &self.metrics,
-                caller,
-                Operation::Admin,
-                what,
-                None,
-                Outcome::Denied,
-            );
+            self.audit.deny(caller, Operation::Admin, what);
             Err(super::denied(Operation::Admin, what))
         }
     }

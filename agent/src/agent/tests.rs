@@ -35,7 +35,14 @@ fn agent_with(backend: &MemoryBackend) -> Agent {
         jitter: 0.0,
         feed: None,
     };
-    Agent::new(backends, policy, cache, Limits::default(), watch)
+    Agent::new(
+        backends,
+        policy,
+        cache,
+        Limits::default(),
+        watch,
+        crate::audit::Trail::off(),
+    )
 }
 
 #[tokio::test]

@@ -9,11 +9,7 @@ use tokio::sync::watch;
 
 use super::{denied, select_json_key, Agent, Error, ServedSecret};
 use crate::{
-    audit::{self, Outcome},
-    identity::Caller,
-    policy::Operation,
-    reference::SecretRef,
-    rotation::WatchState,
+    audit::Outcome, identity::Caller, policy::Operation, reference::SecretRef, rotation::WatchState,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,15 +72,9 @@ impl Agent {
                 )));
             }
             self.backend(reference.backend())?;
-            let rule = self.authorize(caller, Operation::Watch, &reference, text)?;
-            audit::record(
-                &self.metrics,
-                caller,
-                Operation::Watch,
-                text,
-                Some(&rule),
-                Outcome::Done,
-            );
+            // A watch is recorded when it is granted (it may stay open for days).
+            self.authorize(caller, Operation::Watch, &reference, text)?
+                .finish(Outcome::Done);
             seen.push(Seen {
                 text: text.clone(),
                 version: known.get(text).cloned(),
@@ -133,7 +123,7 @@ impl Agent {
                         if let Some(revoked) = seen.iter().find(|s| {
                             !policy.decide(&caller, Operation::Watch, s.reference.backend(), s.reference.policy_name()).is_allowed()
                         }) {
-                            audit::record(&agent.metrics, &caller, Operation::Watch, &revoked.text, None, Outcome::Denied);
+                            agent.audit.deny(&caller, Operation::Watch, &revoked.text);
                             Err(denied(Operation::Watch, &revoked.text))?;
                         }
                     }

@@ -86,8 +86,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Once: the log goes to stderr too, so the error is not printed a second time.
-            tracing::error!("{e:#}");
+            // Once: the log goes to stderr too, so the error is not printed a second time —
+            // unless the log is off (`log.level = "off"`), which must not hide why psstd stopped.
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("{e:#}");
+            } else {
+                eprintln!("psstd: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -35,6 +35,22 @@ fn a_second_dev_agent_refuses_once_without_a_banner() {
         !String::from_utf8_lossy(&second.stdout).contains("listening on"),
         "{out}"
     );
+    // With the log off, the reason is still printed, once.
+    let quiet = std::process::Command::new(psstd_bin())
+        .arg("--dev")
+        .env("PSST_STATE_DIR", agent.dir.path().join("state"))
+        .env("PSST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!quiet.status.success(), "{}", describe(&quiet));
+    assert_eq!(
+        String::from_utf8_lossy(&quiet.stderr)
+            .matches("another agent is already listening")
+            .count(),
+        1,
+        "{}",
+        describe(&quiet)
+    );
     // The first agent still serves.
     assert!(agent.psst(&["health"], None).status.success());
 }

@@ -583,29 +583,27 @@ fn write_all_to(out: &mut impl io::Write, mut bytes: &[u8]) -> Result<(), (usize
 /// written directly, without an event, a field visitor or `Debug` plumbing — every cached read
 /// writes one.
 fn format_record(line: &mut String, json: bool, now: SystemTime, event: &Decided<'_>) {
-    let now = humantime::format_rfc3339_micros(now);
     if json {
-        let _ = write!(
-            line,
-            "{{\"timestamp\":\"{now}\",\"level\":\"INFO\",\"fields\":{{\"message\":\"audit\""
-        );
+        line.push_str("{\"timestamp\":\"");
+        push_timestamp(line, now);
+        line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"audit\"");
     } else {
-        let _ = write!(line, "{now}  INFO {TARGET}: audit");
+        push_timestamp(line, now);
+        line.push_str("  INFO audit: audit");
     }
     let mut fields = Fields { line, json };
     let caller = event.caller;
-    fields.str(
-        "decision",
-        if event.rule.is_some() {
-            "allow"
-        } else {
-            "deny"
-        },
-    );
-    fields.str("operation", event.operation.as_str());
+    // The agent's own words (decision, operation, outcome, identity, via) need no escaping.
+    let decision = if event.rule.is_some() {
+        "allow"
+    } else {
+        "deny"
+    };
+    fields.word("decision", decision);
+    fields.word("operation", event.operation.as_str());
     fields.str("reference", event.reference);
     fields.str("rule", event.rule.unwrap_or(""));
-    fields.str("outcome", event.outcome.as_str());
+    fields.word("outcome", event.outcome.as_str());
     fields.num("uid", caller.uid.into());
     fields.num("gid", caller.gid.into());
     fields.num("pid", caller.pid.into());
@@ -614,7 +612,7 @@ fn format_record(line: &mut String, json: bool, now: SystemTime, event: &Decided
     fields.str("container_id", caller.container_id.as_deref().unwrap_or(""));
     fields.str("pod_uid", caller.pod_uid.as_deref().unwrap_or(""));
     fields.str("systemd_unit", caller.systemd_unit.as_deref().unwrap_or(""));
-    fields.str("identity", caller.source.as_str());
+    fields.word("identity", caller.source.as_str());
     let workload = &caller.workload;
     if workload.kubernetes.is_none()
         && workload.ecs.is_none()
@@ -625,11 +623,11 @@ fn format_record(line: &mut String, json: bool, now: SystemTime, event: &Decided
         // the record leaves the workload fields out rather than write them empty. For the
         // same reason a gRPC record has no `via`: only the HTTP front door's records name it.
         if caller.via != Frontend::Grpc {
-            fields.str("via", caller.via.as_str());
+            fields.word("via", caller.via.as_str());
         }
     } else {
         let k8s = workload.kubernetes.as_ref();
-        fields.str("via", caller.via.as_str());
+        fields.word("via", caller.via.as_str());
         fields.str("k8s_namespace", k8s.map_or("", |k| k.namespace.as_str()));
         fields.str(
             "k8s_service_account",
@@ -651,6 +649,40 @@ fn format_record(line: &mut String, json: bool, now: SystemTime, event: &Decided
         line.push_str("},\"target\":\"audit\"}");
     }
     line.push('\n');
+}
+
+thread_local! {
+    /// The second a record was last made in, and its RFC 3339 text up to the fraction
+    /// (`2026-12-06T11:20:33.`): most records share their second with the one before.
+    static SECOND: std::cell::RefCell<(u64, String)> =
+        const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// `now` as `humantime::format_rfc3339_micros` writes it (`2026-12-06T11:20:33.123456Z`), the
+/// date and time part worked out once a second.
+fn push_timestamp(line: &mut String, now: SystemTime) {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since.as_secs();
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != seconds {
+            let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            prefix.clear();
+            prefix.push_str(text.trim_end_matches('Z'));
+            prefix.push('.');
+            *second = seconds;
+        }
+        line.push_str(prefix);
+    });
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(since.subsec_micros());
+    for _ in digits.len()..6 {
+        line.push('0');
+    }
+    line.push_str(digits);
+    line.push('Z');
 }
 
 /// Appends fields after the message: ` name="value"` (escaped as `Debug` escapes) or JSON members.
@@ -685,9 +717,16 @@ impl Fields<'_> {
         }
     }
 
+    /// A value the agent itself chose, known to need no escaping.
+    fn word(&mut self, name: &str, value: &'static str) {
+        debug_assert!(needs_no_escape(value));
+        self.name(name);
+        quoted(self.line, value);
+    }
+
     fn num(&mut self, name: &str, value: i64) {
         self.name(name);
-        let _ = write!(self.line, "{value}");
+        self.line.push_str(itoa::Buffer::new().format(value));
     }
 }
 
@@ -842,6 +881,20 @@ mod tests {
                     "json={json} workload={with_workload}\nours: {ours}\nfmt:  {expected}"
                 );
                 assert!(ours.ends_with('\n') && ours.lines().count() == 1);
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_are_written_as_humantime_writes_them() {
+        let offsets = [0u64, 1, 999_999, 1_000_000, 59_999_999, 86_400_000_001];
+        for offset in offsets.into_iter().chain([1_764_201_600_123_456]) {
+            for _ in 0..2 {
+                // Twice: the second use of a remembered second must agree too.
+                let at = SystemTime::UNIX_EPOCH + Duration::from_micros(offset);
+                let mut ours = String::new();
+                push_timestamp(&mut ours, at);
+                assert_eq!(ours, humantime::format_rfc3339_micros(at).to_string());
             }
         }
     }

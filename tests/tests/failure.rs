@@ -48,6 +48,15 @@ async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_prob
     moto.boto3("sm.create_secret(Name='steady', SecretString='old-but-good')");
     let client = agent.client().await;
     assert!(!client.get("sm:steady").await.unwrap().cache.stale);
+    // What a cached read costs on this machine right now (a busy CI machine adds to every
+    // read): the stale reads below may take the 25 ms stale deadline and 25 ms more than that.
+    let mut floor = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert!(client.get("sm:steady").await.unwrap().cache.hit);
+        floor = floor.max(started.elapsed());
+    }
+    let bound = Duration::from_millis(50) + floor;
     let circuit = "psst_backend_circuit{backend=\"sm\",service=\"Secrets Manager\",state=";
 
     for fault in [Fault::Blackhole, Fault::Reset] {
@@ -61,8 +70,8 @@ async fn past_the_ttl_a_dead_backend_costs_readers_milliseconds_and_aws_one_prob
             let read = client.get("sm:steady").await.unwrap();
             slowest = slowest.max(started.elapsed());
             assert!(
-                slowest < Duration::from_millis(50),
-                "{fault:?}: read {i} took {slowest:?}"
+                slowest < bound,
+                "{fault:?}: read {i} took {slowest:?} (a cached read: at most {floor:?})"
             );
             assert!(read.cache.stale, "{fault:?}");
             assert_eq!(read.value(), b"old-but-good");

@@ -254,3 +254,82 @@ fn a_cached_read_keeps_a_small_future() {
     let size = std::mem::size_of_val(&read);
     assert!(size <= 800, "Agent::get's future is {size} bytes");
 }
+
+/// Every operation is recorded exactly once, with how it ended: hits, misses, denials, failures,
+/// each item of a batch, and a read whose caller went away while the backend was being asked.
+#[tokio::test]
+async fn every_operation_is_recorded_once_with_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = crate::audit::Trail::start(crate::audit::TrailSettings {
+        json: true,
+        sink: crate::audit::Sink::File(
+            crate::audit::AuditFile::open(&dir.path().join("audit.jsonl")).unwrap(),
+        ),
+        journal: Some(dir.path().join("journal")),
+        journal_capacity: 64 * 1024,
+        flush_interval: Duration::from_millis(1),
+        fail_closed: false,
+    })
+    .unwrap();
+    let backend = MemoryBackend::new(BackendKind::Local);
+    backend.insert("app/db", b"v");
+    backend.insert("app/slow", b"v");
+    let mut agent = agent_with(&backend);
+    agent.audit = Audit::new(
+        Arc::clone(&trail),
+        vec![Arc::clone(&agent.metrics) as Arc<dyn Observer>],
+    );
+    let me = caller(1000);
+    agent.get(&me, "local:app/db").await.unwrap();
+    agent.get(&me, "local:app/db").await.unwrap();
+    agent.get(&caller(2000), "local:app/db").await.unwrap_err();
+    agent.get(&me, "local:app/db#nokey").await.unwrap_err();
+    let batch = ["local:app/db", "local:app/none", "bad ref", "local:other"].map(String::from);
+    agent.batch_get(&me, &batch).await.unwrap();
+    agent
+        .put(&me, "local:app/new", SecretValue::from_slice(b"n"))
+        .await
+        .unwrap();
+    agent.list(&me, "local:app/").await.unwrap();
+    // A read that waits for the backend, dropped (the caller hung up) before it is answered.
+    let _gate = backend.hold_fetches();
+    let read = agent.get(&me, "local:app/slow");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), read)
+            .await
+            .is_err(),
+        "the backend is held"
+    );
+    trail.close();
+
+    let records: Vec<(String, String, String)> =
+        std::fs::read_to_string(dir.path().join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let f = &v["fields"];
+                let s = |k: &str| f[k].as_str().unwrap().to_owned();
+                (s("operation"), s("reference"), s("outcome"))
+            })
+            .collect();
+    let expected = [
+        ("read", "local:app/db", "miss"),
+        ("read", "local:app/db", "hit"),
+        ("read", "local:app/db", "denied"),
+        ("read", "local:app/db#nokey", "invalid_argument"),
+        ("read", "local:other", "denied"),
+        ("read", "local:app/db", "hit"),
+        ("read", "local:app/none", "not_found"),
+        ("write", "local:app/new", "done"),
+        ("list", "local:app/", "done"),
+        ("read", "local:app/slow", "cancelled"),
+    ]
+    .map(|(o, r, out)| (o.to_owned(), r.to_owned(), out.to_owned()));
+    assert_eq!(records, expected);
+    let decisions = agent.metrics.render();
+    assert!(
+        decisions.contains("psst_policy_decisions_total{operation=\"read\",decision=\"allow\"} 6"),
+        "the metrics saw the same decisions:\n{decisions}"
+    );
+}

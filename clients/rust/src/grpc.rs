@@ -417,3 +417,147 @@ pub(crate) fn connect_failure(socket: &Path, e: &std::io::Error) -> Failure {
         Failure::Failed(error)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::Response;
+
+    use super::*;
+    use crate::Client;
+
+    /// What the fake server does with the n-th stream (from 0).
+    type Answer = fn(usize, h2::server::SendResponse<Bytes>);
+
+    /// An HTTP/2 server on a socket of its own (run by this process's uid, so the client's check
+    /// passes) that answers each stream as `answer` says; counts the streams.
+    async fn serve(answer: Answer) -> (Client, Arc<AtomicUsize>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "psst-client-grpc-{}-{}",
+            std::process::id(),
+            SERVED.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("s.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let streams = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&streams);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let count = Arc::clone(&count);
+                tokio::spawn(async move {
+                    let mut connection = h2::server::handshake(stream).await.unwrap();
+                    while let Some(Ok((_, respond))) = connection.accept().await {
+                        answer(count.fetch_add(1, Ordering::Relaxed), respond);
+                    }
+                });
+            }
+        });
+        (Client::connect(&socket).await.unwrap(), streams, dir)
+    }
+    static SERVED: AtomicUsize = AtomicUsize::new(0);
+
+    fn grpc_reply(status: &'static str) -> Response<()> {
+        Response::builder()
+            .header("content-type", "application/grpc")
+            .header("grpc-status", status)
+            .header("grpc-message", "secret%20local:a%20not%20found")
+            .body(())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_reply_is_the_error_it_carries() {
+        let (client, _, dir) = serve(|_, mut respond| {
+            respond.send_response(grpc_reply("5"), true).unwrap();
+        })
+        .await;
+        let err = client.get("local:a").await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        assert_eq!(err.message(), "secret local:a not found");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_is_sent_again_and_a_cancelled_one_is_not() {
+        // The first stream is refused (not processed), the second answered.
+        let (client, streams, dir) = serve(|n, mut respond| {
+            if n == 0 {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+                return;
+            }
+            let mut stream = respond.send_response(Response::new(()), false).unwrap();
+            let message = pb_secret();
+            stream.send_data(encode(&message), false).unwrap();
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            stream.send_trailers(trailers).unwrap();
+        })
+        .await;
+        assert_eq!(client.get("local:a").await.unwrap().value(), b"v");
+        assert_eq!(streams.load(Ordering::Relaxed), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+
+        // A stream reset otherwise may have been processed: one attempt, and its error.
+        let (client, streams, dir) = serve(|_, mut respond| {
+            respond.send_reset(h2::Reason::CANCEL);
+        })
+        .await;
+        let err = client.put("local:a", b"v").await.unwrap_err();
+        assert_eq!(err.code(), Code::Cancelled, "{err}");
+        assert_eq!(streams.load(Ordering::Relaxed), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn replies_that_are_not_one_whole_message_are_refused() {
+        let cases: [(Answer, &str); 3] = [
+            // Compressed, which the client never asks for.
+            (|_, r| answer_with(r, b"\x01\x00\x00\x00\x00"), "compressed"),
+            // Says 9 bytes, carries 2.
+            (
+                |_, r| answer_with(r, b"\x00\x00\x00\x00\x09ab"),
+                "not one whole message",
+            ),
+            (|_, r| answer_with(r, b"\x00\x00"), "has no message"),
+        ];
+        for (answer, want) in cases {
+            let (client, _, dir) = serve(answer).await;
+            let err = client.get("local:a").await.unwrap_err();
+            assert_eq!(err.code(), Code::Internal, "{err}");
+            assert!(err.message().contains(want), "{err}");
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    fn answer_with(mut respond: h2::server::SendResponse<Bytes>, body: &'static [u8]) {
+        let mut stream = respond.send_response(Response::new(()), false).unwrap();
+        stream.send_data(Bytes::from_static(body), false).unwrap();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        stream.send_trailers(trailers).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reply_without_a_grpc_status_maps_its_http_status() {
+        let (client, _, dir) = serve(|_, mut respond| {
+            let reply = Response::builder().status(503).body(()).unwrap();
+            respond.send_response(reply, true).unwrap();
+        })
+        .await;
+        let err = client.get("local:a").await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err}");
+        assert!(err.message().contains("503"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn pb_secret() -> crate::pb::Secret {
+        crate::pb::Secret {
+            reference: "local:a".into(),
+            value: Bytes::from_static(b"v"),
+            version_id: "1".into(),
+            ..Default::default()
+        }
+    }
+}

@@ -22,7 +22,7 @@ use prost::Message;
 use tonic::Code;
 use zeroize::Zeroizing;
 
-use crate::{connect_checked, find_source, Error, UnexpectedServer};
+use crate::{connect_checked, deadline::Deadlines, find_source, Error, UnexpectedServer};
 
 /// The largest reply accepted, as tonic's default: a secret is far smaller.
 const MAX_REPLY: usize = 4 * 1024 * 1024;
@@ -53,6 +53,8 @@ pub(crate) struct Connection {
     current: Mutex<Current>,
     // Held while connecting, so that calls failing together make one new connection.
     connecting: tokio::sync::Mutex<()>,
+    /// The deadlines of the calls in flight on this client.
+    pub(crate) deadlines: Arc<Deadlines>,
 }
 
 #[derive(Default)]
@@ -74,6 +76,7 @@ impl Connection {
             expected_uid,
             current: Mutex::new(Current::default()),
             connecting: tokio::sync::Mutex::new(()),
+            deadlines: Deadlines::new(),
         });
         connection.sender(0).await?;
         Ok(connection)

@@ -18,6 +18,7 @@
 //! else) gets no request, so no value written with `put` reaches it.
 #![forbid(unsafe_code)]
 
+mod deadline;
 mod grpc;
 mod source;
 mod watch;
@@ -478,15 +479,19 @@ impl Client {
         let deadline = Instant::now() + self.call_timeout;
         let mut delay = Duration::from_millis(20);
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, self.connection.call(uri, body.clone())).await {
-                Ok(Ok(response)) => return Ok(response),
-                Ok(Err(grpc::Failure::NeverReached(_))) if Instant::now() + delay < deadline => {
+            match self
+                .connection
+                .deadlines
+                .run(deadline, self.connection.call(uri, body.clone()))
+                .await
+            {
+                Some(Ok(response)) => return Ok(response),
+                Some(Err(grpc::Failure::NeverReached(_))) if Instant::now() + delay < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }
-                Ok(Err(failure)) => return Err(failure.into_error()),
-                Err(_) => {
+                Some(Err(failure)) => return Err(failure.into_error()),
+                None => {
                     return Err(Error::new(
                         Code::DeadlineExceeded,
                         format!(

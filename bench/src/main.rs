@@ -8,6 +8,7 @@
 //!
 //! `psst-bench http` (`bench/run http`) compares the HTTP/1.1 front door instead (`http.rs`).
 
+mod clients;
 mod http;
 
 use std::{
@@ -74,6 +75,27 @@ enum Cmd {
     /// Sends COUNT cached reads over the HTTP/1.1 front door, one at a time on one kept-alive
     /// connection, to SOCKET (psstd's, or the floor server's): bench/callgrind with MODE=http.
     HttpLoad { socket: PathBuf, count: usize },
+    /// The Rust clients against one psstd, same run: the floor (a thin h2 client), tonic's
+    /// `Channel` (psst-client before), psst-client (`clients.rs`).
+    RustClients,
+    /// Sends COUNT cached GetSecrets one at a time with one Rust client, to a psstd already
+    /// running (and seeded) on SOCKET: bench/callgrind-client counts the client's instructions.
+    ClientLoad {
+        #[arg(long, value_enum)]
+        client: clients::Kind,
+        socket: PathBuf,
+        count: usize,
+    },
+    /// COUNT sequential cached GetSecrets with one Rust client after COUNT/10 of warm-up; prints
+    /// the p50 and p99 in µs (bench/clients/run).
+    ClientSeq {
+        #[arg(long, value_enum)]
+        client: clients::Kind,
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        n: usize,
+    },
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -106,6 +128,17 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?;
         return runtime.block_on(http::load(socket, *count));
+    }
+    if let Some(Cmd::ClientLoad {
+        client,
+        socket,
+        count,
+    }) = &cli.command
+    {
+        return clients::load(*client, socket, *count);
+    }
+    if let Some(Cmd::ClientSeq { client, socket, n }) = &cli.command {
+        return clients::seq(*client, socket, *n);
     }
     if let Some(Cmd::Load {
         socket,
@@ -141,6 +174,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Cmd::Http) = cli.command {
         return http::run(&cli, &psstd, dir.path());
+    }
+    if let Some(Cmd::RustClients) = cli.command {
+        return clients::run(&cli, &psstd, dir.path());
     }
 
     let mut targets = vec![

@@ -18,6 +18,8 @@
 //! else) gets no request, so no value written with `put` reaches it.
 #![forbid(unsafe_code)]
 
+mod deadline;
+mod grpc;
 mod source;
 mod watch;
 
@@ -32,15 +34,16 @@ pub use watch::{Watch, WatchEvent, MAX_RECONNECT_DELAY};
 use std::{
     fmt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
 
 use hyper_util::rt::TokioIo;
-use psst_proto::v1::{self as pb, admin_client::AdminClient, secrets_client::SecretsClient};
+use psst_proto::v1::{self as pb, secrets_client::SecretsClient};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{
-    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse,
 };
 use zeroize::Zeroizing;
 
@@ -154,13 +157,31 @@ pub fn socket_path() -> PathBuf {
 
 /// A connection to the agent. Cheap to clone: clones share one connection, and every method
 /// takes `&self`, so one client (or its clones) serves any number of tasks.
+///
+/// Unary calls go over one HTTP/2 connection with gRPC's framing done by the client (`grpc.rs`);
+/// watches go through a tonic [`Channel`] that connects when first used, with the same check of
+/// the server's uid.
 #[derive(Clone)]
 pub struct Client {
+    connection: Arc<grpc::Connection>,
     channel: Channel,
     call_timeout: Duration,
     secrets: SecretsClient<Channel>,
-    admin: AdminClient<Channel>,
-    health: HealthClient<Channel>,
+}
+
+/// The unary methods, as `grpc.rs` sends them: the URI's authority is unused on the socket.
+mod method {
+    pub const GET_SECRET: &str = "http://localhost/psst.v1.Secrets/GetSecret";
+    pub const BATCH_GET_SECRETS: &str = "http://localhost/psst.v1.Secrets/BatchGetSecrets";
+    pub const LIST_SECRETS: &str = "http://localhost/psst.v1.Secrets/ListSecrets";
+    pub const PUT_SECRET: &str = "http://localhost/psst.v1.Secrets/PutSecret";
+    pub const WHO_AM_I: &str = "http://localhost/psst.v1.Secrets/WhoAmI";
+    pub const ROTATE_SECRET: &str = "http://localhost/psst.v1.Secrets/RotateSecret";
+    pub const GENERATE_PASSWORD: &str = "http://localhost/psst.v1.Secrets/GeneratePassword";
+    pub const STATS: &str = "http://localhost/psst.v1.Admin/Stats";
+    pub const INVALIDATE_CACHE: &str = "http://localhost/psst.v1.Admin/InvalidateCache";
+    pub const RELOAD_POLICY: &str = "http://localhost/psst.v1.Admin/ReloadPolicy";
+    pub const HEALTH_CHECK: &str = "http://localhost/grpc.health.v1.Health/Check";
 }
 
 /// What kind of failure an [`Error`] is.
@@ -417,48 +438,25 @@ impl Client {
     }
 
     async fn connect_once(socket: &Path, expected_uid: Option<u32>) -> Result<Self, Error> {
+        let connection = grpc::Connection::connect(socket, expected_uid)
+            .await
+            .map_err(grpc::Failure::into_error)?;
         let path = socket.to_owned();
         // The URI is required by the API but unused: the connector below dials the socket.
-        let channel = Endpoint::from_static("http://localhost")
-            .connect_with_connector(tower::service_fn(move |_| {
+        let channel = Endpoint::from_static("http://localhost").connect_with_connector_lazy(
+            tower::service_fn(move |_| {
                 let path = path.clone();
                 async move {
                     Ok::<_, std::io::Error>(TokioIo::new(
                         connect_checked(&path, expected_uid).await?,
                     ))
                 }
-            }))
-            .await
-            .map_err(|e| {
-                if let Some(unexpected) = find_source::<UnexpectedServer>(&e) {
-                    return Error::new(Code::Unauthenticated, unexpected.to_string());
-                }
-                let io = find_source::<std::io::Error>(&e).map(std::io::Error::kind);
-                let hint = match io {
-                    Some(std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
-                        " (is psstd running? PSST_SOCKET names its socket, and `psstd --dev` \
-                         prints the one it listens on)"
-                    }
-                    Some(std::io::ErrorKind::PermissionDenied) => {
-                        " (the socket's group or mode does not let this user connect: see \
-                         [server] in the agent's config)"
-                    }
-                    _ => "",
-                };
-                Error::new(
-                    Code::Unavailable,
-                    format!(
-                        "cannot connect to the psst agent at {}: {}{hint}",
-                        socket.display(),
-                        source_chain(&e)
-                    ),
-                )
-            })?;
+            }),
+        );
         Ok(Self {
+            connection,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             secrets: SecretsClient::new(channel.clone()),
-            admin: AdminClient::new(channel.clone()),
-            health: HealthClient::new(channel.clone()),
             channel,
         })
     }
@@ -472,23 +470,28 @@ impl Client {
     /// Runs one unary call within the call timeout. A call that failed before it reached the
     /// agent (nothing listening: the agent restarting) is tried again within the same deadline,
     /// whatever the method: the agent never saw it, so nothing happens twice.
-    async fn unary<T, F, Fut>(&self, call: F) -> Result<T, Error>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
+    async fn unary<Q: prost::Message, R: prost::Message + Default>(
+        &self,
+        uri: &'static str,
+        request: &Q,
+    ) -> Result<R, Error> {
+        let body = grpc::encode(request);
         let deadline = Instant::now() + self.call_timeout;
         let mut delay = Duration::from_millis(20);
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, call()).await {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) if never_reached(&status) && Instant::now() + delay < deadline => {
+            match self
+                .connection
+                .deadlines
+                .run(deadline, self.connection.call(uri, body.clone()))
+                .await
+            {
+                Some(Ok(response)) => return Ok(response),
+                Some(Err(grpc::Failure::NeverReached(_))) if Instant::now() + delay < deadline => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }
-                Ok(Err(status)) => return Err(status.into()),
-                Err(_) => {
+                Some(Err(failure)) => return Err(failure.into_error()),
+                None => {
                     return Err(Error::new(
                         Code::DeadlineExceeded,
                         format!(
@@ -502,14 +505,13 @@ impl Client {
     }
 
     pub async fn get(&self, reference: &str) -> Result<Secret, Error> {
-        let secret = self
-            .unary(|| {
-                let mut secrets = self.secrets.clone();
-                let request = pb::GetSecretRequest {
+        let secret: pb::Secret = self
+            .unary(
+                method::GET_SECRET,
+                &pb::GetSecretRequest {
                     reference: reference.to_owned(),
-                };
-                async move { secrets.get_secret(request).await }
-            })
+                },
+            )
             .await?;
         Ok(Secret::from_proto(secret))
     }
@@ -520,14 +522,11 @@ impl Client {
         references: &[S],
     ) -> Result<Vec<Result<Secret, Error>>, Error> {
         let references: Vec<String> = references.iter().map(|r| r.as_ref().to_owned()).collect();
-        let response = self
-            .unary(|| {
-                let mut secrets = self.secrets.clone();
-                let request = pb::BatchGetSecretsRequest {
-                    references: references.clone(),
-                };
-                async move { secrets.batch_get_secrets(request).await }
-            })
+        let response: pb::BatchGetSecretsResponse = self
+            .unary(
+                method::BATCH_GET_SECRETS,
+                &pb::BatchGetSecretsRequest { references },
+            )
             .await?;
         Ok(response
             .results
@@ -546,14 +545,13 @@ impl Client {
     }
 
     pub async fn list(&self, prefix: &str) -> Result<Vec<SecretMetadata>, Error> {
-        let response = self
-            .unary(|| {
-                let mut secrets = self.secrets.clone();
-                let request = pb::ListSecretsRequest {
+        let response: pb::ListSecretsResponse = self
+            .unary(
+                method::LIST_SECRETS,
+                &pb::ListSecretsRequest {
                     prefix: prefix.to_owned(),
-                };
-                async move { secrets.list_secrets(request).await }
-            })
+                },
+            )
             .await?;
         Ok(response
             .secrets
@@ -567,15 +565,15 @@ impl Client {
     }
 
     pub async fn put(&self, reference: &str, value: &[u8]) -> Result<Written, Error> {
-        let response = self
-            .unary(|| {
-                let mut secrets = self.secrets.clone();
-                let request = pb::PutSecretRequest {
+        let response: pb::PutSecretResponse = self
+            .unary(
+                method::PUT_SECRET,
+                &pb::PutSecretRequest {
                     reference: reference.to_owned(),
-                    value: bytes::Bytes::copy_from_slice(value),
-                };
-                async move { secrets.put_secret(request).await }
-            })
+                    // Wiped when the request has been framed.
+                    value: bytes::Bytes::from_owner(Zeroizing::new(value.to_vec())),
+                },
+            )
             .await?;
         Ok(Written {
             reference: response.reference,
@@ -586,12 +584,8 @@ impl Client {
 
     /// How the agent sees this process and what the policy grants it.
     pub async fn whoami(&self) -> Result<Identity, Error> {
-        let response = self
-            .unary(|| {
-                let mut secrets = self.secrets.clone();
-                async move { secrets.who_am_i(pb::WhoAmIRequest {}).await }
-            })
-            .await?;
+        let response: pb::WhoAmIResponse =
+            self.unary(method::WHO_AM_I, &pb::WhoAmIRequest {}).await?;
         Ok(Identity::from_proto(response))
     }
 
@@ -613,16 +607,15 @@ impl Client {
         generator: Option<pb::GeneratorOptions>,
         json_key: Option<&str>,
     ) -> Result<Rotated, Error> {
-        let response = self
-            .unary(|| {
-                let mut secrets = self.secrets.clone();
-                let request = pb::RotateSecretRequest {
+        let response: pb::RotateSecretResponse = self
+            .unary(
+                method::ROTATE_SECRET,
+                &pb::RotateSecretRequest {
                     reference: reference.to_owned(),
-                    generator: generator.clone(),
+                    generator,
                     json_key: json_key.unwrap_or_default().to_owned(),
-                };
-                async move { secrets.rotate_secret(request).await }
-            })
+                },
+            )
             .await?;
         Ok(Rotated {
             reference: response.reference,
@@ -637,84 +630,56 @@ impl Client {
         &self,
         options: pb::GeneratorOptions,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let response = self
-            .unary(|| {
-                let mut secrets = self.secrets.clone();
-                let request = pb::GeneratePasswordRequest {
-                    options: Some(options.clone()),
-                };
-                async move { secrets.generate_password(request).await }
-            })
+        let response: pb::GeneratePasswordResponse = self
+            .unary(
+                method::GENERATE_PASSWORD,
+                &pb::GeneratePasswordRequest {
+                    options: Some(options),
+                },
+            )
             .await?;
         Ok(Zeroizing::new(response.value.to_vec()))
     }
 
     /// Admin: the agent's counters.
     pub async fn stats(&self) -> Result<pb::StatsResponse, Error> {
-        self.unary(|| {
-            let mut admin = self.admin.clone();
-            async move { admin.stats(pb::StatsRequest {}).await }
-        })
-        .await
+        self.unary(method::STATS, &pb::StatsRequest {}).await
     }
 
     /// Admin: drops cached values of one reference (`prefix` empty) or under a prefix.
     pub async fn invalidate(&self, reference: &str, prefix: &str) -> Result<u64, Error> {
-        let response = self
-            .unary(|| {
-                let mut admin = self.admin.clone();
-                let request = pb::InvalidateCacheRequest {
+        let response: pb::InvalidateCacheResponse = self
+            .unary(
+                method::INVALIDATE_CACHE,
+                &pb::InvalidateCacheRequest {
                     reference: reference.to_owned(),
                     prefix: prefix.to_owned(),
-                };
-                async move { admin.invalidate_cache(request).await }
-            })
+                },
+            )
             .await?;
         Ok(response.invalidated)
     }
 
     /// Admin: reloads the agent's policy file; returns the number of rules now in force.
     pub async fn reload_policy(&self) -> Result<u32, Error> {
-        let response = self
-            .unary(|| {
-                let mut admin = self.admin.clone();
-                async move { admin.reload_policy(pb::ReloadPolicyRequest {}).await }
-            })
+        let response: pb::ReloadPolicyResponse = self
+            .unary(method::RELOAD_POLICY, &pb::ReloadPolicyRequest {})
             .await?;
         Ok(response.rules)
     }
 
     /// The agent's gRPC health: `Serving` when it answers requests.
     pub async fn health(&self) -> Result<ServingStatus, Error> {
-        let response = self
-            .unary(|| {
-                let mut health = self.health.clone();
-                let request = HealthCheckRequest {
+        let response: HealthCheckResponse = self
+            .unary(
+                method::HEALTH_CHECK,
+                &HealthCheckRequest {
                     service: String::new(),
-                };
-                async move { health.check(request).await }
-            })
+                },
+            )
             .await?;
         Ok(response.status())
     }
-}
-
-/// Whether a failed call never reached the agent: the connection could not be made (nothing
-/// listens on the socket, or the socket is gone), so the agent never saw the request.
-fn never_reached(status: &tonic::Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(error) = source {
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-            ) {
-                return true;
-            }
-        }
-        source = error.source();
-    }
-    false
 }
 
 /// How the agent sees the calling process, and what the policy grants it (`whoami`).
@@ -819,22 +784,6 @@ fn find_source<'a, T: std::error::Error + 'static>(
         current = error.source();
     }
     None
-}
-
-/// The error and its sources, each said once: a source whose text the chain already holds
-/// (hyper and tonic repeat their inner error in their own message) is left out.
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let said = s.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

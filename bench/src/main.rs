@@ -9,6 +9,7 @@
 //! `psst-bench http` (`bench/run http`) compares the HTTP/1.1 front door instead (`http.rs`).
 
 mod http;
+mod memory;
 
 use std::{
     path::{Path, PathBuf},
@@ -74,6 +75,9 @@ enum Cmd {
     /// Sends COUNT cached reads over the HTTP/1.1 front door, one at a time on one kept-alive
     /// connection, to SOCKET (psstd's, or the floor server's): bench/callgrind with MODE=http.
     HttpLoad { socket: PathBuf, count: usize },
+    /// psstd's memory: per cached secret (10,000 and 100,000), idle and after the first AWS
+    /// read (moto), and with watchers open through rotations and after they close (`memory.rs`).
+    Memory(memory::MemoryArgs),
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -141,6 +145,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Cmd::Http) = cli.command {
         return http::run(&cli, &psstd, dir.path());
+    }
+    if let Some(Cmd::Memory(args)) = &cli.command {
+        return memory::run(args, &psstd);
     }
 
     let mut targets = vec![

@@ -31,7 +31,7 @@ use crate::{nix_uid, Moto, VALUE_LEN};
 /// What `psst-bench memory` measures.
 #[derive(clap::Args)]
 pub struct MemoryArgs {
-    /// Cached-secret counts to measure (comma separated).
+    /// Cached-secret counts to measure (comma separated; 0 skips the measurement).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     secrets: Vec<usize>,
     /// Watch streams on one secret (0: skip the watcher measurement).
@@ -112,9 +112,12 @@ impl Agent {
         );
         let mut config = format!(
             "[server]\nsocket = \"{d}/psst.sock\"\n[log]\nlevel = \"warn\"\n[audit]\nenabled = false\n\
+             [limits]\nrequests_per_second_per_uid = 0\nrequests_in_flight_per_uid = {in_flight}\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n[policy]\nfile = \"{d}/policy.toml\"\n\
              {extra}\n[[backend]]\ntype = \"local\"\ndir = \"{d}/store\"\nttl = \"1h\"\n",
-            d = dir.display()
+            d = dir.display(),
+            // One uid sends the whole load, and holds every watch.
+            in_flight = args.watchers + 64,
         );
         let mut command = Command::new(psstd);
         command.envs(args.envs.iter().map(|(k, v)| (k, v)));
@@ -218,7 +221,7 @@ pub fn run(args: &MemoryArgs, bench_psstd: &Path) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
 
     let mut per_secret = Vec::new();
-    for &count in &args.secrets {
+    for &count in args.secrets.iter().filter(|&&n| n > 0) {
         let store = dir.path().join(format!("secrets-{count}"));
         {
             let agent = Agent::start(args, &psstd, &store, "", None)?;
@@ -278,13 +281,11 @@ pub fn run(args: &MemoryArgs, bench_psstd: &Path) -> anyhow::Result<()> {
     let mut watch_samples = Vec::new();
     if args.watchers > 0 {
         let store = dir.path().join("watchers");
-        let limits = format!(
-            "[limits]\nrequests_in_flight_per_uid = {n}\nrequests_per_second_per_uid = 0\n\
-             [connections]\nmax_streams = {s}\n[watch]\ninterval = \"200ms\"\njitter = 0.2\n",
-            n = args.watchers + 64,
-            s = args.watchers.div_ceil(args.connections.max(1)) + 8,
+        let streams = format!(
+            "[connections]\nmax_streams = {}\n[watch]\ninterval = \"200ms\"\njitter = 0.2\n",
+            args.watchers.div_ceil(args.connections.max(1)) + 8,
         );
-        let agent = Agent::start(args, &psstd, &store, &limits, None)?;
+        let agent = Agent::start(args, &psstd, &store, &streams, None)?;
         watch_samples = runtime.block_on(watchers(&agent, args))?;
         for (label, sample) in &watch_samples {
             println!("{}", sample.row(label));
@@ -476,9 +477,10 @@ async fn watchers(agent: &Agent, args: &MemoryArgs) -> anyhow::Result<Vec<(Strin
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // psstd looks at the allocator's free memory every 5 s (`main.rs`): a sample after that.
     samples.push((
         "watchers: every watch closed".to_owned(),
-        tokio::task::block_in_place(sample(Duration::from_secs(2)))?,
+        tokio::task::block_in_place(sample(Duration::from_secs(6)))?,
     ));
     Ok(samples)
 }

@@ -19,9 +19,9 @@ pub mod codec {
     use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
     /// The encode buffer of a `WatchSecrets` stream, which lives as long as the stream: about one
-    /// event of a small secret, where tonic's default is 8 KiB. A server with 10,000 watches open
-    /// held 80 MB in these buffers, and each event sent touched another few hundred bytes of
-    /// them; a larger event grows the buffer as it needs (tonic reuses it once sent).
+    /// event of a small secret, where tonic's default is 8 KiB. A larger event grows the buffer
+    /// as it needs; tonic reuses it once the event is sent. Every other message keeps tonic's
+    /// default (a unary reply's buffer lives only as long as the call).
     pub const WATCH_EVENT_BUFFER: usize = 512;
 
     pub struct ApiCodec<T, U>(PhantomData<(T, U)>);

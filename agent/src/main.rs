@@ -24,6 +24,51 @@ use psstd::{
 static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
     zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
+/// glibc's figures for every arena (`mallinfo2`): what the metrics' `heap_*` gauges show.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_usage() -> psstd::metrics::HeapUsage {
+    // SAFETY: mallinfo2 takes each arena's lock and only reads its statistics.
+    let info = unsafe { libc::mallinfo2() };
+    psstd::metrics::HeapUsage {
+        in_use: (info.uordblks + info.hblkhd) as u64,
+        free: info.fordblks as u64,
+    }
+}
+
+/// Gives the allocator's free memory back to the kernel when it holds a lot of it. glibc keeps
+/// what the agent freed in its arenas (one per thread, up to eight per core), so after a burst
+/// (10,000 watches closing, the AWS SDK's start-up garbage) RSS stayed at the peak while the heap
+/// in use was back down. Every `HEAP_CHECK` a thread reads the free bytes (`mallinfo2`) and,
+/// when they passed `HEAP_TRIM_AT` and grew by half of that since the last trim, returns the free
+/// pages (`malloc_trim`, which also releases whole free pages inside the arenas). Freed memory
+/// was already wiped by the zeroing allocator.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_heap_trimmed() {
+    const HEAP_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+    const HEAP_TRIM_AT: u64 = 2 * 1024 * 1024;
+    let spawned = std::thread::Builder::new()
+        .name("psstd-heap".into())
+        .stack_size(64 * 1024)
+        .spawn(|| {
+            // What was still free right after the last trim (pages partly in use stay).
+            let mut left = 0;
+            loop {
+                std::thread::sleep(HEAP_CHECK);
+                let free = heap_usage().free;
+                if free > HEAP_TRIM_AT && free > left + HEAP_TRIM_AT / 2 {
+                    // SAFETY: malloc_trim only returns free memory to the kernel.
+                    unsafe { libc::malloc_trim(0) };
+                    left = heap_usage().free;
+                } else {
+                    left = left.min(free);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the heap trimming thread");
+    }
+}
+
 /// Exit code for a configuration error (EX_CONFIG would be 78; linkerd and BSD use 64, usage).
 const EXIT_CONFIG: u8 = 64;
 const DEFAULT_CONFIG: &str = "/etc/psst/psstd.toml";
@@ -64,6 +109,11 @@ fn main() -> ExitCode {
     if let Err(e) = telemetry::init(&config.log) {
         eprintln!("psstd: {e:#}");
         return ExitCode::from(EXIT_CONFIG);
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        psstd::metrics::set_heap_probe(heap_usage);
+        keep_heap_trimmed();
     }
     if let Err(e) = lifecycle::harden() {
         tracing::warn!(error = %e, "could not disable core dumps");

@@ -3,7 +3,11 @@
 //! text exposition format on their own listener (`[metrics] listen`, off by default). Names and
 //! labels never carry a value; secret names are not labels either (unbounded cardinality).
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -61,6 +65,23 @@ struct HttpLabels {
     frontend: &'static str,
     route: &'static str,
     status: u16,
+}
+
+/// The allocator's own figures: bytes in live allocations, and bytes it holds free (freed by the
+/// process, not returned to the kernel). What tells a leak (in use grows) from allocator retention
+/// (free grows, in use does not).
+#[derive(Clone, Copy, Debug)]
+pub struct HeapUsage {
+    pub in_use: u64,
+    pub free: u64,
+}
+
+static HEAP_PROBE: OnceLock<fn() -> HeapUsage> = OnceLock::new();
+
+/// Installs the function that reads the allocator's figures: the binary that chose the allocator
+/// provides it (`main.rs`, glibc's `mallinfo2`); without one, the `heap_*` gauges are left out.
+pub fn set_heap_probe(probe: fn() -> HeapUsage) {
+    let _ = HEAP_PROBE.set(probe);
 }
 
 type Histograms = Family<BackendLabel, Histogram, fn() -> Histogram>;
@@ -245,6 +266,23 @@ impl Collector for Snapshot {
         ] {
             let gauge = ConstGauge::new(value as i64);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        if let Some(heap) = HEAP_PROBE.get().map(|probe| probe()) {
+            for (name, help, value) in [
+                (
+                    "heap_in_use_bytes",
+                    "Bytes in live heap allocations (the allocator's count)",
+                    heap.in_use,
+                ),
+                (
+                    "heap_free_bytes",
+                    "Bytes the allocator holds free: freed by the agent, not returned to the kernel",
+                    heap.free,
+                ),
+            ] {
+                let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+            }
         }
         for (name, help, value) in [
             (

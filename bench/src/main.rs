@@ -10,6 +10,7 @@
 
 mod clients;
 mod http;
+mod memory;
 
 use std::{
     path::{Path, PathBuf},
@@ -96,6 +97,9 @@ enum Cmd {
         #[arg(long)]
         n: usize,
     },
+    /// psstd's memory: per cached secret (10,000 and 100,000), idle and after the first AWS
+    /// read (moto), and with watchers open through rotations and after they close (`memory.rs`).
+    Memory(memory::MemoryArgs),
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -177,6 +181,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Cmd::RustClients) = cli.command {
         return clients::run(&cli, &psstd, dir.path());
+    }
+    if let Some(Cmd::Memory(args)) = &cli.command {
+        return memory::run(args, &psstd);
     }
 
     let mut targets = vec![

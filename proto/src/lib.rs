@@ -18,6 +18,12 @@ pub mod codec {
     };
     use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
+    /// The encode buffer of a `WatchSecrets` stream, which lives as long as the stream: about one
+    /// event of a small secret, where tonic's default is 8 KiB. A larger event grows the buffer
+    /// as it needs; tonic reuses it once the event is sent. Every other message keeps tonic's
+    /// default (a unary reply's buffer lives only as long as the call).
+    pub const WATCH_EVENT_BUFFER: usize = 512;
+
     pub struct ApiCodec<T, U>(PhantomData<(T, U)>);
 
     impl<T, U> Default for ApiCodec<T, U> {
@@ -37,6 +43,12 @@ pub mod codec {
         type Decoder = ApiDecoder<U>;
 
         fn encoder(&mut self) -> Self::Encoder {
+            if std::any::TypeId::of::<T>() == std::any::TypeId::of::<crate::v1::WatchEvent>() {
+                return ProstCodec::<T, U>::raw_encoder(BufferSettings::new(
+                    WATCH_EVENT_BUFFER,
+                    WATCH_EVENT_BUFFER,
+                ));
+            }
             ProstCodec::<T, U>::default().encoder()
         }
 

@@ -15,12 +15,12 @@ use crate::{
     backend::{
         aws::{
             role::{RoleSessions, RoleSettings},
-            s3::S3Store,
-            sm::SecretsManager,
-            ssm::ParameterStore,
             AwsSettings,
         },
         local::LocalStore,
+        s3::S3Store,
+        sm::SecretsManager,
+        ssm::ParameterStore,
         vault::{VaultBackend, VaultSettings},
         Backends,
     },

@@ -8,6 +8,9 @@ pub mod aws;
 pub mod guard;
 pub mod local;
 pub mod memory;
+pub mod s3;
+pub mod sm;
+pub mod ssm;
 pub mod vault;
 
 use std::{

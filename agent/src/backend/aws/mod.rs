@@ -3,9 +3,6 @@
 //! limit and retries), and the mapping of SDK errors onto `BackendError`.
 
 pub mod role;
-pub mod s3;
-pub mod sm;
-pub mod ssm;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -39,7 +36,7 @@ pub struct AwsSettings {
     /// The HTTP client (connection pool) of this backend, shared with its role-scoped copies:
     /// connections carry no credentials (every request is signed), so sessions need no pool
     /// of their own. Set by the first SDK configuration loaded.
-    http_client: Arc<std::sync::OnceLock<SharedHttpClient>>,
+    pub(crate) http_client: Arc<std::sync::OnceLock<SharedHttpClient>>,
 }
 
 impl AwsSettings {
@@ -186,7 +183,7 @@ where
 }
 
 /// Error codes of Parameter Store, Secrets Manager and KMS (as these services report them).
-fn classify_code(service: &str, what: &str, code: &str, message: &str) -> BackendError {
+pub(crate) fn classify_code(service: &str, what: &str, code: &str, message: &str) -> BackendError {
     let detail = if message.is_empty() {
         code.to_owned()
     } else {
@@ -255,7 +252,7 @@ fn classify_code(service: &str, what: &str, code: &str, message: &str) -> Backen
 }
 
 /// Converts an AWS timestamp.
-fn system_time(t: &aws_smithy_types::DateTime) -> Option<std::time::SystemTime> {
+pub(crate) fn system_time(t: &aws_smithy_types::DateTime) -> Option<std::time::SystemTime> {
     std::time::SystemTime::try_from(*t).ok()
 }
 

@@ -35,7 +35,7 @@ use aws_smithy_types::Blob;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use super::{classify, list_pages, system_time, AwsSettings};
+use super::aws::{classify, list_pages, system_time, AwsSettings};
 use crate::backend::guard::CallGuard;
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},

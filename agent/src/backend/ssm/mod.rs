@@ -15,7 +15,7 @@ use aws_sdk_ssm::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, list_pages, system_time, AwsSettings};
+use super::aws::{classify, list_pages, system_time, AwsSettings};
 use crate::backend::guard::CallGuard;
 use crate::{
     backend::{

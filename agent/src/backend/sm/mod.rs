@@ -23,7 +23,7 @@ use aws_sdk_secretsmanager::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, list_pages, system_time, AwsSettings};
+use super::aws::{classify, list_pages, system_time, AwsSettings};
 use crate::backend::guard::CallGuard;
 use crate::{
     backend::{
@@ -183,7 +183,7 @@ impl SecretsManager {
                     );
                 }
                 let error = match errors.iter().find(|e| e.secret_id.as_deref() == Some(id)) {
-                    Some(e) => super::classify_code(
+                    Some(e) => super::aws::classify_code(
                         SERVICE,
                         &format!("secret {reference}"),
                         e.error_code.as_deref().unwrap_or("Unknown"),

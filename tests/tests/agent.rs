@@ -158,7 +158,8 @@ fn exit_codes_differ_for_invalid_not_found_and_unavailable() {
         (
             &["get", "vault:secret/prod/db"],
             8,
-            "FAILED_PRECONDITION: the vault backend is not enabled",
+            // Dev mode says how to turn it on (a configured agent: "not enabled").
+            "FAILED_PRECONDITION: the vault backend is off in dev mode: set VAULT_ADDR",
         ),
     ];
     for (args, code, says) in cases {

@@ -255,6 +255,18 @@ pub fn is_positive_integer(v: &str) -> bool {
     v.parse::<u64>().is_ok_and(|n| n > 0) && !v.starts_with('0')
 }
 
+/// For a backend's tests: each reference is rejected with a message that contains its text.
+#[cfg(test)]
+pub(crate) fn assert_rejected(cases: &[(&str, &str)]) {
+    for (text, says) in cases {
+        let err = crate::reference::SecretRef::parse(text)
+            .expect_err(text)
+            .to_string();
+        assert!(err.contains(says), "{text:?}: {err}");
+        assert!(err.starts_with("invalid reference: "), "{err}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,11 @@ use super::{
     guard::{CallGuard, Limits},
     BackendError, Listed,
 };
+#[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
+use crate::backend::registry::{Dev, DevContext};
 use crate::{
     backend::{
-        registry::{BackendSettings, BuildContext, Dev, DevContext},
+        registry::{BackendSettings, BuildContext},
         Backend,
     },
     config::AwsBackendConfig,
@@ -29,6 +31,7 @@ use aws_sdk_ssm::{
 /// holds credentials: without them every read would wait on the SDK's credential chain and
 /// fill the log with its warnings. Instance or SSO credentials the environment does not show:
 /// `PSST_DEV_AWS=1`.
+#[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
 pub(crate) fn dev(context: &DevContext<'_>, config: impl FnOnce(AwsBackendConfig) -> Dev) -> Dev {
     let keys = context.var(&["AWS_ACCESS_KEY_ID"]).is_some()
         && context.var(&["AWS_SECRET_ACCESS_KEY"]).is_some();
@@ -81,6 +84,7 @@ impl<S: AwsService> AwsConfig<S> {
     }
 
     /// As `Dev::On`: dev mode's settings for this service.
+    #[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
     pub(crate) fn dev(keys: AwsBackendConfig) -> Dev {
         Dev::On(Arc::new(Self::new(keys)))
     }
@@ -344,6 +348,7 @@ pub(crate) fn classify_code(service: &str, what: &str, code: &str, message: &str
 }
 
 /// Converts an AWS timestamp.
+#[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
 pub(crate) fn system_time(t: &aws_smithy_types::DateTime) -> Option<std::time::SystemTime> {
     std::time::SystemTime::try_from(*t).ok()
 }

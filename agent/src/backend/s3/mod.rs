@@ -603,6 +603,15 @@ impl Backend for S3Store {
 mod tests {
     use super::*;
 
+    #[test]
+    fn s3_names_and_selectors_say_what_is_wrong() {
+        crate::backend::registry::assert_rejected(&[
+            ("s3:bucket", "BUCKET/KEY"),
+            ("s3:Bucket/key", "invalid bucket"),
+            ("s3:bucket/", "empty object key"),
+        ]);
+    }
+
     fn envelope(wrapped: &[u8], sealed: &[u8]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.push(FORMAT_V1);

@@ -82,6 +82,14 @@ pub(super) fn may_be_same(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sm_names_and_selectors_say_what_is_wrong() {
+        crate::backend::registry::assert_rejected(&[
+            ("sm:prod/db?label=x", "does not apply"),
+            ("sm:arn:aws:s3:::bucket", "not a Secrets Manager ARN"),
+        ]);
+    }
+
     const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
     const PARTIAL: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db";
 

@@ -377,3 +377,14 @@ fn fetched(reference: &SecretRef, mut parameter: Parameter) -> Result<Fetched, B
         aws: Some(aws),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ssm_names_and_selectors_say_what_is_wrong() {
+        crate::backend::registry::assert_rejected(&[
+            ("ssm:prod/db", "must start with '/'"),
+            ("ssm:/prod/db?stage=x", "does not apply"),
+        ]);
+    }
+}

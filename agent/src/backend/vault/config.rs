@@ -176,3 +176,17 @@ impl BackendSettings for VaultBackendConfig {
         Ok(Arc::new(backend))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vault_names_and_selectors_say_what_is_wrong() {
+        crate::backend::registry::assert_rejected(&[
+            ("vault:secret", "MOUNT/PATH"),
+            ("vault:secret/a?version=latest", "does not apply"),
+            ("vault:secret/../sys", "'.' or '..'"),
+            ("vault:../sys/seal-status", "'.' or '..'"),
+            ("vault:./secret/a", "'.' or '..'"),
+        ]);
+    }
+}

@@ -547,9 +547,12 @@ impl Agent {
 
     fn backend(&self, kind: BackendKind) -> Result<&Configured, Error> {
         self.backends.get(kind).ok_or_else(|| {
-            Error::FailedPrecondition(format!(
-                "the {kind} backend is not enabled on this agent (see [[backend]] in its config)"
-            ))
+            Error::FailedPrecondition(match self.backends.why_off(kind) {
+                Some(why) => format!("the {kind} backend is {why}"),
+                None => format!(
+                    "the {kind} backend is not enabled on this agent (see [[backend]] in its config)"
+                ),
+            })
         })
     }
 

@@ -14,19 +14,12 @@ use crate::{
     api::{AdminApi, SecretsApi},
     audit::{AuditFile, Sink, Trail, TrailSettings, JOURNAL_CAPACITY},
     backend::{
-        aws::{
-            role::{RoleSessions, RoleSettings},
-            s3::S3Store,
-            sm::SecretsManager,
-            ssm::ParameterStore,
-            AwsSettings,
-        },
-        local::LocalStore,
-        vault::{VaultBackend, VaultSettings},
+        aws::role::{RoleSessions, RoleSettings},
+        registry::BuildContext,
         Backends,
     },
     cache::{CacheSettings, SecretCache},
-    config::{self, BackendConfig, Config},
+    config::Config,
     http_api,
     identity::{Attestors, IdentityResolver, ProcResolver},
     lifecycle, metrics,
@@ -42,40 +35,17 @@ use crate::{
 /// The gRPC health service name that reports the change feed.
 pub const FEED_HEALTH_SERVICE: &str = "psst.feed";
 
-/// Builds the configured backends: one arm per backend type.
+/// Builds the configured backends, each by its type (`backend/registry.rs`).
 pub fn build_backends(config: &Config) -> anyhow::Result<Backends> {
     let mut backends = Backends::default();
+    let context = BuildContext {
+        max_value_bytes: config.limits.max_value_bytes,
+    };
     for backend in &config.backends {
-        match backend {
-            BackendConfig::Local { dir, ttl } => {
-                let store = LocalStore::open(dir)
-                    .with_context(|| format!("opening the local store at {}", dir.display()))?;
-                backends.insert(Arc::new(store), *ttl);
-            }
-            BackendConfig::Ssm(aws) => {
-                let settings =
-                    AwsSettings::new("Parameter Store", aws, config::DEFAULT_SSM_RATE_LIMIT);
-                backends.insert(Arc::new(ParameterStore::new(settings)), aws.ttl);
-            }
-            BackendConfig::Sm(aws) => {
-                let settings =
-                    AwsSettings::new("Secrets Manager", aws, config::DEFAULT_SM_RATE_LIMIT);
-                backends.insert(Arc::new(SecretsManager::new(settings)), aws.ttl);
-            }
-            BackendConfig::S3(aws) => {
-                let settings = AwsSettings::new("S3", aws, config::DEFAULT_S3_RATE_LIMIT);
-                let store = S3Store::new(settings, config.limits.max_value_bytes);
-                backends.insert(Arc::new(store), aws.ttl);
-            }
-            BackendConfig::Vault(vault) => {
-                // Address and token may come from the environment; nothing is sent to Vault
-                // until the first request.
-                let backend = VaultSettings::resolve(vault, |name| std::env::var(name).ok())
-                    .and_then(VaultBackend::new)
-                    .map_err(|e| anyhow::anyhow!("backend `vault`: {e}"))?;
-                backends.insert(Arc::new(backend), vault.ttl);
-            }
-        }
+        backends.insert(backend.build(&context)?, backend.ttl());
+    }
+    for (kind, why) in &config.dev_off {
+        backends.off(*kind, why.clone());
     }
     let roles = RoleSessions::new(RoleSettings::new(&config.aws_roles));
     Ok(backends.with_roles(Arc::new(roles)))
@@ -285,6 +255,9 @@ pub async fn run(
         hangup,
     ));
 
+    for (kind, why) in &config.dev_off {
+        tracing::info!(backend = %kind, "{why}");
+    }
     tracing::info!(
         socket = %bound.path.as_deref().map_or("(systemd socket)".into(), |p| p.display().to_string()),
         backends = ?agent_backends(&config),
@@ -356,7 +329,10 @@ fn start_audit_trail(
                     .with_context(|| format!("opening audit file {}", path.display()))?,
             ),
         ),
-        None => (config.log.format == config::LogFormat::Json, Sink::Stderr),
+        None => (
+            config.log.format == crate::config::LogFormat::Json,
+            Sink::Stderr,
+        ),
     };
     let runtime_dir = std::env::var_os("RUNTIME_DIRECTORY").map(|dirs| {
         // systemd lists one directory per RuntimeDirectory= entry, separated by ':'.

@@ -631,7 +631,6 @@ fn served(entry: &Entry, hit: bool, stale: bool) -> Result<Served, CacheError> {
 mod tests {
     use super::*;
     use crate::backend::{memory::MemoryBackend, Backend};
-    use crate::reference::BackendKind;
 
     const TTL: Duration = Duration::from_secs(60);
 
@@ -664,7 +663,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn hits_until_the_ttl_ends() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("a", b"v1");
         let cache = cache(Duration::ZERO);
         let key = r("local:a");
@@ -695,7 +694,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn hot_entries_are_refreshed_before_they_expire() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("hot", b"v1");
         let cache = cache(Duration::ZERO);
         let key = r("local:hot");
@@ -722,7 +721,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hundred_concurrent_misses_make_one_fetch() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("hot", b"value");
         let gate = backend.hold_fetches();
         let cache = cache(Duration::ZERO);
@@ -754,7 +753,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_waiters_share_a_failure() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.set_unavailable(true);
         let gate = backend.hold_fetches();
         let cache = cache(Duration::ZERO);
@@ -779,7 +778,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn not_found_is_cached_briefly() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         let cache = cache(Duration::ZERO);
         let key = r("local:missing");
         for _ in 0..3 {
@@ -797,7 +796,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stale_is_served_while_the_backend_is_down() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("a", b"v1");
         let cache = cache(Duration::from_secs(300));
         let key = r("local:a");
@@ -815,7 +814,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_max_stale_an_outage_is_an_error() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("a", b"v1");
         let cache = cache(Duration::ZERO);
         let key = r("local:a");
@@ -832,7 +831,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalidating_a_secret_drops_every_version_of_it_and_nothing_else() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("a", b"v1");
         backend.insert("b", b"other");
         let cache = cache(Duration::ZERO);
@@ -849,7 +848,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_hanging_refresh_costs_a_reader_the_stale_deadline_only() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("a", b"v1");
         let cache = cache(Duration::from_secs(300));
         let key = r("local:a");
@@ -883,7 +882,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_a_value_to_fall_back_on_a_reader_waits_for_the_backend() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("a", b"v1");
         let cache = cache(Duration::from_secs(300));
         let gate = backend.hold_fetches();

@@ -4,14 +4,24 @@
 //! `deploy/config/psstd.toml` documents every key, and a test parses it.
 
 use std::{
+    any::Any,
     collections::BTreeSet,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
 use serde::{de::DeserializeOwned, Deserialize};
 
-use crate::{agent, identity::config::IdentityConfig, reference::BackendKind};
+use crate::{
+    agent,
+    backend::{
+        registry::{BackendSettings, BuildContext, Dev, DevContext},
+        Backend,
+    },
+    identity::config::IdentityConfig,
+    reference::BackendKind,
+};
 
 pub const DEFAULT_SOCKET_PATH: &str = "/run/psst/psst.sock";
 /// Any local process may connect; the policy decides what it may read.
@@ -39,6 +49,8 @@ pub const DEFAULT_STALE_DEADLINE: Duration = Duration::from_millis(25);
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Dev mode checks more often, so a rotation shows up while you look.
 pub const DEV_WATCH_INTERVAL: Duration = Duration::from_secs(2);
+/// `psstd --dev`: how long a value stays fresh in the cache, for every backend.
+pub const DEV_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_WATCH_JITTER: f64 = 0.2;
 pub const DEFAULT_LOCAL_DIR: &str = "/var/lib/psst/store";
 /// Per-attempt timeout of an AWS call (connect and answer).
@@ -155,6 +167,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub aws_roles: AwsRolesConfig,
     pub backends: Vec<BackendConfig>,
+    /// Dev mode only: the backends it left off, and why (in words that say how to turn them on).
+    pub dev_off: Vec<(BackendKind, String)>,
 }
 
 /// `[aws_roles]`: how the agent assumes the IAM roles `[[role]]` mappings in the policy name.
@@ -684,121 +698,73 @@ impl Default for LimitsConfig {
     }
 }
 
-/// One `[[backend]]` table. The `type` names the reference prefix it serves.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum BackendConfig {
-    Local {
-        #[serde(default = "default_local_dir")]
-        dir: PathBuf,
-        #[serde(default = "default_ttl", with = "humantime_serde")]
-        ttl: Duration,
-    },
-    /// AWS Systems Manager Parameter Store.
-    Ssm(AwsBackendConfig),
-    /// AWS Secrets Manager.
-    Sm(AwsBackendConfig),
-    /// KMS-encrypted objects in S3 (the article's own store); `kms_key_id` is the key writes
-    /// encrypt under.
-    S3(AwsBackendConfig),
-    /// HashiCorp Vault or OpenBao, KV version 2.
-    Vault(VaultBackendConfig),
+/// One `[[backend]]` table: the backend type its `type` names (a prefix in the registry,
+/// `backend/registry.rs`) and that type's own settings, read by the type from the table.
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    kind: BackendKind,
+    settings: Arc<dyn BackendSettings>,
 }
 
-/// The keys of the vault backend. Unset address and token fall back to the standard
-/// environment (VAULT_ADDR / BAO_ADDR, VAULT_TOKEN / BAO_TOKEN), read when the agent starts.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct VaultBackendConfig {
-    /// e.g. "https://vault.internal:8200". Unset: VAULT_ADDR or BAO_ADDR.
-    pub address: Option<String>,
-    /// Vault Enterprise / OpenBao namespace, sent as X-Vault-Namespace.
-    pub namespace: Option<String>,
-    /// A file holding the agent's token, re-read when it changes (e.g. written by Vault Agent).
-    pub token_file: Option<PathBuf>,
-    /// AppRole login: the role id, with `secret_id_file`.
-    pub role_id: Option<String>,
-    /// AppRole login: a file holding the secret id.
-    pub secret_id_file: Option<PathBuf>,
-    /// Where the AppRole auth method is mounted.
-    pub approle_mount: String,
-    /// PEM file of the CA(s) that signed Vault's certificate; replaces the system roots.
-    /// Unset: VAULT_CACERT or BAO_CACERT, else the system roots.
-    pub ca_file: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
-    pub ttl: Duration,
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    pub max_attempts: u32,
-}
-
-impl Default for VaultBackendConfig {
-    fn default() -> Self {
-        Self {
-            address: None,
-            namespace: None,
-            token_file: None,
-            role_id: None,
-            secret_id_file: None,
-            approle_mount: DEFAULT_VAULT_APPROLE_MOUNT.into(),
-            ca_file: None,
-            ttl: agent::DEFAULT_TTL,
-            timeout: DEFAULT_VAULT_TIMEOUT,
-            max_attempts: DEFAULT_VAULT_MAX_ATTEMPTS,
-        }
+impl PartialEq for BackendConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.settings.dyn_eq(&*other.settings as &dyn Any)
     }
 }
 
-impl VaultBackendConfig {
-    fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        let mut problem = |p: String| problems.push(format!("backend `vault`: {p}"));
-        if let Some(address) = &self.address {
-            if !(address.starts_with("http://") || address.starts_with("https://")) {
-                problem(format!(
-                    "address must be an http:// or https:// URL, got {address}"
-                ));
-            }
-        }
-        match (&self.role_id, &self.secret_id_file) {
-            (Some(_), None) => problem("role_id needs secret_id_file (AppRole login)".into()),
-            (None, Some(_)) => problem("secret_id_file needs role_id (AppRole login)".into()),
-            (Some(_), Some(_)) if self.token_file.is_some() => problem(
-                "token_file and role_id/secret_id_file are two ways to log in: configure one"
-                    .into(),
-            ),
-            _ => {}
-        }
-        if self.role_id.as_deref() == Some("") {
-            problem("role_id is empty".into());
-        }
-        if self.approle_mount.is_empty() || self.approle_mount.contains(['?', '#']) {
-            problem(format!(
-                "approle_mount '{}' is not a mount path",
-                self.approle_mount
+impl BackendConfig {
+    pub fn new(kind: BackendKind, settings: Arc<dyn BackendSettings>) -> Self {
+        Self { kind, settings }
+    }
+
+    /// Reads one `[[backend]]` table: its `type`, then the rest as that type's settings.
+    fn parse(item: &toml::Value) -> Result<Self, String> {
+        let Some(table) = item.as_table() else {
+            return Err(format!(
+                "invalid type: {}, expected a [[backend]] table",
+                item.type_str()
             ));
-        }
-        for (key, path) in [
-            ("token_file", &self.token_file),
-            ("secret_id_file", &self.secret_id_file),
-            ("ca_file", &self.ca_file),
-        ] {
-            if let Some(path) = path {
-                if !path.is_absolute() {
-                    problem(format!(
-                        "{key} must be an absolute path, got {}",
-                        path.display()
-                    ));
-                }
+        };
+        let mut table = table.clone();
+        let kind = match table.remove("type") {
+            None => return Err("missing field `type`".into()),
+            Some(toml::Value::String(prefix)) => {
+                BackendKind::from_prefix(&prefix).ok_or_else(|| {
+                    let expected: Vec<String> =
+                        BackendKind::all().map(|k| format!("`{k}`")).collect();
+                    format!(
+                        "unknown variant `{prefix}`, expected one of {}",
+                        expected.join(", ")
+                    )
+                })?
             }
-        }
-        if self.max_attempts == 0 {
-            problem("max_attempts must be at least 1".into());
-        }
-        if self.timeout.is_zero() {
-            problem("timeout must be more than 0".into());
-        }
-        problems
+            Some(other) => {
+                return Err(format!(
+                    "invalid type: {}, expected a backend type such as \"local\"",
+                    other.type_str()
+                ))
+            }
+        };
+        let settings = kind.ty().parse(toml::Value::Table(table))?;
+        Ok(Self { kind, settings })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.settings.ttl()
+    }
+
+    /// The type's own settings, when they are `T`.
+    pub fn settings<T: BackendSettings>(&self) -> Option<&T> {
+        (&*self.settings as &dyn Any).downcast_ref()
+    }
+
+    /// Builds the backend these settings describe.
+    pub fn build(&self, context: &BuildContext) -> anyhow::Result<Arc<dyn Backend>> {
+        self.settings.build(context)
     }
 }
 
@@ -826,6 +792,30 @@ pub struct AwsBackendConfig {
     pub kms_key_id: Option<String>,
 }
 
+impl AwsBackendConfig {
+    /// Every problem with the keys, without the `backend `x`: ` in front.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.max_attempts == 0 {
+            problems.push("max_attempts must be at least 1".into());
+        }
+        if self.rate_limit == Some(0) || self.burst == Some(0) {
+            problems.push("rate_limit and burst must be at least 1".into());
+        }
+        if self.timeout.is_zero() {
+            problems.push("timeout must be more than 0".into());
+        }
+        if let Some(endpoint) = &self.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                problems.push(format!(
+                    "endpoint must be an http:// or https:// URL, got {endpoint}"
+                ));
+            }
+        }
+        problems
+    }
+}
+
 impl Default for AwsBackendConfig {
     fn default() -> Self {
         Self {
@@ -840,34 +830,6 @@ impl Default for AwsBackendConfig {
             kms_key_id: None,
         }
     }
-}
-
-impl BackendConfig {
-    pub fn kind(&self) -> BackendKind {
-        match self {
-            Self::Local { .. } => BackendKind::Local,
-            Self::Ssm(_) => BackendKind::Ssm,
-            Self::Sm(_) => BackendKind::Sm,
-            Self::S3(_) => BackendKind::S3,
-            Self::Vault(_) => BackendKind::Vault,
-        }
-    }
-
-    pub fn ttl(&self) -> Duration {
-        match self {
-            Self::Local { ttl, .. } => *ttl,
-            Self::Ssm(aws) | Self::Sm(aws) | Self::S3(aws) => aws.ttl,
-            Self::Vault(vault) => vault.ttl,
-        }
-    }
-}
-
-fn default_local_dir() -> PathBuf {
-    DEFAULT_LOCAL_DIR.into()
-}
-
-fn default_ttl() -> Duration {
-    agent::DEFAULT_TTL
 }
 
 /// A config that could not be loaded, with every problem found.
@@ -939,9 +901,9 @@ impl Config {
             None => {}
             Some(toml::Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    match BackendConfig::deserialize(item.clone()) {
+                    match BackendConfig::parse(item) {
                         Ok(b) => backends.push(b),
-                        Err(e) => problems.push(format!("backend #{}: {}", i + 1, e.message())),
+                        Err(e) => problems.push(format!("backend #{}: {e}", i + 1)),
                     }
                 }
             }
@@ -965,6 +927,7 @@ impl Config {
             identity,
             aws_roles,
             backends,
+            dev_off: Vec::new(),
         };
         if feed_present {
             problems.extend(config.feed.problems(config.watch.interval));
@@ -1130,37 +1093,13 @@ impl Config {
             if b.ttl().is_zero() {
                 problems.push(format!("backend `{}`: ttl must be more than 0", b.kind()));
             }
-            match b {
-                BackendConfig::Local { dir, .. } if !dir.is_absolute() => {
-                    problems.push(format!(
-                        "backend `local`: dir must be an absolute path, got {}",
-                        dir.display()
-                    ));
-                }
-                BackendConfig::Local { .. } => {}
-                BackendConfig::Ssm(aws) | BackendConfig::Sm(aws) | BackendConfig::S3(aws) => {
-                    let kind = b.kind();
-                    if aws.max_attempts == 0 {
-                        problems.push(format!("backend `{kind}`: max_attempts must be at least 1"));
-                    }
-                    if aws.rate_limit == Some(0) || aws.burst == Some(0) {
-                        problems.push(format!(
-                            "backend `{kind}`: rate_limit and burst must be at least 1"
-                        ));
-                    }
-                    if aws.timeout.is_zero() {
-                        problems.push(format!("backend `{kind}`: timeout must be more than 0"));
-                    }
-                    if let Some(endpoint) = &aws.endpoint {
-                        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                            problems.push(format!(
-                                "backend `{kind}`: endpoint must be an http:// or https:// URL, got {endpoint}"
-                            ));
-                        }
-                    }
-                }
-                BackendConfig::Vault(vault) => problems.extend(vault.problems()),
-            }
+            let kind = b.kind();
+            problems.extend(
+                b.settings
+                    .problems()
+                    .into_iter()
+                    .map(|p| format!("backend `{kind}`: {p}")),
+            );
         }
         if self.backends.is_empty() {
             problems.push(
@@ -1176,13 +1115,24 @@ impl Config {
         Self::dev_with_env(state_dir, |name| std::env::var(name).ok())
     }
 
-    /// `dev` with the environment passed in. Vault is served when the environment names both a
-    /// server (VAULT_ADDR or BAO_ADDR) and a token (VAULT_TOKEN or BAO_TOKEN), as `bao server
-    /// -dev` prints them; the backend itself reads them again when it is built.
+    /// `dev` with the environment passed in. Each backend type decides from it whether dev mode
+    /// serves it (`BackendType::dev`): the local store always; Vault when the environment names
+    /// both a server (VAULT_ADDR or BAO_ADDR) and a token (VAULT_TOKEN or BAO_TOKEN), as `bao
+    /// server -dev` prints them; the AWS backends when it holds AWS credentials.
     pub fn dev_with_env(state_dir: &Path, env: impl Fn(&str) -> Option<String>) -> Self {
-        let set = |names: &[&str]| names.iter().any(|n| env(n).is_some_and(|v| !v.is_empty()));
-        let vault = set(&["VAULT_ADDR", "BAO_ADDR"]) && set(&["VAULT_TOKEN", "BAO_TOKEN"]);
-        let mut config = Config {
+        let context = DevContext {
+            state_dir,
+            env: &env,
+            ttl: DEV_TTL,
+        };
+        let (mut backends, mut dev_off) = (Vec::new(), Vec::new());
+        for kind in BackendKind::all() {
+            match kind.ty().dev(&context) {
+                Dev::On(settings) => backends.push(BackendConfig::new(kind, settings)),
+                Dev::Off(why) => dev_off.push((kind, why)),
+            }
+        }
+        Config {
             server: ServerConfig {
                 socket: state_dir.join("psst.sock"),
                 grace_period: Duration::from_secs(2),
@@ -1206,38 +1156,9 @@ impl Config {
             http: HttpConfig::default(),
             identity: IdentityConfig::default(),
             aws_roles: AwsRolesConfig::default(),
-            // AWS backends load their settings from the standard environment (AWS_REGION,
-            // AWS_ENDPOINT_URL, the credential chain) on first use: nothing is called at startup.
-            backends: vec![
-                BackendConfig::Local {
-                    dir: state_dir.join("store"),
-                    ttl: Duration::from_secs(30),
-                },
-                BackendConfig::Ssm(AwsBackendConfig {
-                    ttl: Duration::from_secs(30),
-                    ..AwsBackendConfig::default()
-                }),
-                BackendConfig::Sm(AwsBackendConfig {
-                    ttl: Duration::from_secs(30),
-                    ..AwsBackendConfig::default()
-                }),
-                // Writes to s3: need a key: PSST_S3_KMS_KEY_ID names it in dev mode.
-                BackendConfig::S3(AwsBackendConfig {
-                    ttl: Duration::from_secs(30),
-                    kms_key_id: env("PSST_S3_KMS_KEY_ID").filter(|k| !k.is_empty()),
-                    ..AwsBackendConfig::default()
-                }),
-            ],
-        };
-        if vault {
-            config
-                .backends
-                .push(BackendConfig::Vault(VaultBackendConfig {
-                    ttl: Duration::from_secs(30),
-                    ..VaultBackendConfig::default()
-                }));
+            backends,
+            dev_off,
         }
-        config
     }
 }
 
@@ -1258,6 +1179,7 @@ fn section<T: DeserializeOwned + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{aws::AwsConfig, s3::S3Type, vault::VaultBackendConfig};
 
     const MINIMAL: &str = "[[backend]]\ntype = \"local\"\n";
 
@@ -1270,10 +1192,13 @@ mod tests {
         assert_eq!(config.policy.file, Path::new(DEFAULT_POLICY_FILE));
         assert_eq!(
             config.backends,
-            [BackendConfig::Local {
-                dir: DEFAULT_LOCAL_DIR.into(),
-                ttl: agent::DEFAULT_TTL
-            }]
+            [BackendConfig::new(
+                crate::backend::local::KIND,
+                Arc::new(crate::backend::local::LocalConfig {
+                    dir: DEFAULT_LOCAL_DIR.into(),
+                    ttl: agent::DEFAULT_TTL
+                })
+            )]
         );
     }
 
@@ -1385,13 +1310,13 @@ ca_file = "/etc/psst/vault-ca.pem"
 ttl = "2m"
 "#;
         let c = Config::from_toml(text, "t").unwrap();
-        let BackendConfig::Vault(vault) = &c.backends[0] else {
+        let Some(vault) = c.backends[0].settings::<VaultBackendConfig>() else {
             panic!("{:?}", c.backends)
         };
         assert_eq!(vault.role_id.as_deref(), Some("r-1"));
         assert_eq!(vault.approle_mount, DEFAULT_VAULT_APPROLE_MOUNT);
         assert_eq!(vault.timeout, DEFAULT_VAULT_TIMEOUT);
-        assert_eq!(c.backends[0].kind(), BackendKind::Vault);
+        assert_eq!(c.backends[0].kind(), crate::backend::vault::KIND);
         assert_eq!(c.backends[0].ttl(), Duration::from_secs(120));
 
         let text = r#"
@@ -1434,7 +1359,7 @@ max_attempts = 0
             })
             .backends
             .iter()
-            .any(|b| b.kind() == BackendKind::Vault)
+            .any(|b| b.kind() == crate::backend::vault::KIND)
         };
         assert!(!has_vault(&[]));
         assert!(!has_vault(&[("VAULT_ADDR", "http://127.0.0.1:8200")]));
@@ -1453,14 +1378,14 @@ max_attempts = 0
     #[test]
     fn dev_serves_s3_and_takes_its_write_key_from_the_environment() {
         let s3_key = |key: Option<&str>| {
-            let config = Config::dev_with_env(Path::new("/tmp/psst-dev"), |name| {
-                (name == "PSST_S3_KMS_KEY_ID")
-                    .then(|| key.map(str::to_owned))
-                    .flatten()
-            });
-            config.backends.iter().find_map(|b| match b {
-                BackendConfig::S3(aws) => Some(aws.kms_key_id.clone()),
+            let config = Config::dev_with_env(Path::new("/tmp/psst-dev"), |name| match name {
+                "PSST_S3_KMS_KEY_ID" => key.map(str::to_owned),
+                "AWS_PROFILE" => Some("dev".into()),
                 _ => None,
+            });
+            config.backends.iter().find_map(|b| {
+                b.settings::<AwsConfig<S3Type>>()
+                    .map(|aws| aws.keys.kms_key_id.clone())
             })
         };
         assert_eq!(s3_key(None), Some(None), "s3: is on, without a write key");
@@ -1469,6 +1394,42 @@ max_attempts = 0
             s3_key(Some("alias/psst")),
             Some(Some("alias/psst".to_owned()))
         );
+    }
+
+    #[test]
+    fn dev_serves_aws_only_with_credentials_in_the_environment() {
+        let aws_on = |vars: &[(&str, &str)]| {
+            let config = Config::dev_with_env(Path::new("/tmp/psst-dev"), |name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            });
+            let on: Vec<&str> = config.backends.iter().map(|b| b.kind().prefix()).collect();
+            let off: Vec<&str> = config.dev_off.iter().map(|(k, _)| k.prefix()).collect();
+            for (_, why) in &config.dev_off {
+                assert!(why.starts_with("off in dev mode: "), "{why}");
+            }
+            (on, off)
+        };
+        assert_eq!(
+            aws_on(&[]),
+            (vec!["local"], vec!["ssm", "sm", "s3", "vault"])
+        );
+        assert_eq!(
+            aws_on(&[("AWS_ACCESS_KEY_ID", "AKIA"), ("HOME", "/nonexistent")]).0,
+            ["local"],
+            "a key id without its secret is no credentials"
+        );
+        for vars in [
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIA"),
+                ("AWS_SECRET_ACCESS_KEY", "x"),
+            ][..],
+            &[("AWS_PROFILE", "dev")],
+            &[("PSST_DEV_AWS", "1")],
+        ] {
+            assert_eq!(aws_on(vars).0, ["local", "ssm", "sm", "s3"], "{vars:?}");
+        }
     }
 
     #[test]
@@ -1529,7 +1490,7 @@ max_attempts = 0
             .collect();
         let config = Config::from_toml(&section, "vault section")
             .unwrap_or_else(|e| panic!("{e}\n{section}"));
-        let BackendConfig::Vault(vault) = &config.backends[0] else {
+        let Some(vault) = config.backends[0].settings::<VaultBackendConfig>() else {
             panic!("{section}")
         };
         assert_eq!(vault.approle_mount, DEFAULT_VAULT_APPROLE_MOUNT);

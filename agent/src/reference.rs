@@ -24,64 +24,9 @@ use crate::backend::aws::role::AssumedRole;
 /// Longest reference accepted, in bytes. Secrets Manager ARNs are the longest real names.
 pub const MAX_REFERENCE_LEN: usize = 2048;
 
-/// The backends a reference can name, by their prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BackendKind {
-    Local,
-    Ssm,
-    Sm,
-    S3,
-    Vault,
-}
-
-impl BackendKind {
-    pub const ALL: [BackendKind; 5] = [Self::Local, Self::Ssm, Self::Sm, Self::S3, Self::Vault];
-
-    /// Whether reads of this backend can be made under an assumed IAM role (`[[role]]`).
-    pub fn reads_under_iam_role(self) -> bool {
-        matches!(self, Self::Ssm | Self::Sm | Self::S3)
-    }
-
-    pub fn prefix(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Ssm => "ssm",
-            Self::Sm => "sm",
-            Self::S3 => "s3",
-            Self::Vault => "vault",
-        }
-    }
-
-    fn from_prefix(prefix: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.prefix() == prefix)
-    }
-
-    fn accepts(self, selector: &Selector) -> bool {
-        match (self, selector) {
-            (Self::Local | Self::Vault, Selector::Version(v)) => is_positive_integer(v),
-            (Self::Ssm, Selector::Version(v)) => is_positive_integer(v),
-            (Self::Ssm, Selector::Label(_)) => true,
-            (Self::Sm, Selector::Version(_) | Selector::Stage(_)) => true,
-            (Self::S3, Selector::Version(_)) => true,
-            _ => false,
-        }
-    }
-
-    fn selectors_help(self) -> &'static str {
-        match self {
-            Self::Local | Self::Vault => "version=N",
-            Self::Ssm => "version=N or label=NAME",
-            Self::Sm => "version=ID or stage=NAME",
-            Self::S3 => "version=ID",
-        }
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.prefix())
-    }
-}
+/// The backend a reference names: a handle on its type in the registry
+/// (`backend/registry.rs`), which holds each backend's name and selector rules.
+pub use crate::backend::registry::BackendKind;
 
 /// Which version of a secret a reference asks for. None means the current one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -174,11 +119,7 @@ impl SecretRef {
                 "'{text}' has no backend prefix: write BACKEND:NAME, e.g. local:{text}"
             ))
         })?;
-        let backend = BackendKind::from_prefix(prefix).ok_or_else(|| {
-            ReferenceError::new(format!(
-                "unknown backend '{prefix}': expected one of local, ssm, sm, s3, vault"
-            ))
-        })?;
+        let backend = kind_of(prefix)?;
         let (head, key) = match rest.split_once('#') {
             Some((head, "")) => {
                 return Err(ReferenceError::new(format!(
@@ -194,10 +135,10 @@ impl SecretRef {
         };
         validate_name(backend, name)?;
         if let Some(selector) = &selector {
-            if !backend.accepts(selector) {
+            if !backend.ty().accepts(selector) {
                 return Err(ReferenceError::new(format!(
                     "selector '{selector}' does not apply to {backend}: it takes {}",
-                    backend.selectors_help()
+                    backend.ty().selectors_help()
                 )));
             }
         }
@@ -231,12 +172,7 @@ impl SecretRef {
     /// secret name inside the ARN (without a full ARN's random `-XXXXXX` suffix); the core
     /// checks the name the backend reports as well, so a misread ARN cannot widen a grant.
     pub fn policy_name(&self) -> &str {
-        if self.backend == BackendKind::Sm {
-            if let Some((_, name)) = self.name.split_once(":secret:") {
-                return strip_arn_suffix(name);
-            }
-        }
-        &self.name
+        self.backend.ty().policy_name(&self.name)
     }
 
     /// The same reference with the backend's own name for the secret (a cache key for the
@@ -313,11 +249,7 @@ pub fn parse_prefix(text: &str) -> Result<(BackendKind, &str), ReferenceError> {
             "prefix '{text}' has no backend: write BACKEND: or BACKEND:PATH/, e.g. local:demo/"
         ))
     })?;
-    let backend = BackendKind::from_prefix(prefix).ok_or_else(|| {
-        ReferenceError::new(format!(
-            "unknown backend '{prefix}': expected one of local, ssm, sm, s3, vault"
-        ))
-    })?;
+    let backend = kind_of(prefix)?;
     if rest.len() > MAX_REFERENCE_LEN
         || rest
             .chars()
@@ -327,132 +259,33 @@ pub fn parse_prefix(text: &str) -> Result<(BackendKind, &str), ReferenceError> {
             "prefix '{text}' may not contain whitespace, control characters, '?' or '#'"
         )));
     }
-    // Vault's names are URL paths and the local store's are file paths: no step outside.
-    if matches!(backend, BackendKind::Vault | BackendKind::Local)
-        && rest.split('/').any(|s| s == "." || s == "..")
-    {
-        return Err(ReferenceError::new(format!(
-            "prefix '{text}' may not contain '.' or '..' segments"
-        )));
-    }
+    backend
+        .ty()
+        .check_list_prefix(rest)
+        .map_err(|why| ReferenceError::new(format!("prefix '{text}' {why}")))?;
     Ok((backend, rest))
 }
 
-/// A full Secrets Manager ARN ends with `-` and six random characters after the name.
-pub(crate) fn strip_arn_suffix(name: &str) -> &str {
-    let bytes = name.as_bytes();
-    let has_suffix = bytes.len() > 7
-        && bytes[bytes.len() - 7] == b'-'
-        && bytes[bytes.len() - 6..]
-            .iter()
-            .all(u8::is_ascii_alphanumeric);
-    if has_suffix {
-        &name[..name.len() - 7]
-    } else {
-        name
-    }
-}
-
-fn is_positive_integer(v: &str) -> bool {
-    v.parse::<u64>().is_ok_and(|n| n > 0) && !v.starts_with('0')
+/// The kind a reference prefix names, or the error listing the compiled-in ones.
+fn kind_of(prefix: &str) -> Result<BackendKind, ReferenceError> {
+    BackendKind::from_prefix(prefix).ok_or_else(|| {
+        ReferenceError::new(format!(
+            "unknown backend '{prefix}': expected one of {}",
+            BackendKind::prefixes()
+        ))
+    })
 }
 
 fn validate_name(backend: BackendKind, name: &str) -> Result<(), ReferenceError> {
-    let bad = |why: &str| {
-        Err(ReferenceError::new(format!(
-            "{backend} name '{name}' {why}"
-        )))
-    };
     if name.is_empty() {
         return Err(ReferenceError::new(format!(
             "empty name after '{backend}:'"
         )));
     }
-    match backend {
-        BackendKind::Local => {
-            // Local names become directories: keep them to a portable, traversal-free set.
-            for segment in name.split('/') {
-                if segment.is_empty() {
-                    return bad("has an empty path segment (leading, trailing or double '/')");
-                }
-                if segment == "." || segment == ".." {
-                    return bad("may not contain '.' or '..' segments");
-                }
-                if !segment
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-                {
-                    return bad("may only use letters, digits, '-', '_', '.' and '/'");
-                }
-            }
-            Ok(())
-        }
-        BackendKind::Ssm => {
-            if !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
-            {
-                return bad("may only use letters, digits, '-', '_', '.' and '/'");
-            }
-            if name.contains('/') && !name.starts_with('/') {
-                return bad("is hierarchical, so it must start with '/'");
-            }
-            if name.contains("//") || (name.len() > 1 && name.ends_with('/')) {
-                return bad("has an empty path segment");
-            }
-            Ok(())
-        }
-        BackendKind::Sm => {
-            if name.starts_with("arn:") {
-                if !name.starts_with("arn:aws") || !name.contains(":secretsmanager:") {
-                    return bad("is not a Secrets Manager ARN");
-                }
-                return Ok(());
-            }
-            if !name.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'/' | b'_' | b'+' | b'=' | b'.' | b'@' | b'-')
-            }) {
-                return bad("may only use letters, digits and / _ + = . @ -");
-            }
-            Ok(())
-        }
-        BackendKind::S3 => {
-            let Some((bucket, key)) = name.split_once('/') else {
-                return bad("must be BUCKET/KEY");
-            };
-            let bucket_ok = (3..=63).contains(&bucket.len())
-                && bucket.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.')
-                });
-            if !bucket_ok {
-                return bad(
-                    "has an invalid bucket name (3-63 lowercase letters, digits, '-', '.')",
-                );
-            }
-            if key.is_empty() {
-                return bad("has an empty object key");
-            }
-            Ok(())
-        }
-        BackendKind::Vault => {
-            let mut segments = name.split('/');
-            let mount = segments.next().unwrap_or_default();
-            let path: Vec<&str> = segments.collect();
-            if mount.is_empty() || path.is_empty() || path.iter().any(|s| s.is_empty()) {
-                return bad("must be MOUNT/PATH with no empty segments, e.g. secret/prod/db");
-            }
-            // The mount too: `vault:../sys/...` would reach past the KV mounts in Vault's URL
-            // space (`/v1/../sys/...`), wherever the grant's patterns pointed.
-            if std::iter::once(&mount)
-                .chain(&path)
-                .any(|s| *s == "." || *s == "..")
-            {
-                return bad("may not contain '.' or '..' segments");
-            }
-            Ok(())
-        }
-    }
+    backend
+        .ty()
+        .check_name(name)
+        .map_err(|why| ReferenceError::new(format!("{backend} name '{name}' {why}")))
 }
 
 #[cfg(test)]
@@ -486,7 +319,7 @@ mod tests {
     #[test]
     fn parts_are_where_they_belong() {
         let r = SecretRef::parse("sm:prod/db?stage=AWSPREVIOUS#user").unwrap();
-        assert_eq!(r.backend(), BackendKind::Sm);
+        assert_eq!(r.backend(), crate::backend::sm::KIND);
         assert_eq!(r.name(), "prod/db");
         assert_eq!(r.selector(), Some(&Selector::Stage("AWSPREVIOUS".into())));
         assert_eq!(r.key(), Some("user"));
@@ -525,18 +358,6 @@ mod tests {
             ("local:a?vers=1", "unknown selector 'vers'"),
             ("local:a?1", "must be version="),
             ("local:a#", "empty key"),
-            ("ssm:prod/db", "must start with '/'"),
-            ("ssm:/prod/db?stage=x", "does not apply"),
-            ("sm:prod/db?label=x", "does not apply"),
-            ("sm:arn:aws:s3:::bucket", "not a Secrets Manager ARN"),
-            ("s3:bucket", "BUCKET/KEY"),
-            ("s3:Bucket/key", "invalid bucket"),
-            ("s3:bucket/", "empty object key"),
-            ("vault:secret", "MOUNT/PATH"),
-            ("vault:secret/a?version=latest", "does not apply"),
-            ("vault:secret/../sys", "'.' or '..'"),
-            ("vault:../sys/seal-status", "'.' or '..'"),
-            ("vault:./secret/a", "'.' or '..'"),
         ] {
             let err = SecretRef::parse(text).expect_err(text).to_string();
             assert!(err.contains(says), "{text:?}: {err}");
@@ -551,10 +372,13 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        assert_eq!(parse_prefix("local:").unwrap(), (BackendKind::Local, ""));
+        assert_eq!(
+            parse_prefix("local:").unwrap(),
+            (crate::backend::local::KIND, "")
+        );
         assert_eq!(
             parse_prefix("ssm:/prod/").unwrap(),
-            (BackendKind::Ssm, "/prod/")
+            (crate::backend::ssm::KIND, "/prod/")
         );
         assert!(parse_prefix("demo/").is_err());
         assert!(parse_prefix("local:a#b").is_err());
@@ -581,7 +405,7 @@ mod tests {
             prop::option::of(1u32..100_000),
         )
             .prop_map(|(segments, version)| SecretRef {
-                backend: BackendKind::Local,
+                backend: crate::backend::local::KIND,
                 name: segments.join("/"),
                 selector: version.map(|v| Selector::Version(v.to_string())),
                 key: None,
@@ -596,7 +420,7 @@ mod tests {
             prop::option::of("[^#\\s\\p{C}][^\\s\\p{C}]{0,10}"),
         )
             .prop_map(|(parts, selector, key)| SecretRef {
-                backend: BackendKind::Sm,
+                backend: crate::backend::sm::KIND,
                 name: parts.concat(),
                 selector,
                 key,
@@ -610,7 +434,7 @@ mod tests {
             ]),
         )
             .prop_map(|(segments, selector)| SecretRef {
-                backend: BackendKind::Ssm,
+                backend: crate::backend::ssm::KIND,
                 name: format!("/{}", segments.join("/")),
                 selector,
                 key: None,

@@ -55,6 +55,40 @@ fn a_second_dev_agent_refuses_once_without_a_banner() {
     assert!(agent.psst(&["health"], None).status.success());
 }
 
+/// Dev mode without AWS credentials or a Vault server in the environment (the harness removes
+/// them) leaves `ssm:`, `sm:`, `s3:` and `vault:` off: it says why at start-up, and a read says
+/// how to turn the backend on instead of pointing at a config file dev mode does not have.
+#[test]
+fn dev_mode_says_why_a_backend_is_off() {
+    let agent = Agent::dev();
+    for (reference, says) in [
+        ("sm:prod/db", "AWS_ACCESS_KEY_ID"),
+        ("ssm:/prod/db", "AWS_PROFILE"),
+        ("s3:bucket/key", "PSST_DEV_AWS=1"),
+        ("vault:secret/db", "VAULT_ADDR"),
+    ] {
+        let out = agent.psst(&["get", reference], None);
+        let text = describe(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("off in dev mode"), "{reference}: {text}");
+        assert!(text.contains(says), "{reference}: {text}");
+        assert!(!text.contains("[[backend]]"), "{reference}: {text}");
+    }
+    let logs = agent.logs();
+    for backend in ["ssm", "sm", "s3", "vault"] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains(&format!("backend={backend}")) && l.contains("off in dev mode")),
+            "{backend}: {logs}"
+        );
+    }
+    // Nothing went to AWS: no SDK warnings about credentials.
+    assert!(
+        !logs.contains("aws_config") && !logs.contains("aws_smithy"),
+        "{logs}"
+    );
+}
+
 /// Without a config file, psstd says how to start without one.
 #[test]
 fn a_missing_default_config_points_at_dev_mode() {
@@ -140,7 +174,8 @@ fn exit_codes_differ_for_invalid_not_found_and_unavailable() {
         (
             &["get", "vault:secret/prod/db"],
             8,
-            "FAILED_PRECONDITION: the vault backend is not enabled",
+            // Dev mode says how to turn it on (a configured agent: "not enabled").
+            "FAILED_PRECONDITION: the vault backend is off in dev mode: set VAULT_ADDR",
         ),
     ];
     for (args, code, says) in cases {

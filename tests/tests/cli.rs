@@ -272,7 +272,7 @@ fn every_command_maps_failures_to_the_documented_exit_codes() {
         (
             "vault:secret/prod/db",
             8,
-            "FAILED_PRECONDITION: the vault backend is not enabled",
+            "FAILED_PRECONDITION: the vault backend is off in dev mode: set VAULT_ADDR",
         ),
     ];
     for (reference, code, says) in cases {

@@ -41,14 +41,28 @@ fn check_one(name: &str, expect: &Value, result: &Result<Secret, Error>) {
     }
 }
 
+/// The agent's policy: the scenarios' one rule (`policy` in scenarios.json, as with-agent writes
+/// it), granted to this uid.
+fn policy_of(spec: &Value) -> String {
+    let policy = &spec["policy"];
+    let allow: Vec<String> = policy["allow"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(op, patterns)| format!("{op} = {patterns}"))
+        .collect();
+    format!(
+        "[[rule]]\nname = {}\ncaller = {{ uid = [{}] }}\nallow = {{ {} }}\n",
+        policy["rule"],
+        nix::unistd::getuid(),
+        allow.join(", ")
+    )
+}
+
 #[tokio::test]
 async fn every_scenario_passes_through_the_rust_client() {
     let (spec, watch_spec) = (load("scenarios.json"), load("watch-scenarios.json"));
-    let policy = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/policy.toml"),
-    )
-    .unwrap()
-    .replace("RUNNER_UID", &nix::unistd::getuid().to_string());
+    let policy = policy_of(&spec);
     let moto = Moto::start();
     let bao = OpenBao::start();
     let config = format!(

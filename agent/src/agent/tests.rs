@@ -47,7 +47,7 @@ fn agent_with(backend: &MemoryBackend) -> Agent {
 
 #[tokio::test]
 async fn policy_is_checked_before_the_cache_and_the_backend() {
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     backend.insert("app/db", b"v");
     let agent = agent_with(&backend);
     let stranger = caller(2000);
@@ -75,7 +75,7 @@ async fn policy_is_checked_before_the_cache_and_the_backend() {
 
 #[tokio::test]
 async fn gets_with_versions_and_keys() {
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     backend.insert(
         "app/db",
         br#"{"user":"admin","password":"s3cr\"et","port":5432}"#,
@@ -113,7 +113,7 @@ async fn gets_with_versions_and_keys() {
 
 #[tokio::test]
 async fn malformed_and_unconfigured() {
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     let agent = agent_with(&backend);
     let me = caller(1000);
     assert!(matches!(
@@ -129,7 +129,7 @@ async fn malformed_and_unconfigured() {
 
 #[tokio::test]
 async fn put_writes_a_version_and_the_next_get_sees_it() {
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     backend.insert("app/key", b"old");
     let agent = agent_with(&backend);
     let me = caller(1000);
@@ -197,7 +197,7 @@ async fn put_writes_a_version_and_the_next_get_sees_it() {
 
 #[tokio::test]
 async fn list_shows_only_listable_names() {
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     for name in ["app/a", "app/b", "other/c"] {
         backend.insert(name, b"v");
     }
@@ -217,7 +217,7 @@ async fn list_shows_only_listable_names() {
 
 #[tokio::test]
 async fn batch_results_fail_one_by_one() {
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     backend.insert("app/a", b"A");
     let agent = agent_with(&backend);
     let refs: Vec<String> = [
@@ -247,7 +247,7 @@ async fn batch_results_fail_one_by_one() {
 /// inlined miss path doubles it; BENCHMARKS.md has what that costs).
 #[test]
 fn a_cached_read_keeps_a_small_future() {
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     let agent = agent_with(&backend);
     let caller = caller(1000);
     let read = agent.get(&caller, "local:app/db");
@@ -271,7 +271,7 @@ async fn every_operation_is_recorded_once_with_its_outcome() {
         fail_closed: false,
     })
     .unwrap();
-    let backend = MemoryBackend::new(BackendKind::Local);
+    let backend = MemoryBackend::new(crate::backend::local::KIND);
     backend.insert("app/db", b"v");
     backend.insert("app/slow", b"v");
     let mut agent = agent_with(&backend);

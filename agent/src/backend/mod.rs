@@ -1,17 +1,27 @@
-//! Backends: where secret values live. Each one implements [`Backend`]; the composition root
-//! (`app.rs`) builds the configured ones into a [`Backends`] table keyed by reference prefix.
+//! Backends: where secret values live. Each backend is a folder here behind its Cargo feature,
+//! with its type in the registry (`registry.rs`: reference rules, `[[backend]]` keys, dev mode,
+//! construction) and an implementation of [`Backend`]; the composition root (`app.rs`) builds
+//! the configured ones into a [`Backends`] table keyed by reference prefix.
 //!
-//! To add one: a file here, a variant in `config::BackendConfig`, an arm in `app::build_backends`,
+//! To add one: a folder here, a line in `registry::REGISTRY`, a feature in `agent/Cargo.toml`,
 //! a section in the README. ARCHITECTURE.md has the recipe.
 
 pub mod aws;
 pub mod guard;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod memory;
+pub mod registry;
+#[cfg(feature = "s3")]
+pub mod s3;
+#[cfg(feature = "sm")]
+pub mod sm;
+#[cfg(feature = "ssm")]
+pub mod ssm;
+#[cfg(feature = "vault")]
 pub mod vault;
 
 use std::{
-    collections::BTreeMap,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -252,14 +262,34 @@ pub struct Configured {
 /// under for callers mapped to a role.
 #[derive(Clone, Default)]
 pub struct Backends {
-    by_kind: BTreeMap<BackendKind, Configured>,
+    /// In registry order; a handful at most, so a scan beats a map.
+    by_kind: Vec<(BackendKind, Configured)>,
+    /// Dev mode: the backends it left off, and why.
+    off: Vec<(BackendKind, String)>,
     roles: Option<Arc<RoleSessions>>,
 }
 
 impl Backends {
     pub fn insert(&mut self, backend: Arc<dyn Backend>, ttl: Duration) {
-        self.by_kind
-            .insert(backend.kind(), Configured { backend, ttl });
+        let kind = backend.kind();
+        let configured = Configured { backend, ttl };
+        match self.by_kind.binary_search_by(|(k, _)| k.cmp(&kind)) {
+            Ok(i) => self.by_kind[i].1 = configured,
+            Err(i) => self.by_kind.insert(i, (kind, configured)),
+        }
+    }
+
+    /// Records that dev mode left `kind` off, and why (`Config::dev_off`).
+    pub fn off(&mut self, kind: BackendKind, why: String) {
+        self.off.push((kind, why));
+    }
+
+    /// Why dev mode left `kind` off, if it did.
+    pub fn why_off(&self, kind: BackendKind) -> Option<&str> {
+        self.off
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, why)| why.as_str())
     }
 
     /// Lets callers mapped to an IAM role read the AWS backends under it.
@@ -274,7 +304,10 @@ impl Backends {
 
     /// The backend as the agent itself reads it.
     pub fn get(&self, kind: BackendKind) -> Option<&Configured> {
-        self.by_kind.get(&kind)
+        self.by_kind
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, configured)| configured)
     }
 
     /// The backend as a read made `as` this role sees it (the agent's own, for None). None when
@@ -297,7 +330,7 @@ impl Backends {
     }
 
     pub fn kinds(&self) -> impl Iterator<Item = BackendKind> + '_ {
-        self.by_kind.keys().copied()
+        self.by_kind.iter().map(|(kind, _)| *kind)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (BackendKind, &Configured)> + '_ {

@@ -207,9 +207,7 @@ impl Policy {
 
     /// Whether any rule grants `op` to this caller on any backend.
     pub fn grants_anywhere(&self, caller: &Caller, op: Operation) -> bool {
-        BackendKind::ALL
-            .into_iter()
-            .any(|kind| self.grants_any(caller, op, kind))
+        BackendKind::all().any(|kind| self.grants_any(caller, op, kind))
     }
 
     /// Whether any rule grants `op` to this caller at all: lets a listing be refused before
@@ -320,13 +318,13 @@ impl Grant {
             })?;
             let backend_matcher =
                 glob(backend_glob).map_err(|e| format!("pattern '{pattern}': {e}"))?;
-            let kinds: Vec<BackendKind> = BackendKind::ALL
-                .into_iter()
+            let kinds: Vec<BackendKind> = BackendKind::all()
                 .filter(|k| backend_matcher.is_match(k.prefix()))
                 .collect();
             if kinds.is_empty() {
                 return Err(format!(
-                    "pattern '{pattern}' names no backend: expected local, ssm, sm, s3, vault or a glob"
+                    "pattern '{pattern}' names no backend: expected {} or a glob",
+                    BackendKind::prefixes()
                 ));
             }
             let name = GlobBuilder::new(name_glob)

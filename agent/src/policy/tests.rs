@@ -36,7 +36,12 @@ allow = { read = ["sm:prod/billing/*", "ssm:/prod/billing/**"], list = ["sm:prod
 fn deny_by_default() {
     let empty = policy("allow_empty = true\n");
     assert_eq!(
-        empty.decide(&caller(1000), Operation::Read, BackendKind::Local, "x"),
+        empty.decide(
+            &caller(1000),
+            Operation::Read,
+            crate::backend::local::KIND,
+            "x"
+        ),
         Decision::Deny
     );
 }
@@ -46,33 +51,62 @@ fn a_rule_allows_only_what_it_names() {
     let p = policy(BILLING);
     let c = caller(1000);
     let allowed = |op, kind, name| p.decide(&c, op, kind, name).is_allowed();
-    assert!(allowed(Operation::Read, BackendKind::Sm, "prod/billing/db"));
+    assert!(allowed(
+        Operation::Read,
+        crate::backend::sm::KIND,
+        "prod/billing/db"
+    ));
     assert_eq!(
-        p.decide(&c, Operation::Read, BackendKind::Sm, "prod/billing/db"),
+        p.decide(
+            &c,
+            Operation::Read,
+            crate::backend::sm::KIND,
+            "prod/billing/db"
+        ),
         Decision::Allow { rule: "billing" }
     );
     assert!(
-        !allowed(Operation::Read, BackendKind::Sm, "prod/billing/nested/db"),
+        !allowed(
+            Operation::Read,
+            crate::backend::sm::KIND,
+            "prod/billing/nested/db"
+        ),
         "* stays in a segment"
     );
     assert!(
-        allowed(Operation::Read, BackendKind::Ssm, "/prod/billing/a/b"),
+        allowed(
+            Operation::Read,
+            crate::backend::ssm::KIND,
+            "/prod/billing/a/b"
+        ),
         "** spans segments"
     );
     assert!(
-        !allowed(Operation::Read, BackendKind::Local, "prod/billing/db"),
+        !allowed(
+            Operation::Read,
+            crate::backend::local::KIND,
+            "prod/billing/db"
+        ),
         "another backend"
     );
     assert!(
-        !allowed(Operation::Write, BackendKind::Sm, "prod/billing/db"),
+        !allowed(
+            Operation::Write,
+            crate::backend::sm::KIND,
+            "prod/billing/db"
+        ),
         "another operation"
     );
     assert!(!allowed(
         Operation::Read,
-        BackendKind::Sm,
+        crate::backend::sm::KIND,
         "prod/billingx/db"
     ));
-    assert!(allowed(Operation::List, BackendKind::Sm, "prod/billing/db"));
+    assert!(allowed(
+        Operation::List,
+        crate::backend::sm::KIND,
+        "prod/billing/db"
+    ));
 }
 
 #[test]
@@ -82,7 +116,7 @@ fn every_selector_must_match() {
         .decide(
             &caller(1001),
             Operation::Read,
-            BackendKind::Sm,
+            crate::backend::sm::KIND,
             "prod/billing/db"
         )
         .is_allowed());
@@ -92,7 +126,7 @@ fn every_selector_must_match() {
         .decide(
             &other_exe,
             Operation::Read,
-            BackendKind::Sm,
+            crate::backend::sm::KIND,
             "prod/billing/db"
         )
         .is_allowed());
@@ -105,7 +139,12 @@ fn process_selectors_never_match_a_uid_only_caller() {
     blind.source = IdentitySource::Uid;
     blind.executable = None;
     assert!(!p
-        .decide(&blind, Operation::Read, BackendKind::Sm, "prod/billing/db")
+        .decide(
+            &blind,
+            Operation::Read,
+            crate::backend::sm::KIND,
+            "prod/billing/db"
+        )
         .is_allowed());
     // A uid-only rule still matches it.
     let by_uid = policy(
@@ -117,7 +156,7 @@ allow = { read = ["sm:**"] }
 "#,
     );
     assert!(by_uid
-        .decide(&blind, Operation::Read, BackendKind::Sm, "a/b")
+        .decide(&blind, Operation::Read, crate::backend::sm::KIND, "a/b")
         .is_allowed());
 }
 
@@ -139,14 +178,14 @@ fn selectors_by_group_pod_unit_and_cgroup() {
             "[[rule]]\nname = \"r\"\ncaller = {{ {selector} }}\nallow = {{ read = [\"local:*\"] }}\n"
         ));
         assert!(
-            p.decide(&c, Operation::Read, BackendKind::Local, "x")
+            p.decide(&c, Operation::Read, crate::backend::local::KIND, "x")
                 .is_allowed(),
             "{selector}"
         );
     }
     let p = policy("[[rule]]\nname = \"r\"\ncaller = { container_id = [\"*\"] }\nallow = { read = [\"local:*\"] }\n");
     assert!(
-        !p.decide(&c, Operation::Read, BackendKind::Local, "x")
+        !p.decide(&c, Operation::Read, crate::backend::local::KIND, "x")
             .is_allowed(),
         "no container"
     );
@@ -156,7 +195,7 @@ fn selectors_by_group_pod_unit_and_cgroup() {
 fn backend_globs() {
     let p = policy("[[rule]]\nname = \"r\"\ncaller = { uid = [1] }\nallow = { read = [\"*:shared/**\", \"s*:x\"] }\n");
     let c = caller(1);
-    for kind in BackendKind::ALL {
+    for kind in BackendKind::all() {
         assert!(
             p.decide(&c, Operation::Read, kind, "shared/a/b")
                 .is_allowed(),
@@ -164,13 +203,13 @@ fn backend_globs() {
         );
     }
     assert!(p
-        .decide(&c, Operation::Read, BackendKind::Ssm, "x")
+        .decide(&c, Operation::Read, crate::backend::ssm::KIND, "x")
         .is_allowed());
     assert!(p
-        .decide(&c, Operation::Read, BackendKind::Sm, "x")
+        .decide(&c, Operation::Read, crate::backend::sm::KIND, "x")
         .is_allowed());
     assert!(!p
-        .decide(&c, Operation::Read, BackendKind::Local, "x")
+        .decide(&c, Operation::Read, crate::backend::local::KIND, "x")
         .is_allowed());
 }
 
@@ -193,8 +232,8 @@ fn grants_for_whoami() {
         ]
     );
     assert_eq!(p.grants_for(&caller(1)), Grants::default());
-    assert!(p.grants_any(&caller(1000), Operation::List, BackendKind::Sm));
-    assert!(!p.grants_any(&caller(1000), Operation::List, BackendKind::Ssm));
+    assert!(p.grants_any(&caller(1000), Operation::List, crate::backend::sm::KIND));
+    assert!(!p.grants_any(&caller(1000), Operation::List, crate::backend::ssm::KIND));
 }
 
 #[test]
@@ -253,7 +292,7 @@ fn reload_keeps_the_old_policy_when_the_new_one_is_broken() {
         .decide(
             &caller(1000),
             Operation::Read,
-            BackendKind::Sm,
+            crate::backend::sm::KIND,
             "prod/billing/db"
         )
         .is_allowed());
@@ -373,7 +412,7 @@ allow = { read = ["local:b"] }
 fn dev_policy_grants_one_uid_everything() {
     let p = Policy::allow_uid_everything(1000);
     for op in Operation::ALL {
-        for kind in BackendKind::ALL {
+        for kind in BackendKind::all() {
             assert!(p.decide(&caller(1000), op, kind, "/any/name").is_allowed());
             assert!(!p.decide(&caller(1001), op, kind, "/any/name").is_allowed());
         }
@@ -420,7 +459,7 @@ fn workload_selectors_match_what_the_attestors_found() {
         policy(&format!(
             "[[rule]]\nname = \"r\"\ncaller = {{ {selector} }}\nallow = {{ read = [\"local:*\"] }}\n"
         ))
-        .decide(who, Operation::Read, BackendKind::Local, "x")
+        .decide(who, Operation::Read, crate::backend::local::KIND, "x")
         .is_allowed()
     };
     for (selector, expected) in [
@@ -574,7 +613,7 @@ fn the_first_role_mapping_that_selects_a_caller_applies() {
         p.decide(
             &caller(1001),
             Operation::Read,
-            BackendKind::Sm,
+            crate::backend::sm::KIND,
             "prod/billing/db"
         ),
         Decision::Deny

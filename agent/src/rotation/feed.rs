@@ -59,7 +59,7 @@ use super::WatchHub;
 use crate::{
     backend::aws::{classify, AwsSettings},
     config::{AwsBackendConfig, FeedConfig},
-    reference::{strip_arn_suffix, BackendKind, SecretRef, MAX_REFERENCE_LEN},
+    reference::{BackendKind, SecretRef, MAX_REFERENCE_LEN},
 };
 
 /// Messages per `ReceiveMessage`: SQS's maximum.
@@ -105,35 +105,9 @@ impl Change {
             return false;
         }
         let name = key.name();
-        match self.backend {
-            BackendKind::Ssm => {
-                let bare = name.trim_start_matches('/');
-                self.names.iter().any(|n| n.trim_start_matches('/') == bare)
-            }
-            BackendKind::Sm => {
-                let forms = secret_forms(name);
-                self.names
-                    .iter()
-                    .any(|n| secret_forms(n).iter().any(|f| forms.contains(f)))
-            }
-            _ => self.names.iter().any(|n| n == name),
-        }
+        let ty = self.backend.ty();
+        self.names.iter().any(|n| ty.same_secret(n, name))
     }
-}
-
-/// The spellings of a Secrets Manager secret id: itself, and for an ARN its name, its name
-/// without the random `-XXXXXX` suffix, and its partial ARN (without the suffix).
-fn secret_forms(id: &str) -> Vec<&str> {
-    let mut forms = vec![id];
-    if let Some((_, name)) = id.split_once(":secret:") {
-        forms.push(name);
-        let stripped = strip_arn_suffix(name);
-        if stripped.len() < name.len() {
-            forms.push(stripped);
-            forms.push(&id[..id.len() - (name.len() - stripped.len())]);
-        }
-    }
-    forms
 }
 
 /// Secrets Manager operations (CloudTrail event names) after which a secret's current or pending
@@ -185,7 +159,7 @@ pub fn parse(body: &str) -> Result<Parsed, Rejected> {
             let name = text(detail, "name").ok_or(Rejected::Malformed(
                 "a Parameter Store change without a name",
             ))?;
-            Ok(change(BackendKind::Ssm, vec![name.to_owned()]))
+            Ok(change("ssm", vec![name.to_owned()]))
         }
         ("aws.ssm", _) => Ok(Parsed::Ignored),
         (
@@ -197,7 +171,7 @@ pub fn parse(body: &str) -> Result<Parsed, Rejected> {
             let bucket = detail.get("bucket").and_then(|b| text(b, "name"));
             let key = detail.get("object").and_then(|o| text(o, "key"));
             match (bucket, key) {
-                (Some(bucket), Some(key)) => Ok(change(BackendKind::S3, object_names(bucket, key))),
+                (Some(bucket), Some(key)) => Ok(change("s3", object_names(bucket, key))),
                 _ => Err(Rejected::Malformed("an S3 event without bucket and key")),
             }
         }
@@ -213,8 +187,12 @@ fn text<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty() && s.len() <= MAX_REFERENCE_LEN)
 }
 
-fn change(backend: BackendKind, names: Vec<String>) -> Parsed {
-    Parsed::Changes(vec![Change { backend, names }])
+/// A change of the backend `prefix` names; ignored when that backend is not compiled in.
+fn change(prefix: &str, names: Vec<String>) -> Parsed {
+    match BackendKind::from_prefix(prefix) {
+        Some(backend) => Parsed::Changes(vec![Change { backend, names }]),
+        None => Parsed::Ignored,
+    }
 }
 
 /// A CloudTrail record of a Secrets Manager call (or of one of its own rotation events).
@@ -252,7 +230,7 @@ fn secrets_manager(detail: &Value) -> Result<Parsed, Rejected> {
             "a Secrets Manager event that names no secret",
         ));
     }
-    Ok(change(BackendKind::Sm, ids))
+    Ok(change("sm", ids))
 }
 
 /// S3's own event notifications (`{"Records": [...]}`), whose object keys are URL-encoded.
@@ -275,10 +253,9 @@ fn s3_notification(records: &Value) -> Result<Parsed, Rejected> {
             .decode_utf8()
             .map_err(|_| Rejected::Malformed("an S3 object key that is not UTF-8"))?
             .into_owned();
-        changes.push(Change {
-            backend: BackendKind::S3,
-            names: object_names(bucket, &decoded),
-        });
+        if let Parsed::Changes(change) = change("s3", object_names(bucket, &decoded)) {
+            changes.extend(change);
+        }
     }
     if changes.is_empty() {
         return Ok(Parsed::Ignored);
@@ -967,7 +944,7 @@ mod tests {
         assert_eq!(
             c,
             [Change {
-                backend: BackendKind::Sm,
+                backend: crate::backend::sm::KIND,
                 names: vec!["a".into()]
             }]
         );

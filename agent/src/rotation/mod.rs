@@ -393,7 +393,7 @@ async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{backend::memory::MemoryBackend, cache::CacheSettings, reference::BackendKind};
+    use crate::{backend::memory::MemoryBackend, cache::CacheSettings};
 
     fn hub(backend: &MemoryBackend, status: Arc<FeedStatus>) -> WatchHub {
         hub_with_spread(backend, status, Duration::ZERO)
@@ -442,7 +442,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn events_wake_pollers_a_healthy_feed_slows_them_and_a_failing_one_brings_them_back() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         backend.insert("a", b"v1");
         let status = Arc::new(FeedStatus::new(Duration::from_secs(24 * 3600)));
         status.received(true);
@@ -454,12 +454,12 @@ mod tests {
         // An event for another secret wakes nothing; one for this secret is seen at once.
         backend.insert("a", b"v2");
         let other = Change {
-            backend: BackendKind::Local,
+            backend: crate::backend::local::KIND,
             names: vec!["b".into()],
         };
         assert_eq!(hub.changed(&other).await, 0);
         let this = Change {
-            backend: BackendKind::Local,
+            backend: crate::backend::local::KIND,
             names: vec!["a".into()],
         };
         assert_eq!(hub.changed(&this).await, 1);
@@ -486,7 +486,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn woken_pollers_spread_their_checks_over_feed_spread() {
-        let backend = MemoryBackend::new(BackendKind::Local);
+        let backend = MemoryBackend::new(crate::backend::local::KIND);
         let status = Arc::new(FeedStatus::new(Duration::from_secs(24 * 3600)));
         status.received(true);
         let spread = Duration::from_secs(10);
@@ -504,7 +504,7 @@ mod tests {
         for i in 0..20 {
             backend.insert(&format!("s{i}"), b"v2");
             hub.changed(&Change {
-                backend: BackendKind::Local,
+                backend: crate::backend::local::KIND,
                 names: vec![format!("s{i}")],
             })
             .await;

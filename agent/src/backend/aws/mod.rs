@@ -3,9 +3,6 @@
 //! limit and retries), and the mapping of SDK errors onto `BackendError`.
 
 pub mod role;
-pub mod s3;
-pub mod sm;
-pub mod ssm;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -14,13 +11,109 @@ use super::{
     guard::{CallGuard, Limits},
     BackendError, Listed,
 };
-use crate::config::AwsBackendConfig;
+#[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
+use crate::backend::registry::{Dev, DevContext};
+use crate::{
+    backend::{
+        registry::{BackendSettings, BuildContext},
+        Backend,
+    },
+    config::AwsBackendConfig,
+};
 use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::{
     config::{http::HttpResponse, SharedHttpClient},
     error::{ProvideErrorMetadata, SdkError},
 };
+
+/// Dev mode serves an AWS backend (with `config`, the dev TTL set) only when the environment
+/// holds credentials: without them every read would wait on the SDK's credential chain and
+/// fill the log with its warnings. Instance or SSO credentials the environment does not show:
+/// `PSST_DEV_AWS=1`.
+#[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
+pub(crate) fn dev(context: &DevContext<'_>, config: impl FnOnce(AwsBackendConfig) -> Dev) -> Dev {
+    let keys = context.var(&["AWS_ACCESS_KEY_ID"]).is_some()
+        && context.var(&["AWS_SECRET_ACCESS_KEY"]).is_some();
+    let named = context
+        .var(&[
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ])
+        .is_some();
+    // The shared credentials file, where the SDK looks for it.
+    let file = match context.var(&["AWS_SHARED_CREDENTIALS_FILE"]) {
+        Some(file) => Some(std::path::PathBuf::from(file)),
+        None => context
+            .var(&["HOME"])
+            .map(|home| std::path::Path::new(&home).join(".aws/credentials")),
+    }
+    .is_some_and(|file| file.is_file());
+    let forced = context.var(&["PSST_DEV_AWS"]).as_deref() == Some("1");
+    if !(keys || named || file || forced) {
+        return Dev::Off(
+            "off in dev mode: no AWS credentials in the environment (set AWS_PROFILE or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or PSST_DEV_AWS=1 for instance \
+             credentials)"
+                .into(),
+        );
+    }
+    config(AwsBackendConfig {
+        ttl: context.ttl,
+        ..AwsBackendConfig::default()
+    })
+}
+
+/// An AWS backend type's `[[backend]]` settings: the keys every AWS backend takes.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct AwsConfig<S: AwsService> {
+    pub keys: AwsBackendConfig,
+    #[serde(skip)]
+    service: std::marker::PhantomData<S>,
+}
+
+impl<S: AwsService> AwsConfig<S> {
+    pub fn new(keys: AwsBackendConfig) -> Self {
+        Self {
+            keys,
+            service: std::marker::PhantomData,
+        }
+    }
+
+    /// As `Dev::On`: dev mode's settings for this service.
+    #[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
+    pub(crate) fn dev(keys: AwsBackendConfig) -> Dev {
+        Dev::On(Arc::new(Self::new(keys)))
+    }
+}
+
+/// What sets one AWS backend type apart when it is built.
+pub trait AwsService: std::fmt::Debug + PartialEq + Send + Sync + 'static {
+    /// The service's name in messages and metrics.
+    const SERVICE: &'static str;
+    /// Requests per second when `rate_limit` is unset.
+    const RATE_LIMIT: u32;
+
+    fn build(settings: AwsSettings, context: &BuildContext) -> Arc<dyn Backend>;
+}
+
+impl<S: AwsService> BackendSettings for AwsConfig<S> {
+    fn ttl(&self) -> Duration {
+        self.keys.ttl
+    }
+
+    fn problems(&self) -> Vec<String> {
+        self.keys.problems()
+    }
+
+    fn build(&self, context: &BuildContext) -> anyhow::Result<Arc<dyn Backend>> {
+        let settings = AwsSettings::new(S::SERVICE, &self.keys, S::RATE_LIMIT);
+        Ok(S::build(settings, context))
+    }
+}
 
 /// The settings of one AWS backend, resolved from its config.
 #[derive(Clone, Debug)]
@@ -39,7 +132,7 @@ pub struct AwsSettings {
     /// The HTTP client (connection pool) of this backend, shared with its role-scoped copies:
     /// connections carry no credentials (every request is signed), so sessions need no pool
     /// of their own. Set by the first SDK configuration loaded.
-    http_client: Arc<std::sync::OnceLock<SharedHttpClient>>,
+    pub(crate) http_client: Arc<std::sync::OnceLock<SharedHttpClient>>,
 }
 
 impl AwsSettings {
@@ -186,7 +279,7 @@ where
 }
 
 /// Error codes of Parameter Store, Secrets Manager and KMS (as these services report them).
-fn classify_code(service: &str, what: &str, code: &str, message: &str) -> BackendError {
+pub(crate) fn classify_code(service: &str, what: &str, code: &str, message: &str) -> BackendError {
     let detail = if message.is_empty() {
         code.to_owned()
     } else {
@@ -255,7 +348,8 @@ fn classify_code(service: &str, what: &str, code: &str, message: &str) -> Backen
 }
 
 /// Converts an AWS timestamp.
-fn system_time(t: &aws_smithy_types::DateTime) -> Option<std::time::SystemTime> {
+#[cfg(any(feature = "ssm", feature = "sm", feature = "s3"))]
+pub(crate) fn system_time(t: &aws_smithy_types::DateTime) -> Option<std::time::SystemTime> {
     std::time::SystemTime::try_from(*t).ok()
 }
 

@@ -9,7 +9,10 @@
 //! transient failures with backoff, writes only when Vault said it did not act (429). The token is found lazily and kept alive in the background (see `auth`).
 
 mod auth;
+mod config;
 mod http;
+
+pub use self::config::{VaultBackendConfig, KIND};
 
 use std::{
     collections::BTreeMap,
@@ -34,7 +37,6 @@ use crate::{
         guard::{CallGuard, Limits},
         Backend, BackendError, Fetched, Listed, VersionState, Written,
     },
-    config::{self, VaultBackendConfig},
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
@@ -153,9 +155,9 @@ impl VaultBackend {
                 guard: CallGuard::new(
                     "Vault",
                     Limits {
-                        rate_limit: config::DEFAULT_VAULT_RATE_LIMIT,
-                        burst: config::DEFAULT_VAULT_RATE_LIMIT,
-                        max_wait: config::DEFAULT_AWS_MAX_WAIT,
+                        rate_limit: crate::config::DEFAULT_VAULT_RATE_LIMIT,
+                        burst: crate::config::DEFAULT_VAULT_RATE_LIMIT,
+                        max_wait: crate::config::DEFAULT_AWS_MAX_WAIT,
                         max_attempts: settings.max_attempts,
                     },
                 ),
@@ -423,7 +425,7 @@ fn kv_write_body(name: &str, value: &SecretValue) -> Result<Zeroizing<Vec<u8>>, 
 #[async_trait]
 impl Backend for VaultBackend {
     fn kind(&self) -> BackendKind {
-        BackendKind::Vault
+        KIND
     }
 
     fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {

@@ -35,7 +35,7 @@ import org.springframework.context.event.EventListener;
  */
 @Timeout(value = 90, unit = TimeUnit.SECONDS)
 class PsstConfigDataTest {
-  /** Readable and watchable by the conformance runner (tests/conformance/policy.toml). */
+  /** Readable and watchable by the conformance runner (the `policy` in tests/conformance/scenarios.json). */
   private static final String REFERENCE = "sm:conf/source/db";
 
   @BeforeAll

@@ -40,11 +40,105 @@ use aes_gcm::{
 use async_trait::async_trait;
 use zeroize::Zeroizing;
 
-use super::{Backend, BackendError, Fetched, Listed, VersionState, Written};
+use anyhow::Context;
+use serde::Deserialize;
+
+use super::{
+    registry::{self, BackendSettings, BackendType, BuildContext, Dev, DevContext, Registered},
+    Backend, BackendError, Fetched, Listed, VersionState, Written,
+};
 use crate::{
+    config::DEFAULT_LOCAL_DIR,
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
+
+/// `local:`, in the registry.
+pub const KIND: BackendKind = BackendKind::new(&TYPE);
+static TYPE: Registered = Registered(&LocalType);
+
+struct LocalType;
+
+impl BackendType for LocalType {
+    fn prefix(&self) -> &'static str {
+        "local"
+    }
+
+    // Local names become directories: keep them to a portable, traversal-free set.
+    fn check_name(&self, name: &str) -> Result<(), &'static str> {
+        for segment in name.split('/') {
+            if segment.is_empty() {
+                return Err("has an empty path segment (leading, trailing or double '/')");
+            }
+            if segment == "." || segment == ".." {
+                return Err("may not contain '.' or '..' segments");
+            }
+            if !segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err("may only use letters, digits, '-', '_', '.' and '/'");
+            }
+        }
+        Ok(())
+    }
+
+    // The store's names are file paths: no step outside.
+    fn check_list_prefix(&self, prefix: &str) -> Result<(), &'static str> {
+        registry::no_dot_segments(prefix)
+    }
+
+    fn parse(&self, table: toml::Value) -> Result<Arc<dyn BackendSettings>, String> {
+        registry::parse_table::<LocalConfig>(table)
+    }
+
+    fn dev(&self, context: &DevContext<'_>) -> Dev {
+        Dev::On(Arc::new(LocalConfig {
+            dir: context.state_dir.join("store"),
+            ttl: context.ttl,
+        }))
+    }
+}
+
+/// The keys of `[[backend]] type = "local"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+fn default_dir() -> PathBuf {
+    DEFAULT_LOCAL_DIR.into()
+}
+
+fn default_ttl() -> Duration {
+    crate::agent::DEFAULT_TTL
+}
+
+impl BackendSettings for LocalConfig {
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn problems(&self) -> Vec<String> {
+        if self.dir.is_absolute() {
+            return Vec::new();
+        }
+        vec![format!(
+            "dir must be an absolute path, got {}",
+            self.dir.display()
+        )]
+    }
+
+    fn build(&self, _context: &BuildContext) -> anyhow::Result<Arc<dyn Backend>> {
+        let store = LocalStore::open(&self.dir)
+            .with_context(|| format!("opening the local store at {}", self.dir.display()))?;
+        Ok(Arc::new(store))
+    }
+}
 
 const MAGIC: &[u8; 4] = b"PSST";
 const FORMAT_V1: u8 = 1;
@@ -332,7 +426,7 @@ impl Inner {
 #[async_trait]
 impl Backend for LocalStore {
     fn kind(&self) -> BackendKind {
-        BackendKind::Local
+        KIND
     }
 
     async fn fetch(&self, reference: &SecretRef) -> Result<Fetched, BackendError> {

@@ -15,7 +15,13 @@ use aws_sdk_ssm::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, list_pages, system_time, AwsSettings};
+use super::{
+    aws::{self, classify, list_pages, system_time, AwsConfig, AwsService, AwsSettings},
+    registry::{
+        self, is_positive_integer, BackendSettings, BackendType, BuildContext, Dev, DevContext,
+        Registered,
+    },
+};
 use crate::backend::guard::CallGuard;
 use crate::{
     backend::{
@@ -24,6 +30,74 @@ use crate::{
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
+
+/// `ssm:`, in the registry.
+pub const KIND: BackendKind = BackendKind::new(&TYPE);
+static TYPE: Registered = Registered(&SsmType);
+
+/// Parameter Store as a backend type.
+#[derive(Debug, PartialEq)]
+pub struct SsmType;
+
+impl AwsService for SsmType {
+    const SERVICE: &'static str = "Parameter Store";
+    const RATE_LIMIT: u32 = crate::config::DEFAULT_SSM_RATE_LIMIT;
+
+    fn build(settings: AwsSettings, _context: &BuildContext) -> Arc<dyn Backend> {
+        Arc::new(ParameterStore::new(settings))
+    }
+}
+
+impl BackendType for SsmType {
+    fn prefix(&self) -> &'static str {
+        "ssm"
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), &'static str> {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        {
+            return Err("may only use letters, digits, '-', '_', '.' and '/'");
+        }
+        if name.contains('/') && !name.starts_with('/') {
+            return Err("is hierarchical, so it must start with '/'");
+        }
+        if name.contains("//") || (name.len() > 1 && name.ends_with('/')) {
+            return Err("has an empty path segment");
+        }
+        Ok(())
+    }
+
+    fn accepts(&self, selector: &Selector) -> bool {
+        match selector {
+            Selector::Version(v) => is_positive_integer(v),
+            Selector::Label(_) => true,
+            Selector::Stage(_) => false,
+        }
+    }
+
+    fn selectors_help(&self) -> &'static str {
+        "version=N or label=NAME"
+    }
+
+    fn reads_under_iam_role(&self) -> bool {
+        true
+    }
+
+    // Events name hierarchical parameters with or without their leading '/'.
+    fn same_secret(&self, event_name: &str, name: &str) -> bool {
+        event_name.trim_start_matches('/') == name.trim_start_matches('/')
+    }
+
+    fn parse(&self, table: toml::Value) -> Result<Arc<dyn BackendSettings>, String> {
+        registry::parse_table::<AwsConfig<SsmType>>(table)
+    }
+
+    fn dev(&self, context: &DevContext<'_>) -> Dev {
+        aws::dev(context, AwsConfig::<SsmType>::dev)
+    }
+}
 
 /// Parameter Store's own limit on names per `GetParameters` call.
 const GET_PARAMETERS_MAX: usize = 10;
@@ -103,7 +177,7 @@ impl ParameterStore {
 #[async_trait]
 impl Backend for ParameterStore {
     fn kind(&self) -> BackendKind {
-        BackendKind::Ssm
+        KIND
     }
 
     fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
@@ -302,4 +376,15 @@ fn fetched(reference: &SecretRef, mut parameter: Parameter) -> Result<Fetched, B
         alias: None,
         aws: Some(aws),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ssm_names_and_selectors_say_what_is_wrong() {
+        crate::backend::registry::assert_rejected(&[
+            ("ssm:prod/db", "must start with '/'"),
+            ("ssm:/prod/db?stage=x", "does not apply"),
+        ]);
+    }
 }

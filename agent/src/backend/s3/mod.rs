@@ -35,13 +35,84 @@ use aws_smithy_types::Blob;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
-use super::{classify, list_pages, system_time, AwsSettings};
+use super::{
+    aws::{self, classify, list_pages, system_time, AwsConfig, AwsService, AwsSettings},
+    registry::{self, BackendSettings, BackendType, BuildContext, Dev, DevContext, Registered},
+};
 use crate::backend::guard::CallGuard;
+use crate::config::AwsBackendConfig;
 use crate::{
     backend::{Backend, BackendError, Fetched, Listed, VersionState, Written},
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
+
+/// `s3:`, in the registry.
+pub const KIND: BackendKind = BackendKind::new(&TYPE);
+static TYPE: Registered = Registered(&S3Type);
+
+/// KMS-encrypted objects in S3 (the article's own store) as a backend type; `kms_key_id` is the
+/// key writes encrypt under.
+#[derive(Debug, PartialEq)]
+pub struct S3Type;
+
+impl AwsService for S3Type {
+    const SERVICE: &'static str = "S3";
+    const RATE_LIMIT: u32 = crate::config::DEFAULT_S3_RATE_LIMIT;
+
+    fn build(settings: AwsSettings, context: &BuildContext) -> Arc<dyn Backend> {
+        Arc::new(S3Store::new(settings, context.max_value_bytes))
+    }
+}
+
+impl BackendType for S3Type {
+    fn prefix(&self) -> &'static str {
+        "s3"
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), &'static str> {
+        let Some((bucket, key)) = name.split_once('/') else {
+            return Err("must be BUCKET/KEY");
+        };
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'));
+        if !bucket_ok {
+            return Err("has an invalid bucket name (3-63 lowercase letters, digits, '-', '.')");
+        }
+        if key.is_empty() {
+            return Err("has an empty object key");
+        }
+        Ok(())
+    }
+
+    fn accepts(&self, selector: &Selector) -> bool {
+        matches!(selector, Selector::Version(_))
+    }
+
+    fn selectors_help(&self) -> &'static str {
+        "version=ID"
+    }
+
+    fn reads_under_iam_role(&self) -> bool {
+        true
+    }
+
+    fn parse(&self, table: toml::Value) -> Result<Arc<dyn BackendSettings>, String> {
+        registry::parse_table::<AwsConfig<S3Type>>(table)
+    }
+
+    // Writes to s3: need a key: PSST_S3_KMS_KEY_ID names it in dev mode.
+    fn dev(&self, context: &DevContext<'_>) -> Dev {
+        aws::dev(context, |keys| {
+            AwsConfig::<S3Type>::dev(AwsBackendConfig {
+                kms_key_id: context.var(&["PSST_S3_KMS_KEY_ID"]),
+                ..keys
+            })
+        })
+    }
+}
 
 const MAGIC: &[u8; 4] = b"PSS3";
 const FORMAT_V1: u8 = 1;
@@ -368,7 +439,7 @@ impl S3Store {
 #[async_trait]
 impl Backend for S3Store {
     fn kind(&self) -> BackendKind {
-        BackendKind::S3
+        KIND
     }
 
     fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
@@ -531,6 +602,15 @@ impl Backend for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_names_and_selectors_say_what_is_wrong() {
+        crate::backend::registry::assert_rejected(&[
+            ("s3:bucket", "BUCKET/KEY"),
+            ("s3:Bucket/key", "invalid bucket"),
+            ("s3:bucket/", "empty object key"),
+        ]);
+    }
 
     fn envelope(wrapped: &[u8], sealed: &[u8]) -> Vec<u8> {
         let mut out = MAGIC.to_vec();

@@ -23,7 +23,13 @@ use aws_sdk_secretsmanager::{
 };
 use tokio::sync::OnceCell;
 
-use super::{classify, list_pages, system_time, AwsSettings};
+mod arn;
+
+use self::arn::{names_same_secret, partial_arn};
+use super::{
+    aws::{self, classify, list_pages, system_time, AwsConfig, AwsService, AwsSettings},
+    registry::{self, BackendSettings, BackendType, BuildContext, Dev, DevContext, Registered},
+};
 use crate::backend::guard::CallGuard;
 use crate::{
     backend::{
@@ -32,6 +38,63 @@ use crate::{
     reference::{BackendKind, SecretRef, Selector},
     secret::SecretValue,
 };
+
+/// `sm:`, in the registry.
+pub const KIND: BackendKind = BackendKind::new(&TYPE);
+static TYPE: Registered = Registered(&SmType);
+
+/// Secrets Manager as a backend type. Its names and ARNs: `arn.rs`.
+#[derive(Debug, PartialEq)]
+pub struct SmType;
+
+impl AwsService for SmType {
+    const SERVICE: &'static str = "Secrets Manager";
+    const RATE_LIMIT: u32 = crate::config::DEFAULT_SM_RATE_LIMIT;
+
+    fn build(settings: AwsSettings, _context: &BuildContext) -> Arc<dyn Backend> {
+        Arc::new(SecretsManager::new(settings))
+    }
+}
+
+impl BackendType for SmType {
+    fn prefix(&self) -> &'static str {
+        "sm"
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), &'static str> {
+        arn::check_name(name)
+    }
+
+    fn accepts(&self, selector: &Selector) -> bool {
+        matches!(selector, Selector::Version(_) | Selector::Stage(_))
+    }
+
+    fn selectors_help(&self) -> &'static str {
+        "version=ID or stage=NAME"
+    }
+
+    /// For an ARN, the secret name inside it (without a full ARN's random `-XXXXXX` suffix); the
+    /// core checks the name Secrets Manager reports as well, so a misread ARN cannot widen a grant.
+    fn policy_name<'a>(&self, name: &'a str) -> &'a str {
+        arn::policy_name(name)
+    }
+
+    fn reads_under_iam_role(&self) -> bool {
+        true
+    }
+
+    fn same_secret(&self, event_name: &str, name: &str) -> bool {
+        arn::may_be_same(event_name, name)
+    }
+
+    fn parse(&self, table: toml::Value) -> Result<Arc<dyn BackendSettings>, String> {
+        registry::parse_table::<AwsConfig<SmType>>(table)
+    }
+
+    fn dev(&self, context: &DevContext<'_>) -> Dev {
+        aws::dev(context, AwsConfig::<SmType>::dev)
+    }
+}
 
 /// The stage Secrets Manager calls current.
 pub const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -183,7 +246,7 @@ impl SecretsManager {
                     );
                 }
                 let error = match errors.iter().find(|e| e.secret_id.as_deref() == Some(id)) {
-                    Some(e) => super::classify_code(
+                    Some(e) => super::aws::classify_code(
                         SERVICE,
                         &format!("secret {reference}"),
                         e.error_code.as_deref().unwrap_or("Unknown"),
@@ -203,7 +266,7 @@ impl SecretsManager {
 #[async_trait]
 impl Backend for SecretsManager {
     fn kind(&self) -> BackendKind {
-        BackendKind::Sm
+        KIND
     }
 
     fn circuits(&self) -> Vec<(&'static str, crate::backend::guard::CircuitState)> {
@@ -490,32 +553,6 @@ impl Backend for SecretsManager {
     }
 }
 
-/// A full ARN without its random six-character suffix, if it has one.
-fn partial_arn(arn: &str) -> Option<&str> {
-    let bytes = arn.as_bytes();
-    let suffixed = arn.starts_with("arn:")
-        && bytes.len() > 7
-        && bytes[bytes.len() - 7] == b'-'
-        && bytes[bytes.len() - 6..]
-            .iter()
-            .all(u8::is_ascii_alphanumeric);
-    suffixed.then(|| &arn[..arn.len() - 7])
-}
-
-/// Whether a secret id as a caller wrote it (name, full ARN, or partial ARN without the random
-/// six-character suffix) names the secret with this name and ARN.
-fn names_same_secret(id: &str, name: Option<&str>, arn: Option<&str>) -> bool {
-    if Some(id) == name || Some(id) == arn {
-        return true;
-    }
-    match arn {
-        Some(arn) if id.starts_with("arn:") => {
-            arn.len() == id.len() + 7 && arn.starts_with(id) && arn.as_bytes()[id.len()] == b'-'
-        }
-        _ => false,
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn fetched(
     reference: &SecretRef,
@@ -588,20 +625,5 @@ mod tests {
         let new = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-QwErTy";
         sm.learn("prod/db", Some(new));
         assert_eq!(sm.cache_key(&by_name).unwrap().name(), new);
-    }
-
-    #[test]
-    fn ids_that_name_one_secret() {
-        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
-        let partial = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db";
-        assert!(names_same_secret("prod/db", Some("prod/db"), Some(arn)));
-        assert!(names_same_secret(arn, Some("prod/db"), Some(arn)));
-        assert!(names_same_secret(partial, Some("prod/db"), Some(arn)));
-        assert!(!names_same_secret("prod/dbx", Some("prod/db"), Some(arn)));
-        assert!(!names_same_secret(
-            &partial[..partial.len() - 1],
-            Some("prod/db"),
-            Some(arn)
-        ));
     }
 }

@@ -14,13 +14,16 @@
 use std::{
     future::{poll_fn, Future},
     pin::Pin,
-    sync::Arc,
-    task::{ready, Context, Poll},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{ready, Context, Poll, Wake, Waker},
     time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
-use futures::{stream::FuturesUnordered, StreamExt};
+use futures::{stream::FuturesUnordered, task::AtomicWaker, StreamExt};
 use h2::{
     server::{self, SendResponse},
     Ping, PingPong, RecvStream, SendStream,
@@ -145,13 +148,13 @@ pub async fn serve(
                 };
                 match shared.admission.connect(peer.uid) {
                     Ok(permit) => {
-                        connections.spawn(connection(
+                        connections.spawn(SelfWakes::new(Box::pin(connection(
                             stream,
                             peer,
                             permit,
                             Arc::clone(&shared),
                             stop_rx.clone(),
-                        ));
+                        ))));
                     }
                     // Dropping the stream closes it: the client sees the connection end.
                     Err(refusal) => acceptor.refuse(&refusal),
@@ -169,6 +172,89 @@ pub async fn serve(
     shared.agent.shut_down();
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
+}
+
+/// Runs a connection's future so that the wake-ups it gives itself while it runs are answered by
+/// polling it again at once, not by the scheduler.
+///
+/// Answering a `GetSecret` inside the connection's task wakes that same task several times
+/// while it runs: h2 wakes the connection when a reply is queued, and the body reader's waker
+/// fires as frames arrive. A tokio task woken while it runs is re-queued as a yield when it
+/// returns, and the multi-threaded scheduler then unparks another worker to look for work
+/// (a futex wake, an epoll wake-up and, often, the task moving threads) — for a wake-up that
+/// only asked the task to go on doing what it was about to do. Here such wake-ups set a flag;
+/// the future is polled again before this returns, at most `MAX_REPOLLS` times in a row, then
+/// the task yields to the scheduler as before. Wake-ups while the task is not running (I/O
+/// readiness, timers, another task) go to the scheduler unchanged.
+struct SelfWakes<F> {
+    future: F,
+    state: Arc<WakeState>,
+    waker: Waker,
+}
+
+/// How many times in a row `SelfWakes` polls again before yielding, so a connection that keeps
+/// waking itself still lets the worker run its other tasks.
+const MAX_REPOLLS: usize = 8;
+
+struct WakeState {
+    running: AtomicBool,
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for WakeState {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.running.load(Ordering::SeqCst) {
+            self.woken.store(true, Ordering::SeqCst);
+        } else {
+            self.task.wake();
+        }
+    }
+}
+
+impl<F: Future> SelfWakes<F> {
+    fn new(future: F) -> Self {
+        let state = Arc::new(WakeState {
+            running: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+        });
+        let waker = Waker::from(Arc::clone(&state));
+        Self {
+            future,
+            state,
+            waker,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for SelfWakes<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        this.state.task.register(cx.waker());
+        let mut inner = Context::from_waker(&this.waker);
+        for _ in 0..MAX_REPOLLS {
+            this.state.running.store(true, Ordering::SeqCst);
+            this.state.woken.store(false, Ordering::SeqCst);
+            let poll = Pin::new(&mut this.future).poll(&mut inner);
+            this.state.running.store(false, Ordering::SeqCst);
+            if poll.is_ready() {
+                return poll;
+            }
+            // A wake-up after `running` was cleared went to the scheduler already.
+            if !this.state.woken.swap(false, Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 /// Identifies the caller behind a new connection, in its own task and bounded in time
@@ -817,5 +903,73 @@ mod tests {
         let compressed = check_prefix(&[1, 0, 0, 0, 1], 10).unwrap_err();
         assert_eq!(compressed.code(), tonic::Code::Unimplemented);
         assert!(check_prefix(&[1, 0], 10).is_ok(), "not yet a whole prefix");
+    }
+
+    /// Counts the wake-ups that reach the scheduler.
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn self_wakes_are_answered_by_polling_again() {
+        let scheduler = Arc::new(Counter(0.into()));
+        let waker = Waker::from(Arc::clone(&scheduler));
+        let mut cx = Context::from_waker(&waker);
+        // Wakes itself twice while it runs, then finishes: three polls, one scheduler poll.
+        let mut polls = 0;
+        let mut future = SelfWakes::new(poll_fn(|cx| {
+            polls += 1;
+            if polls < 3 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(polls)
+        }));
+        assert_eq!(Pin::new(&mut future).poll(&mut cx), Poll::Ready(3));
+        assert_eq!(
+            scheduler.0.load(Ordering::SeqCst),
+            0,
+            "no wake-up reached the scheduler"
+        );
+    }
+
+    #[test]
+    fn other_wakes_reach_the_scheduler_and_self_wakes_are_bounded() {
+        let scheduler = Arc::new(Counter(0.into()));
+        let waker = Waker::from(Arc::clone(&scheduler));
+        let mut cx = Context::from_waker(&waker);
+        // Pending without a wake-up of its own: it keeps the waker for later.
+        let kept: Arc<std::sync::Mutex<Option<Waker>>> = Arc::default();
+        let keep = Arc::clone(&kept);
+        let mut idle = SelfWakes::new(poll_fn(move |cx| {
+            *keep.lock().unwrap() = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        }));
+        assert!(Pin::new(&mut idle).poll(&mut cx).is_pending());
+        assert_eq!(scheduler.0.load(Ordering::SeqCst), 0);
+        // A wake-up while it is not running (I/O, another task) goes to the scheduler.
+        let woken = kept.lock().unwrap().take().expect("a waker was kept");
+        woken.wake();
+        assert_eq!(scheduler.0.load(Ordering::SeqCst), 1);
+
+        // A future that always wakes itself is polled MAX_REPOLLS times, then yields.
+        let mut polls = 0;
+        let mut busy = SelfWakes::new(poll_fn(|cx| {
+            polls += 1;
+            cx.waker().wake_by_ref();
+            Poll::<()>::Pending
+        }));
+        assert!(Pin::new(&mut busy).poll(&mut cx).is_pending());
+        drop(busy);
+        assert_eq!(polls, MAX_REPOLLS);
+        assert_eq!(
+            scheduler.0.load(Ordering::SeqCst),
+            2,
+            "the yield reached the scheduler"
+        );
     }
 }

@@ -186,14 +186,16 @@ pub fn run(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
                 let client = Any::connect(kind, &socket).await?;
                 Ok(vec![client; in_flight])
             };
-            rps[i].push(crate::saturate(
+            let (count, seconds, _) = crate::saturate(
                 shared,
                 |mut client: Any| async move {
                     let ok = client.get(REFERENCE).await.is_ok();
                     (client, ok)
                 },
                 Duration::from_secs_f64(cli.seconds),
-            )?);
+                None,
+            )?;
+            rps[i].push(count as f64 / seconds);
         }
     }
     println!("| client | p50 µs | p99 µs | req/s @32, one shared client | p50 / floor | req/s / floor | req/s / tonic |");

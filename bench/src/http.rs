@@ -102,14 +102,16 @@ fn throughput(address: &Address, in_flight: usize, duration: Duration) -> anyhow
         }
         Ok(senders)
     };
-    crate::saturate(
+    let (count, seconds, _) = crate::saturate(
         clients,
         |mut sender: SendRequest<Empty<Bytes>>| async move {
             let ok = get(&mut sender).await.is_ok();
             (sender, ok)
         },
         duration,
-    )
+        None,
+    )?;
+    Ok(count as f64 / seconds)
 }
 
 /// `count` reads on one connection to the Unix socket at `socket`.

@@ -100,6 +100,10 @@ enum Cmd {
     /// psstd's memory: per cached secret (10,000 and 100,000), idle and after the first AWS
     /// read (moto), and with watchers open through rotations and after they close (`memory.rs`).
     Memory(memory::MemoryArgs),
+    /// The server's CPU time (user + system, all threads, from /proc) per cached GetSecret
+    /// with 1, 32 and 128 requests in flight (one connection each): psstd with and without
+    /// audit records against the baseline tonic server, interleaved, medians of `--rounds`.
+    Cpu,
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -110,6 +114,9 @@ enum Cmd {
         count: usize,
         #[arg(long)]
         seed: bool,
+        /// Requests in flight at once, all on the one connection (HTTP/2 streams).
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
     },
 }
 
@@ -148,6 +155,7 @@ fn main() -> anyhow::Result<()> {
         socket,
         count,
         seed: write,
+        in_flight,
     }) = &cli.command
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -157,9 +165,19 @@ fn main() -> anyhow::Result<()> {
             if *write {
                 seed(socket, REFERENCE).await?;
             }
-            let mut client = connect(socket).await?;
-            for _ in 0..*count {
-                client.get_secret(request(REFERENCE)).await?;
+            let client = connect(socket).await?;
+            let callers = (0..(*in_flight).max(1)).map(|i| {
+                let mut client = client.clone();
+                let n = count / in_flight.max(&1) + usize::from(i < count % in_flight.max(&1));
+                async move {
+                    for _ in 0..n {
+                        client.get_secret(request(REFERENCE)).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                }
+            });
+            for result in join_local(callers).await {
+                result?;
             }
             Ok(())
         });
@@ -184,6 +202,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(Cmd::Memory(args)) = &cli.command {
         return memory::run(args, &psstd);
+    }
+    if let Some(Cmd::Cpu) = cli.command {
+        return cpu(&cli, &psstd, dir.path());
     }
 
     let mut targets = vec![
@@ -471,6 +492,25 @@ async fn connect(socket: &Path) -> anyhow::Result<SecretsClient<Channel>> {
     Ok(SecretsClient::new(channel))
 }
 
+/// Runs the futures concurrently on this thread; their results in order.
+async fn join_local<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + 'static,
+    F::Output: 'static,
+{
+    let local = tokio::task::LocalSet::new();
+    let handles: Vec<_> = futures.map(|f| local.spawn_local(f)).collect();
+    local
+        .run_until(async move {
+            let mut out = Vec::with_capacity(handles.len());
+            for handle in handles {
+                out.push(handle.await.expect("a load task panicked"));
+            }
+            out
+        })
+        .await
+}
+
 fn request(reference: &str) -> pb::GetSecretRequest {
     pb::GetSecretRequest {
         reference: reference.to_owned(),
@@ -507,12 +547,109 @@ async fn sequential(socket: &Path, reference: &str, n: usize) -> anyhow::Result<
     Ok((samples[n / 2], samples[n * 99 / 100]))
 }
 
+/// Starts the baseline and psstd (audit on and off), seeds them, and prints the server CPU per
+/// request at each level: the server's utime + stime over the counted window of a throughput run
+/// divided by the requests answered in it.
+fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
+    let targets = [
+        Target::baseline(&dir.join("baseline.sock"))?,
+        Target::psstd(psstd, dir, "psstd", true, None, None)?,
+        Target::psstd(psstd, dir, "psstd-noaudit", false, None, None)?,
+    ];
+    for target in &targets {
+        target.wait_ready()?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for target in &targets[1..] {
+        runtime.block_on(seed(&target.socket, target.reference))?;
+    }
+    let levels = [1usize, 32, 128];
+    let mut us: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); levels.len()]; targets.len()];
+    let mut rps: Vec<Vec<Vec<f64>>> = us.clone();
+    for round in 0..cli.rounds {
+        eprintln!("round {}/{}", round + 1, cli.rounds);
+        for (l, level) in levels.iter().enumerate() {
+            for (i, target) in targets.iter().enumerate() {
+                let measured = throughput_cpu(
+                    &target.socket,
+                    target.reference,
+                    *level,
+                    Duration::from_secs_f64(cli.seconds),
+                    Some(target.child.id()),
+                )?;
+                let (count, seconds, cpu) = measured;
+                anyhow::ensure!(count > 0, "{} answered nothing", target.name);
+                us[i][l].push(cpu.expect("sampled") * 1e6 / count as f64);
+                rps[i][l].push(count as f64 / seconds);
+            }
+        }
+    }
+    println!("| target | CPU µs/req @1 | CPU µs/req @32 | CPU µs/req @128 | req/s @1 | req/s @32 | req/s @128 |");
+    println!("|---|---|---|---|---|---|---|");
+    for (i, target) in targets.iter().enumerate() {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            target.name,
+            median(&us[i][0]),
+            median(&us[i][1]),
+            median(&us[i][2]),
+            median(&rps[i][0]),
+            median(&rps[i][1]),
+            median(&rps[i][2]),
+        );
+    }
+    for (i, target) in targets.iter().enumerate().skip(1) {
+        println!(
+            "| {} / baseline | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+            target.name,
+            median(&us[i][0]) / median(&us[0][0]),
+            median(&us[i][1]) / median(&us[0][1]),
+            median(&us[i][2]) / median(&us[0][2]),
+            median(&rps[i][0]) / median(&rps[0][0]),
+            median(&rps[i][1]) / median(&rps[0][1]),
+            median(&rps[i][2]) / median(&rps[0][2]),
+        );
+    }
+    println!(
+        "\n{} rounds, medians; {}s per level; server utime+stime from /proc/PID/stat (10 ms ticks) over the counted window; {}-byte value.",
+        cli.rounds, cli.seconds, VALUE_LEN
+    );
+    Ok(())
+}
+
+/// A process's CPU time so far (user + system, all its threads, live and exited), in seconds.
+fn process_cpu(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').context("/proc/PID/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // USER_HZ: 100 on every Linux architecture psstd builds for.
+    Ok(ticks as f64 / 100.0)
+}
+
 fn throughput(
     socket: &Path,
     reference: &'static str,
     in_flight: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
+    let (count, seconds, _) = throughput_cpu(socket, reference, in_flight, duration, None)?;
+    Ok(count as f64 / seconds)
+}
+
+/// `throughput`, also sampling the CPU time of the server process `pid` over the counted window:
+/// (requests, seconds, server CPU seconds).
+fn throughput_cpu(
+    socket: &Path,
+    reference: &'static str,
+    in_flight: usize,
+    duration: Duration,
+    pid: Option<u32>,
+) -> anyhow::Result<(u64, f64, Option<f64>)> {
     let socket = socket.to_owned();
     let clients = async move {
         let mut clients = Vec::with_capacity(in_flight);
@@ -528,17 +665,20 @@ fn throughput(
             (client, ok)
         },
         duration,
+        pid,
     )
 }
 
 /// Keeps every client asking, one request at a time each, for `duration` after a 200 ms
 /// warm-up, on a two-worker runtime like a typical multi-threaded service calling the agent:
-/// the successful requests per second.
+/// the successful requests and the seconds they took, and the CPU seconds the process `pid`
+/// (the server) spent over those seconds.
 fn saturate<C, F, Fut>(
     clients: impl std::future::Future<Output = anyhow::Result<Vec<C>>>,
     call: F,
     duration: Duration,
-) -> anyhow::Result<f64>
+    pid: Option<u32>,
+) -> anyhow::Result<(u64, f64, Option<f64>)>
 where
     C: Send + 'static,
     F: Fn(C) -> Fut + Copy + Send + 'static,
@@ -570,16 +710,21 @@ where
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let cpu_before = pid.map(process_cpu).transpose()?;
         counting.store(true, Ordering::Relaxed);
         let started = Instant::now();
         tokio::time::sleep(duration).await;
         let count = done.load(Ordering::Relaxed);
         let elapsed = started.elapsed();
+        let cpu = match (pid, cpu_before) {
+            (Some(pid), Some(before)) => Some(process_cpu(pid)? - before),
+            _ => None,
+        };
         stop.store(true, Ordering::Relaxed);
         for t in tasks {
             let _ = t.await;
         }
-        Ok(count as f64 / elapsed.as_secs_f64())
+        Ok((count, elapsed.as_secs_f64(), cpu))
     })
 }
 

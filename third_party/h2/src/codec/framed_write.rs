@@ -71,6 +71,11 @@ const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
 /// the max frame size can't be less than 16kb, so not even close).
 const CHAIN_THRESHOLD: usize = 256;
 
+/// PSST-PATCH: copy payloads up to this size into the write buffer when they fit in its spare
+/// capacity, whatever the chain threshold. A chained payload is written by a flush of its own
+/// before any later frame can be buffered; copying a small one costs less than that write.
+const COPY_LIMIT: usize = 4 * 1_024;
+
 /// Chain payloads bigger than this when vectored I/O is **not** enabled.
 /// A larger value in this scenario will reduce the number of small and
 /// fragmented data being sent, and hereby improve the throughput.
@@ -237,7 +242,13 @@ where
                     return Err(PayloadTooBig);
                 }
 
-                if len >= self.chain_threshold {
+                // PSST-PATCH: a payload up to `COPY_LIMIT` that fits in the buffer's spare
+                // capacity is copied in rather than chained, so frames queued after it (a
+                // unary reply's trailers, other streams' replies) go out in the same write
+                // instead of waiting for a flush of their own. See PSST-PATCH.md.
+                let spare = self.buf.get_ref().capacity() - self.buf.get_ref().len();
+                let copy = len <= COPY_LIMIT && len + frame::HEADER_LEN <= spare;
+                if len >= self.chain_threshold && !copy {
                     let head = v.head();
 
                     // Encode the frame head to the buffer

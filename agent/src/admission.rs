@@ -63,7 +63,7 @@ pub struct Admission {
 }
 
 /// What one uid holds now. Lives while the uid has a connection open.
-pub struct UidShare {
+pub(crate) struct UidShare {
     uid: u32,
     connections: AtomicUsize,
     requests: AtomicUsize,

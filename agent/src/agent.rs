@@ -10,8 +10,7 @@ mod watch;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-pub use manage::{Rotated, Stats};
-pub use watch::{EventKind, WatchEvent};
+pub(crate) use watch::{EventKind, WatchEvent};
 
 use futures::FutureExt;
 use serde_json::value::RawValue;
@@ -32,9 +31,9 @@ use crate::{
 };
 
 /// Largest secret value accepted by `put`. Secrets Manager's own limit.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Most references in one batch.
-pub const DEFAULT_MAX_BATCH: usize = 100;
+pub(crate) const DEFAULT_MAX_BATCH: usize = 100;
 
 /// What went wrong, by the gRPC code it maps to. Messages never contain a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -709,7 +708,7 @@ fn select_json_key(
 }
 
 /// Cache defaults shared by the config and dev mode.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
 #[cfg(test)]
 mod tests;

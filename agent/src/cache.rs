@@ -164,7 +164,7 @@ type Pending = Shared<BoxFuture<'static, FetchOutcome>>;
 type BatchOutcome = Shared<BoxFuture<'static, Arc<Vec<(FetchOutcome, Option<String>)>>>>;
 
 /// Fetches a batch of keys in one backend call (or as the backend sees fit), one result per key.
-pub type FetchMany = Box<
+pub(crate) type FetchMany = Box<
     dyn FnOnce(Vec<SecretRef>) -> BoxFuture<'static, Vec<Result<Fetched, BackendError>>> + Send,
 >;
 
@@ -571,7 +571,7 @@ impl SecretCache {
 const REFRESH_AHEAD_AT: f64 = 0.8;
 
 /// `duration` shortened by a random fraction of itself, at most `jitter` (0 to 1).
-pub fn jittered(ttl: Duration, jitter: f64) -> Duration {
+pub(crate) fn jittered(ttl: Duration, jitter: f64) -> Duration {
     let mut bytes = [0u8; 8];
     // Jitter is not security-sensitive; without randomness the TTL is simply not shortened.
     let unit = match getrandom::fill(&mut bytes) {

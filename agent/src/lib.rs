@@ -20,23 +20,24 @@
 // Denied, not forbidden: the audit journal's shared map (`audit/journal.rs`) is the one module
 // allowed to use it.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod admission;
-pub mod agent;
-pub mod api;
+pub(crate) mod admission;
+pub(crate) mod agent;
+pub(crate) mod api;
 pub mod app;
-pub mod audit;
-pub mod backend;
-pub mod cache;
+pub(crate) mod audit;
+pub(crate) mod backend;
+pub(crate) mod cache;
 pub mod config;
 pub mod http_api;
-pub mod identity;
+pub(crate) mod identity;
 pub mod lifecycle;
 pub mod metrics;
 pub mod policy;
 pub mod reference;
-pub mod rotation;
-pub mod secret;
-pub mod server;
+pub(crate) mod rotation;
+pub(crate) mod secret;
+pub(crate) mod server;
 pub mod telemetry;
-pub mod transport;
+pub(crate) mod transport;

@@ -27,7 +27,7 @@ use zeroize::{Zeroize, Zeroizing};
 /// The smallest slot; smaller values share its size.
 const SMALLEST_SLOT: usize = 32;
 /// Slot sizes are powers of two from `SMALLEST_SLOT` to this; larger values are mapped alone.
-pub const LARGEST_SLOT: usize = 32 * 1024;
+pub(crate) const LARGEST_SLOT: usize = 32 * 1024;
 const SLOT_CLASSES: usize = (LARGEST_SLOT / SMALLEST_SLOT).trailing_zeros() as usize + 1;
 /// What the arena maps at a time for one slot size.
 const CHUNK_BYTES: usize = 64 * 1024;

@@ -115,7 +115,7 @@ impl Shared {
 /// The loop itself only accepts and admits (a uid's connection count): identifying the caller
 /// reads `/proc` and may ask NSS, so it happens in the connection's own task, where a slow
 /// caller delays nobody else.
-pub async fn serve(
+pub(crate) async fn serve(
     mut acceptor: Acceptor,
     tcp: Option<TcpListener>,
     shared: Arc<Shared>,
@@ -264,7 +264,7 @@ async fn identify(shared: &Shared, peer: PeerCred) -> ConnectedCaller {
 }
 
 /// The caller behind peer credentials, bounded by `identity.timeout`; a failure is logged.
-pub async fn resolve(shared: &Shared, peer: PeerCred) -> Result<Caller, IdentityError> {
+pub(crate) async fn resolve(shared: &Shared, peer: PeerCred) -> Result<Caller, IdentityError> {
     let uid = peer.uid;
     let caller = tokio::time::timeout(shared.identity_timeout, shared.resolver.resolve(peer))
         .await

@@ -25,10 +25,10 @@ use crate::{
 
 /// The caller behind a connection, or why it could not be identified. Shared by every request
 /// on the connection.
-pub type ConnectedCaller = Arc<Result<Caller, IdentityError>>;
+pub(crate) type ConnectedCaller = Arc<Result<Caller, IdentityError>>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     #[error("{path} exists and is not a socket; refusing to replace it")]
     NotASocket { path: PathBuf },
     #[error("another agent is already listening on {path}")]
@@ -97,14 +97,13 @@ fn check_directory(dir: &Path) -> Result<Directory, TransportError> {
 }
 
 /// A bound listener, and the socket path to remove at exit (None when systemd owns it).
-pub struct Bound {
+pub(crate) struct Bound {
     pub listener: UnixListener,
     pub path: Option<PathBuf>,
-    pub activated: bool,
 }
 
 /// Takes the socket from systemd if it passed one, else creates it at `config.socket`.
-pub fn bind(config: &ServerConfig) -> Result<Bound, TransportError> {
+pub(crate) fn bind(config: &ServerConfig) -> Result<Bound, TransportError> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() > 0 {
         let std_listener = fds
@@ -120,7 +119,6 @@ pub fn bind(config: &ServerConfig) -> Result<Bound, TransportError> {
         return Ok(Bound {
             listener,
             path: None,
-            activated: true,
         });
     }
     let path = &config.socket;
@@ -173,7 +171,6 @@ pub fn bind(config: &ServerConfig) -> Result<Bound, TransportError> {
     Ok(Bound {
         listener,
         path: Some(path.clone()),
-        activated: false,
     })
 }
 
@@ -210,7 +207,7 @@ fn remove_stale_socket(path: &Path) -> Result<(), TransportError> {
 
 /// The accept loop's side of the socket: hands out connections and absorbs accept failures,
 /// so that running out of file descriptors neither spins nor ends the agent.
-pub struct Acceptor {
+pub(crate) struct Acceptor {
     listener: UnixListener,
     /// An open file kept for one purpose: when the process is out of descriptors, closing it
     /// frees one to accept the waiting connection and close it at once, so the caller gets a
@@ -226,7 +223,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(100);
 
 impl Acceptor {
-    pub fn new(listener: UnixListener) -> Self {
+    pub(crate) fn new(listener: UnixListener) -> Self {
         Self {
             listener,
             reserve: open_reserve(),
@@ -238,7 +235,7 @@ impl Acceptor {
 
     /// The next connection and its peer's credentials. Failures are handled here, never
     /// returned: out of descriptors, the connection is refused and the loop backs off.
-    pub async fn accept(&mut self) -> (UnixStream, Option<PeerCred>) {
+    pub(crate) async fn accept(&mut self) -> (UnixStream, Option<PeerCred>) {
         loop {
             match self.listener.accept().await {
                 Ok((stream, _)) => {
@@ -276,7 +273,7 @@ impl Acceptor {
 
     /// Counts a refused connection and logs why, at most once per [`REPORT_EVERY`] however
     /// many are refused: a flood of connections cannot become a flood of log lines.
-    pub fn refuse(&mut self, why: &dyn std::fmt::Display) {
+    pub(crate) fn refuse(&mut self, why: &dyn std::fmt::Display) {
         self.refused += 1;
         let now = Instant::now();
         if self.last_report.is_none_or(|at| now - at >= REPORT_EVERY) {

@@ -8,12 +8,12 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use crate::agent::Agent;
 
-pub struct AdminApi {
+pub(crate) struct AdminApi {
     agent: Arc<Agent>,
 }
 
 impl AdminApi {
-    pub fn new(agent: Arc<Agent>) -> Self {
+    pub(crate) fn new(agent: Arc<Agent>) -> Self {
         Self { agent }
     }
 }

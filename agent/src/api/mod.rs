@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use tonic::{Request, Status};
 
-pub use admin::AdminApi;
-pub use secrets::{get_secret, SecretsApi};
+pub(crate) use admin::AdminApi;
+pub(crate) use secrets::{get_secret, SecretsApi};
 
 use crate::{agent::Error, identity::Caller, transport::ConnectedCaller};
 
@@ -24,7 +24,7 @@ fn caller<T>(request: &Request<T>) -> Result<&Caller, Status> {
 }
 
 /// The caller of a connection, or why it has none.
-pub fn connected(connected: &ConnectedCaller) -> Result<&Caller, Status> {
+pub(crate) fn connected(connected: &ConnectedCaller) -> Result<&Caller, Status> {
     match connected.as_ref() {
         Ok(caller) => Ok(caller),
         Err(e) => Err(Status::unauthenticated(e.to_string())),
@@ -38,7 +38,7 @@ impl From<Error> for Status {
     }
 }
 
-pub fn code(e: &Error) -> tonic::Code {
+pub(crate) fn code(e: &Error) -> tonic::Code {
     use tonic::Code;
     match e {
         Error::InvalidArgument(_) => Code::InvalidArgument,

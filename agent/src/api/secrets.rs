@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// `GetSecret`, for tonic's handler and for the inline path of `server.rs` alike.
-pub async fn get_secret(
+pub(crate) async fn get_secret(
     agent: &Agent,
     caller: &Caller,
     reference: String,
@@ -29,12 +29,12 @@ pub async fn get_secret(
     Ok(to_proto(&reference, served))
 }
 
-pub struct SecretsApi {
+pub(crate) struct SecretsApi {
     agent: Arc<Agent>,
 }
 
 impl SecretsApi {
-    pub fn new(agent: Arc<Agent>) -> Self {
+    pub(crate) fn new(agent: Arc<Agent>) -> Self {
         Self { agent }
     }
 }

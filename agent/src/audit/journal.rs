@@ -35,13 +35,13 @@ const TAIL_AT: usize = 24;
 
 /// The ring's size: about 2,500 records, tens of milliseconds of the busiest load this agent
 /// serves; when it is full the request that found it full writes the pending records itself.
-pub const DEFAULT_CAPACITY: usize = 1 << 20;
+pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 
 /// The ring is full: the caller writes what is pending to the sink, then appends again.
 #[derive(Debug)]
-pub struct Full;
+pub(super) struct Full;
 
-pub struct Journal {
+pub(super) struct Journal {
     map: MmapRaw,
     capacity: u64,
     /// Held for the map's life: one agent per journal.
@@ -53,7 +53,7 @@ impl Journal {
     /// of this user that no one else can read or write (a link planted in its place is not
     /// followed), or when another process holds it. What an earlier run left pending stays
     /// pending, for the first `pending` to return.
-    pub fn open(path: &Path, capacity: usize) -> io::Result<Self> {
+    pub(super) fn open(path: &Path, capacity: usize) -> io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -131,13 +131,13 @@ impl Journal {
     }
 
     /// Bytes appended and not yet consumed.
-    pub fn pending_bytes(&self) -> u64 {
+    pub(super) fn pending_bytes(&self) -> u64 {
         self.head() - self.tail()
     }
 
     /// Copies `line` into the ring. Callers serialize appends (one appender at a time); a
     /// consumer may run at the same time.
-    pub fn append(&self, line: &[u8]) -> Result<(), Full> {
+    pub(super) fn append(&self, line: &[u8]) -> Result<(), Full> {
         let head = self.word(HEAD_AT).load(Ordering::Relaxed);
         let len = line.len() as u64;
         if head - self.tail() + len > self.capacity {
@@ -162,7 +162,7 @@ impl Journal {
 
     /// The bytes appended and not consumed, oldest first (two slices when they wrap), and the
     /// position after them. Callers serialize consumers; the slices stay valid until `consume`.
-    pub fn pending(&self) -> ([&[u8]; 2], u64) {
+    pub(super) fn pending(&self) -> ([&[u8]; 2], u64) {
         let (tail, head) = (self.tail(), self.head());
         let at = (tail % self.capacity) as usize;
         let len = (head - tail) as usize;
@@ -180,7 +180,7 @@ impl Journal {
     }
 
     /// Marks `n` more bytes as written to the sink.
-    pub fn consume(&self, n: u64) {
+    pub(super) fn consume(&self, n: u64) {
         let tail = self.word(TAIL_AT).load(Ordering::Relaxed);
         debug_assert!(tail + n <= self.head());
         self.word(TAIL_AT).store(tail + n, Ordering::Release);

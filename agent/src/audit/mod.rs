@@ -27,7 +27,7 @@ use std::{
 };
 
 use journal::Journal;
-pub use journal::DEFAULT_CAPACITY as JOURNAL_CAPACITY;
+pub(crate) use journal::DEFAULT_CAPACITY as JOURNAL_CAPACITY;
 
 use crate::{
     identity::{Caller, Frontend},
@@ -35,14 +35,12 @@ use crate::{
 };
 
 /// While audit records cannot be written, a failure is logged at most this often.
-pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// The target named in each record (as if it were a `tracing` event of that target).
-pub const TARGET: &str = "audit";
 
 /// How a decided operation ended, for the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Denied,
     /// Served from the cache without a backend call.
     Hit,
@@ -57,7 +55,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Denied => "denied",
             Self::Hit => "hit",
@@ -70,7 +68,7 @@ impl Outcome {
 }
 
 /// One decided operation, as its observers see it.
-pub struct Decided<'a> {
+pub(crate) struct Decided<'a> {
     pub caller: &'a Caller,
     pub operation: Operation,
     pub reference: &'a str,
@@ -80,12 +78,12 @@ pub struct Decided<'a> {
 }
 
 /// Sees every decided operation once.
-pub trait Observer: Send + Sync {
+pub(crate) trait Observer: Send + Sync {
     fn decided(&self, event: &Decided<'_>);
 }
 
 /// The observers of decided operations, and where scopes come from.
-pub struct Audit {
+pub(crate) struct Audit {
     observers: Vec<Arc<dyn Observer>>,
     trail: Arc<Trail>,
 }
@@ -93,26 +91,26 @@ pub struct Audit {
 impl Audit {
     /// `trail` writes the records (it may be [`Trail::off`]); `others` (the metrics) observe
     /// them too.
-    pub fn new(trail: Arc<Trail>, others: Vec<Arc<dyn Observer>>) -> Self {
+    pub(crate) fn new(trail: Arc<Trail>, others: Vec<Arc<dyn Observer>>) -> Self {
         let mut observers = others;
         observers.push(Arc::clone(&trail) as Arc<dyn Observer>);
         Self { observers, trail }
     }
 
-    pub fn trail(&self) -> &Arc<Trail> {
+    pub(crate) fn trail(&self) -> &Arc<Trail> {
         &self.trail
     }
 
     /// Records a decision that ends the operation at once: a denial, or a refusal before the
     /// operation began.
-    pub fn record(&self, event: &Decided<'_>) {
+    pub(crate) fn record(&self, event: &Decided<'_>) {
         for observer in &self.observers {
             observer.decided(event);
         }
     }
 
     /// The record of an allowed operation, made when it ends.
-    pub fn scope<'a>(
+    pub(crate) fn scope<'a>(
         &'a self,
         caller: &'a Caller,
         operation: Operation,
@@ -130,7 +128,7 @@ impl Audit {
     }
 
     /// Records a denial of `operation` on `reference`.
-    pub fn deny(&self, caller: &Caller, operation: Operation, reference: &str) {
+    pub(crate) fn deny(&self, caller: &Caller, operation: Operation, reference: &str) {
         self.record(&Decided {
             caller,
             operation,
@@ -141,7 +139,7 @@ impl Audit {
     }
 
     /// With `audit.fail_closed`, the trail cannot be written and requests are refused.
-    pub fn refuses_requests(&self) -> bool {
+    pub(crate) fn refuses_requests(&self) -> bool {
         self.trail.health.refuses_requests()
     }
 }
@@ -150,7 +148,7 @@ impl Audit {
 /// the operation is dropped before it ends, e.g. the caller went away during a backend read —
 /// as `cancelled`.
 #[must_use = "an operation is recorded when its scope finishes"]
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     audit: &'a Audit,
     caller: &'a Caller,
     operation: Operation,
@@ -160,19 +158,14 @@ pub struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    /// The rule that allowed the operation.
-    pub fn rule(&self) -> &str {
-        self.rule.as_deref().unwrap_or("")
-    }
-
     /// Records how the operation ended.
-    pub fn finish(mut self, outcome: Outcome) {
+    pub(crate) fn finish(mut self, outcome: Outcome) {
         self.emit(outcome);
     }
 
     /// The policy refused after all (the backend named the secret differently, and that name
     /// is not allowed): recorded as a denial, without the rule that allowed the first name.
-    pub fn deny(mut self) {
+    pub(crate) fn deny(mut self) {
         self.rule = None;
         self.emit(Outcome::Denied);
     }
@@ -754,6 +747,9 @@ mod tests {
 
     use super::*;
     use crate::identity::{Caller, Frontend};
+
+    /// The target named in each record (as if it were a `tracing` event of that target).
+    const TARGET: &str = "audit";
 
     fn caller() -> Caller {
         let mut caller = Caller::uid_only(1000, 1000);

@@ -12,9 +12,9 @@ use super::BackendError;
 
 /// Failed attempts in a row (the service unreachable or timing out) that open a backend's
 /// circuit: from then on its calls fail at once, and readers get their stale values at once.
-pub const DEFAULT_BREAKER_FAILURES: u32 = 3;
+pub(crate) const DEFAULT_BREAKER_FAILURES: u32 = 3;
 /// How long an open circuit refuses calls before it lets one probe through.
-pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(5);
 
 /// How much a backend may be asked, and how hard a call is tried.
 #[derive(Clone, Copy, Debug)]
@@ -36,7 +36,7 @@ pub struct Limits {
 /// found the service unreachable, calls fail at once (no retries, no waiting) until the cooldown
 /// has passed; then one call is let through as a probe (a single attempt) while the others keep
 /// failing at once. An outage costs one probe per cooldown, not every reader's retries.
-pub struct CallGuard {
+pub(crate) struct CallGuard {
     service: &'static str,
     limiter: DefaultDirectRateLimiter,
     max_wait: Duration,
@@ -45,7 +45,7 @@ pub struct CallGuard {
 }
 
 impl CallGuard {
-    pub fn new(service: &'static str, settings: Limits) -> Self {
+    pub(crate) fn new(service: &'static str, settings: Limits) -> Self {
         let rate = NonZeroU32::new(settings.rate_limit.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(settings.burst.max(1)).expect("at least 1");
         Self {
@@ -62,17 +62,17 @@ impl CallGuard {
     }
 
     /// The service this guard protects, as its messages name it.
-    pub fn service(&self) -> &'static str {
+    pub(crate) fn service(&self) -> &'static str {
         self.service
     }
 
     /// Where the circuit breaker stands now.
-    pub fn circuit_state(&self) -> CircuitState {
+    pub(crate) fn circuit_state(&self) -> CircuitState {
         self.circuit.state()
     }
 
     /// A read: retried on any transient failure.
-    pub async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, BackendError>
+    pub(crate) async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, BackendError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, BackendError>>,
@@ -82,7 +82,7 @@ impl CallGuard {
 
     /// A write: retried only when the service said it did not act (throttling). A timeout or a
     /// dropped connection may hide a write that happened, and writing again would add a version.
-    pub async fn call_write<T, F, Fut>(&self, attempt: F) -> Result<T, BackendError>
+    pub(crate) async fn call_write<T, F, Fut>(&self, attempt: F) -> Result<T, BackendError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, BackendError>>,

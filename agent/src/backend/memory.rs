@@ -21,7 +21,7 @@ use crate::{
 };
 
 #[derive(Clone)]
-pub struct MemoryBackend {
+pub(crate) struct MemoryBackend {
     kind: BackendKind,
     inner: Arc<Inner>,
 }
@@ -35,7 +35,7 @@ struct Inner {
 }
 
 impl MemoryBackend {
-    pub fn new(kind: BackendKind) -> Self {
+    pub(crate) fn new(kind: BackendKind) -> Self {
         Self {
             kind,
             inner: Arc::new(Inner {
@@ -47,7 +47,7 @@ impl MemoryBackend {
         }
     }
 
-    pub fn insert(&self, name: &str, value: &[u8]) {
+    pub(crate) fn insert(&self, name: &str, value: &[u8]) {
         self.inner
             .secrets
             .lock()
@@ -57,16 +57,16 @@ impl MemoryBackend {
             .push(SecretValue::from_slice(value));
     }
 
-    pub fn fetches(&self) -> u64 {
+    pub(crate) fn fetches(&self) -> u64 {
         self.inner.fetches.load(Ordering::SeqCst)
     }
 
-    pub fn set_unavailable(&self, unavailable: bool) {
+    pub(crate) fn set_unavailable(&self, unavailable: bool) {
         self.inner.unavailable.store(unavailable, Ordering::SeqCst);
     }
 
     /// Makes fetches wait until the returned semaphore gets permits.
-    pub fn hold_fetches(&self) -> Arc<Semaphore> {
+    pub(crate) fn hold_fetches(&self) -> Arc<Semaphore> {
         let gate = Arc::new(Semaphore::new(0));
         *self.inner.gate.lock().unwrap() = Some(Arc::clone(&gate));
         gate

@@ -6,20 +6,21 @@
 //! To add one: a folder here, a line in `registry::REGISTRY`, a feature in `agent/Cargo.toml`,
 //! a section in the README. ARCHITECTURE.md has the recipe.
 
-pub mod aws;
-pub mod guard;
+pub(crate) mod aws;
+pub(crate) mod guard;
 #[cfg(feature = "local")]
-pub mod local;
-pub mod memory;
-pub mod registry;
+pub(crate) mod local;
+#[cfg(test)]
+pub(crate) mod memory;
+pub(crate) mod registry;
 #[cfg(feature = "s3")]
-pub mod s3;
+pub(crate) mod s3;
 #[cfg(feature = "sm")]
-pub mod sm;
+pub(crate) mod sm;
 #[cfg(feature = "ssm")]
-pub mod ssm;
+pub(crate) mod ssm;
 #[cfg(feature = "vault")]
-pub mod vault;
+pub(crate) mod vault;
 
 use std::{
     sync::Arc,

@@ -20,7 +20,7 @@ use super::Backend;
 use crate::reference::Selector;
 
 /// The backend types compiled in, in the order lists and messages name them.
-pub static REGISTRY: &[BackendKind] = &[
+pub(crate) static REGISTRY: &[BackendKind] = &[
     #[cfg(feature = "local")]
     super::local::KIND,
     #[cfg(feature = "ssm")]
@@ -234,7 +234,7 @@ impl fmt::Debug for BackendKind {
 }
 
 /// Reads a backend's settings struct from its table: the serde message on failure.
-pub fn parse_table<T: serde::de::DeserializeOwned + BackendSettings>(
+pub(crate) fn parse_table<T: serde::de::DeserializeOwned + BackendSettings>(
     table: toml::Value,
 ) -> Result<Arc<dyn BackendSettings>, String> {
     T::deserialize(table)
@@ -243,7 +243,7 @@ pub fn parse_table<T: serde::de::DeserializeOwned + BackendSettings>(
 }
 
 /// Refuses `.` and `..` segments: for backends whose names are paths.
-pub fn no_dot_segments(name: &str) -> Result<(), &'static str> {
+pub(crate) fn no_dot_segments(name: &str) -> Result<(), &'static str> {
     if name.split('/').any(|s| s == "." || s == "..") {
         return Err("may not contain '.' or '..' segments");
     }
@@ -251,7 +251,7 @@ pub fn no_dot_segments(name: &str) -> Result<(), &'static str> {
 }
 
 /// A positive decimal integer without leading zeros: the `version=` of numbered backends.
-pub fn is_positive_integer(v: &str) -> bool {
+pub(crate) fn is_positive_integer(v: &str) -> bool {
     v.parse::<u64>().is_ok_and(|n| n > 0) && !v.starts_with('0')
 }
 

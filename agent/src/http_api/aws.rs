@@ -14,7 +14,7 @@ use crate::{
 
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Query {
+pub(super) struct Query {
     /// The psst reference to read.
     pub reference: String,
     /// `versionStage` given together with `versionId`: the version must carry it.
@@ -27,7 +27,7 @@ pub struct Query {
 /// A request refused before the core is asked: status and plain-text body, as the AWS agent
 /// answers them ("unknown parameter: x", "missing parameter secretId").
 #[derive(Debug, PartialEq, Eq)]
-pub struct BadRequest(pub String);
+pub(super) struct BadRequest(pub String);
 
 /// The prefixes psst references may start with when `[http] psst_references` is on.
 const PSST_PREFIXES: [&str; 5] = ["local:", "ssm:", "sm:", "s3:", "vault:"];
@@ -107,7 +107,7 @@ fn secret_reference(
 }
 
 /// `/secretsmanager/get?secretId=…&versionId=…&versionStage=…&refreshNow=…`.
-pub fn secrets_manager_query(query: &str, psst_references: bool) -> Result<Query, BadRequest> {
+pub(super) fn secrets_manager_query(query: &str, psst_references: bool) -> Result<Query, BadRequest> {
     let mut secret_id = String::new();
     let (mut version_id, mut stage, mut refresh_now) = (None, None, false);
     for (k, v) in pairs(query) {
@@ -133,7 +133,7 @@ pub fn secrets_manager_query(query: &str, psst_references: bool) -> Result<Query
 }
 
 /// Path style: `<prefix><secretId>?versionId=…&versionStage=…&refreshNow=…`.
-pub fn path_query(
+pub(super) fn path_query(
     path: &str,
     query: &str,
     prefix: &str,
@@ -170,7 +170,7 @@ fn decode_path(text: &str) -> String {
 /// `/systemsmanager/parameters/get?name=…[:version|:label]&version=…&label=…&withDecryption=…`.
 /// Parameter Store decrypts `SecureString`s for psst always; `withDecryption` is checked and
 /// otherwise has no effect (README: what differs).
-pub fn parameter_query(query: &str, psst_references: bool) -> Result<Query, BadRequest> {
+pub(super) fn parameter_query(query: &str, psst_references: bool) -> Result<Query, BadRequest> {
     let mut name = String::new();
     let (mut version, mut label) = (None, None);
     for (k, v) in pairs(query) {
@@ -296,7 +296,7 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
 /// `SecretString` or `SecretBinary`, `VersionStages` (when there are any), `CreatedDate`, in its
 /// order and formats. A value from a backend without AWS metadata: `ARN` null, `Name` the
 /// reference as asked, the backend's version and stages.
-pub fn secret_value_body(query: &Query, served: &ServedSecret) -> Vec<u8> {
+pub(super) fn secret_value_body(query: &Query, served: &ServedSecret) -> Vec<u8> {
     let secret = &served.secret;
     let aws = secret.aws.as_deref();
     let bytes = served.value.expose();
@@ -367,7 +367,7 @@ struct Parameter<'a> {
 /// The body the Lambda extension answers `GetParameter` with. A value from another backend is
 /// shown as a `SecureString` named by its reference, with version 0 unless the backend numbers
 /// its versions. A value that is not UTF-8 cannot be a parameter: None.
-pub fn parameter_body(query: &Query, served: &ServedSecret) -> Option<Vec<u8>> {
+pub(super) fn parameter_body(query: &Query, served: &ServedSecret) -> Option<Vec<u8>> {
     let secret = &served.secret;
     let aws = secret.aws.as_deref();
     let value = std::str::from_utf8(served.value.expose()).ok()?;
@@ -394,7 +394,7 @@ pub fn parameter_body(query: &Query, served: &ServedSecret) -> Option<Vec<u8>> {
 
 /// Which API's error vocabulary an answer uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Api {
+pub(super) enum Api {
     SecretsManager,
     ParameterStore,
 }
@@ -403,7 +403,7 @@ pub enum Api {
 /// `{"__type":"…", "message":"…"}` (its exact layout, the space included). Failures inside the
 /// agent are `{"__type":"InternalFailure"}` with no message, as the AWS agent's are, so nothing
 /// internal reaches the caller; unreachable backends are its `ConnectionError` (502).
-pub fn error_body(api: Api, error: &Error) -> (u16, String) {
+pub(super) fn error_body(api: Api, error: &Error) -> (u16, String) {
     let sm = api == Api::SecretsManager;
     let (status, kind, message): (u16, &str, String) = match error {
         Error::NotFound(_) if sm => (
@@ -426,12 +426,12 @@ pub fn error_body(api: Api, error: &Error) -> (u16, String) {
     (status, typed_error(kind, &message))
 }
 
-pub fn typed_error(kind: &str, message: &str) -> String {
+pub(super) fn typed_error(kind: &str, message: &str) -> String {
     let message = serde_json::to_string(message).expect("a string serializes");
     format!("{{\"__type\":\"{kind}\", \"message\":{message}}}")
 }
 
-pub fn internal_failure() -> String {
+pub(super) fn internal_failure() -> String {
     "{\"__type\":\"InternalFailure\"}".to_owned()
 }
 

@@ -29,7 +29,7 @@ static POD_UID: LazyLock<Regex> = LazyLock::new(|| {
 
 /// The unified (v2) cgroup path from the contents of `/proc/<pid>/cgroup`, falling back to the
 /// v1 `name=systemd` hierarchy, then to the first line.
-pub fn cgroup_path(contents: &str) -> Option<String> {
+pub(crate) fn cgroup_path(contents: &str) -> Option<String> {
     let entries: Vec<(&str, &str)> = contents
         .lines()
         .filter_map(|line| {
@@ -67,7 +67,7 @@ fn is_user_manager(component: &str) -> bool {
 /// The container the runtime placed the process in: the outermost component naming one. A
 /// container that creates cgroups of its own (systemd or docker inside it) cannot make its
 /// processes look like another container.
-pub fn container_id(path: &str) -> Option<String> {
+pub(crate) fn container_id(path: &str) -> Option<String> {
     system_components(path)
         .filter(|component| !component.contains("conmon"))
         .find_map(|component| CONTAINER_ID.captures(component))
@@ -76,7 +76,7 @@ pub fn container_id(path: &str) -> Option<String> {
 
 /// The Kubernetes pod: only under a top-level `kubepods` cgroup (the kubelet's), from the
 /// outermost pod component.
-pub fn pod_uid(path: &str) -> Option<String> {
+pub(crate) fn pod_uid(path: &str) -> Option<String> {
     let mut components = system_components(path);
     if !components.next()?.starts_with("kubepods") {
         return None;
@@ -90,7 +90,7 @@ pub fn pod_uid(path: &str) -> Option<String> {
 /// if it is a `.service` or `.scope`. Whatever a unit creates below itself (a `Delegate=yes`
 /// service, a container runtime) is its own and does not name another unit. A user's manager
 /// (`user@UID.service`) counts only for the manager itself, never for what runs under it.
-pub fn systemd_unit(path: &str) -> Option<String> {
+pub(crate) fn systemd_unit(path: &str) -> Option<String> {
     let components: Vec<&str> = path
         .split('/')
         .filter(|c| !c.is_empty())

@@ -6,21 +6,21 @@ use std::{path::PathBuf, time::Duration};
 use serde::Deserialize;
 
 /// How long identifying one connection's caller may take, attestation included.
-pub const DEFAULT_IDENTITY_TIMEOUT: Duration = Duration::from_secs(5);
-pub const DEFAULT_KUBELET_URL: &str = "https://127.0.0.1:10250";
-pub const DEFAULT_APISERVER_URL: &str = "https://kubernetes.default.svc";
-pub const DEFAULT_K8S_CA_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-pub const DEFAULT_K8S_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+pub(crate) const DEFAULT_IDENTITY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_KUBELET_URL: &str = "https://127.0.0.1:10250";
+pub(crate) const DEFAULT_APISERVER_URL: &str = "https://kubernetes.default.svc";
+pub(crate) const DEFAULT_K8S_CA_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+pub(crate) const DEFAULT_K8S_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 /// The environment variable the DaemonSet fills with the node's name (downward API).
-pub const DEFAULT_NODE_NAME_ENV: &str = "NODE_NAME";
+pub(crate) const DEFAULT_NODE_NAME_ENV: &str = "NODE_NAME";
 /// How long one platform request may take.
-pub const DEFAULT_ATTESTOR_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_ATTESTOR_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least time between two refreshes of the node's pod list.
-pub const DEFAULT_K8S_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
-pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
-pub const DEFAULT_ECS_AGENT_URL: &str = "http://127.0.0.1:51678";
+pub(crate) const DEFAULT_K8S_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+pub(crate) const DEFAULT_ECS_AGENT_URL: &str = "http://127.0.0.1:51678";
 /// How long a container's or task's attributes are kept (they do not change while it runs).
-pub const DEFAULT_CONTAINER_CACHE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_CONTAINER_CACHE_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

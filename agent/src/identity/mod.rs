@@ -9,16 +9,16 @@
 //! process that connected; `process.rs` reads `/proc` on the blocking pool; user and group names
 //! come from NSS, which may ask the network, so they are bounded by `identity.nss_timeout`.
 
-pub mod cgroup;
-pub mod config;
+pub(crate) mod cgroup;
+pub(crate) mod config;
 mod peer;
 mod process;
-pub mod workload;
+pub(crate) mod workload;
 
 use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
 
-pub use peer::{boot_time, Binding, PeerCred};
-pub use workload::{Attestors, Workload};
+pub(crate) use peer::{boot_time, Binding, PeerCred};
+pub(crate) use workload::{Attestors, Workload};
 
 /// How much of the caller the agent could see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,17 +140,17 @@ pub trait IdentityResolver: Send + Sync + 'static {
 }
 
 /// How long an NSS lookup (user and group names) may take before the names are left out.
-pub const DEFAULT_NSS_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_NSS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Resolves callers from a procfs mount (normally `/proc`), then asks the attestors.
-pub struct ProcResolver {
+pub(crate) struct ProcResolver {
     proc_root: PathBuf,
     nss_timeout: Duration,
     attestors: Arc<Attestors>,
 }
 
 impl ProcResolver {
-    pub fn new(proc_root: impl Into<PathBuf>, nss_timeout: Duration, attestors: Attestors) -> Self {
+    pub(crate) fn new(proc_root: impl Into<PathBuf>, nss_timeout: Duration, attestors: Attestors) -> Self {
         Self {
             proc_root: proc_root.into(),
             nss_timeout,

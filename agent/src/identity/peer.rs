@@ -82,7 +82,7 @@ impl PeerCred {
 }
 
 /// The time since boot, on the clock `/proc/<pid>/stat` dates process starts with.
-pub fn boot_time() -> Option<Duration> {
+pub(crate) fn boot_time() -> Option<Duration> {
     clock_gettime(ClockId::CLOCK_BOOTTIME)
         .ok()
         .map(Duration::from)
@@ -90,7 +90,7 @@ pub fn boot_time() -> Option<Duration> {
 
 /// What a pidfd says now: the pid of its process in our namespace, or None when the process has
 /// exited (and been reaped) or the kernel does not say.
-pub fn pidfd_pid(proc_root: &Path, pidfd: &OwnedFd) -> PidfdState {
+pub(super) fn pidfd_pid(proc_root: &Path, pidfd: &OwnedFd) -> PidfdState {
     let fdinfo = proc_root
         .join("self/fdinfo")
         .join(pidfd.as_raw_fd().to_string());
@@ -109,7 +109,7 @@ pub fn pidfd_pid(proc_root: &Path, pidfd: &OwnedFd) -> PidfdState {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PidfdState {
+pub(super) enum PidfdState {
     Alive(i32),
     Exited,
     /// A kernel whose fdinfo has no `Pid:` line.

@@ -18,7 +18,7 @@ use super::{
 
 /// The facts about one process that policy can select on, before name lookups and attestation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProcessFacts {
+pub(crate) struct ProcessFacts {
     pub supplementary_gids: Vec<u32>,
     pub executable: Option<String>,
     pub cgroup: Option<String>,
@@ -28,7 +28,7 @@ pub struct ProcessFacts {
 }
 
 /// Reads `/proc/<pid>` under `proc_root` for the process `binding` names.
-pub fn read(
+pub(super) fn read(
     proc_root: &Path,
     pid: i32,
     binding: &Binding,
@@ -122,12 +122,12 @@ fn verified_executable(dir: &Path) -> Option<String> {
 }
 
 /// Field 22 of `/proc/<pid>/stat`: the process start time in clock ticks since boot.
-pub fn start_time(dir: &Path) -> Option<u64> {
+pub(super) fn start_time(dir: &Path) -> Option<u64> {
     let stat = fs::read_to_string(dir.join("stat")).ok()?;
     parse_start_time(&stat)
 }
 
-pub fn parse_start_time(stat: &str) -> Option<u64> {
+pub(super) fn parse_start_time(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may itself contain ") ", so count fields
     // from the last ')'. Field 3 is the first after it; starttime is field 22.
     let after = &stat[stat.rfind(')')? + 1..];
@@ -161,16 +161,16 @@ fn supplementary_gids(status: &str) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    pub const CONTAINER: &str = "3f1e2d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e";
+    pub(super) const CONTAINER: &str = "3f1e2d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e";
 
-    pub fn stat_line(comm: &str, start: u64) -> String {
+    pub(super) fn stat_line(comm: &str, start: u64) -> String {
         // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
         // stime cutime cstime priority nice threads itrealvalue starttime ...
         format!("42 ({comm}) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} 12345 67")
     }
 
     /// A fake `/proc` with process 42, started at tick 777, running `exe_target`.
-    pub fn fake_proc(exe_target: &Path) -> tempfile::TempDir {
+    pub(super) fn fake_proc(exe_target: &Path) -> tempfile::TempDir {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("42");
         fs::create_dir_all(&dir).unwrap();

@@ -271,7 +271,7 @@ impl Policy {
 
 /// Time between the two reads of a policy file that must agree: longer than a writer pauses
 /// between two writes of one rewrite.
-pub const STABLE_READ_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const STABLE_READ_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 /// Reads of a policy file before giving up on one that keeps changing (about a second).
 const STABLE_READ_ATTEMPTS: u32 = 20;
 

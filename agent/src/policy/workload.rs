@@ -25,7 +25,7 @@ pub(super) struct WorkloadSelector {
 
 impl WorkloadSelector {
     /// The platforms whose attestor this selector needs, with the keys that need it.
-    pub fn platforms(&self) -> Vec<(Platform, Vec<&'static str>)> {
+    pub(super) fn platforms(&self) -> Vec<(Platform, Vec<&'static str>)> {
         let keys = |pairs: &[(&'static str, bool)]| -> Vec<&'static str> {
             pairs
                 .iter()
@@ -67,11 +67,11 @@ impl WorkloadSelector {
         .collect()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.platforms().is_empty()
     }
 
-    pub fn selects(&self, workload: &Workload) -> bool {
+    pub(super) fn selects(&self, workload: &Workload) -> bool {
         self.selects_kubernetes(workload)
             && self.selects_ecs(workload)
             && self.selects_docker(workload)

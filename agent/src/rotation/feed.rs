@@ -71,7 +71,7 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one message turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// Secrets that may have changed.
     Changes(Vec<Change>),
     /// EventBridge's scheduled event: the path from the rule to this queue works.
@@ -82,7 +82,7 @@ pub enum Parsed {
 
 /// Why a message is not a change event (counted; never logged with the body).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rejected {
+pub(crate) enum Rejected {
     /// Valid JSON, but no event psst knows.
     Unknown,
     /// Not JSON, or a known kind of event without the fields it must have.
@@ -127,7 +127,7 @@ const SECRET_CHANGES: [&str; 10] = [
 
 /// Parses one message body: an EventBridge event or an S3 notification, raw or inside an SNS
 /// notification envelope.
-pub fn parse(body: &str) -> Result<Parsed, Rejected> {
+pub(crate) fn parse(body: &str) -> Result<Parsed, Rejected> {
     let value: Value = serde_json::from_str(body).map_err(|_| Rejected::Malformed("not JSON"))?;
     let value = match (
         value.get("Type").and_then(Value::as_str),
@@ -269,7 +269,7 @@ fn object_names(bucket: &str, key: &str) -> Vec<String> {
 }
 
 /// The outcomes a message is counted under (`psst_feed_messages{outcome}`).
-pub const OUTCOMES: [&str; 5] = ["change", "heartbeat", "ignored", "unknown", "malformed"];
+pub(crate) const OUTCOMES: [&str; 5] = ["change", "heartbeat", "ignored", "unknown", "malformed"];
 
 /// The feed's health and counters: written by the consumer, read by the pollers (through
 /// `subscribe`), the metrics and the health service.
@@ -374,7 +374,7 @@ impl FeedStatus {
 }
 
 /// The running consumer; `stop` ends it and removes a queue it created.
-pub struct Feed {
+pub(crate) struct Feed {
     task: JoinHandle<()>,
     watchdog: JoinHandle<()>,
     created: Arc<Mutex<Option<Created>>>,
@@ -413,7 +413,7 @@ struct Consumer {
 impl Feed {
     /// Starts consuming; the first AWS call goes out from the task, never before the agent is
     /// up. `status` is the one the hub's pollers follow.
-    pub fn start(config: &FeedConfig, hub: WatchHub, status: Arc<FeedStatus>) -> Self {
+    pub(crate) fn start(config: &FeedConfig, hub: WatchHub, status: Arc<FeedStatus>) -> Self {
         let aws = AwsBackendConfig {
             region: config.region.clone(),
             endpoint: config.endpoint.clone(),
@@ -460,7 +460,7 @@ impl Feed {
     }
 
     /// Stops consuming; a queue the agent created is unsubscribed and deleted (bounded).
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.task.abort();
         self.watchdog.abort();
         let created = self
@@ -501,7 +501,7 @@ impl Feed {
 }
 
 /// `psst-` and the host name, in the characters SQS allows (80 at most).
-pub fn host_queue_name() -> String {
+pub(crate) fn host_queue_name() -> String {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -525,7 +525,7 @@ fn sanitize_queue_name(host: &str) -> String {
 }
 
 /// Whether a name is one SQS takes for a standard queue.
-pub fn valid_queue_name(name: &str) -> bool {
+pub(crate) fn valid_queue_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 80
         && name

@@ -5,8 +5,8 @@ use rand::{rngs::OsRng, seq::IndexedRandom, TryRngCore};
 
 use crate::secret::SecretValue;
 
-pub const DEFAULT_LENGTH: usize = 32;
-pub const MAX_LENGTH: usize = 4096;
+pub(crate) const DEFAULT_LENGTH: usize = 32;
+pub(crate) const MAX_LENGTH: usize = 4096;
 const LOWERCASE: &str = "abcdefghijklmnopqrstuvwxyz";
 const UPPERCASE: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const NUMBERS: &str = "0123456789";
@@ -43,19 +43,17 @@ impl Default for GeneratorOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GenerateError {
+pub(crate) enum GenerateError {
     #[error("length must be between 1 and {MAX_LENGTH}, got {0}")]
     Length(usize),
     #[error("no characters left to choose from: every class is excluded")]
     NoCharacters,
     #[error("length {length} is too short to hold one character of each of the {classes} included classes")]
     TooShort { length: usize, classes: usize },
-    #[error("the operating system's random number generator failed")]
-    Rng,
 }
 
 /// A random value as the options describe.
-pub fn generate(options: &GeneratorOptions) -> Result<SecretValue, GenerateError> {
+pub(crate) fn generate(options: &GeneratorOptions) -> Result<SecretValue, GenerateError> {
     if options.length == 0 || options.length > MAX_LENGTH {
         return Err(GenerateError::Length(options.length));
     }

@@ -13,8 +13,8 @@
 //! `watch.interval` (each within one interval, at a random point, so a fleet does not poll in
 //! step).
 
-pub mod feed;
-pub mod generate;
+pub(crate) mod feed;
+pub(crate) mod generate;
 
 use std::{
     collections::HashMap,

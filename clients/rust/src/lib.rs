@@ -17,6 +17,7 @@
 //! that took the socket's place (a stale path re-bound by another user, a proxy run by someone
 //! else) gets no request, so no value written with `put` reaches it.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod deadline;
 mod grpc;
@@ -69,6 +70,7 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How to reach the agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectOptions {
+    /// The agent's Unix socket.
     pub socket: PathBuf,
     /// How long to keep retrying while nothing listens on the socket yet.
     pub startup_wait: Duration,
@@ -79,6 +81,7 @@ pub struct ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// Options for the agent at `socket`, with the default waits and the socket owner as the expected server.
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Self {
             socket: socket.into(),
@@ -171,17 +174,17 @@ pub struct Client {
 
 /// The unary methods, as `grpc.rs` sends them: the URI's authority is unused on the socket.
 mod method {
-    pub const GET_SECRET: &str = "http://localhost/psst.v1.Secrets/GetSecret";
-    pub const BATCH_GET_SECRETS: &str = "http://localhost/psst.v1.Secrets/BatchGetSecrets";
-    pub const LIST_SECRETS: &str = "http://localhost/psst.v1.Secrets/ListSecrets";
-    pub const PUT_SECRET: &str = "http://localhost/psst.v1.Secrets/PutSecret";
-    pub const WHO_AM_I: &str = "http://localhost/psst.v1.Secrets/WhoAmI";
-    pub const ROTATE_SECRET: &str = "http://localhost/psst.v1.Secrets/RotateSecret";
-    pub const GENERATE_PASSWORD: &str = "http://localhost/psst.v1.Secrets/GeneratePassword";
-    pub const STATS: &str = "http://localhost/psst.v1.Admin/Stats";
-    pub const INVALIDATE_CACHE: &str = "http://localhost/psst.v1.Admin/InvalidateCache";
-    pub const RELOAD_POLICY: &str = "http://localhost/psst.v1.Admin/ReloadPolicy";
-    pub const HEALTH_CHECK: &str = "http://localhost/grpc.health.v1.Health/Check";
+    pub(crate) const GET_SECRET: &str = "http://localhost/psst.v1.Secrets/GetSecret";
+    pub(crate) const BATCH_GET_SECRETS: &str = "http://localhost/psst.v1.Secrets/BatchGetSecrets";
+    pub(crate) const LIST_SECRETS: &str = "http://localhost/psst.v1.Secrets/ListSecrets";
+    pub(crate) const PUT_SECRET: &str = "http://localhost/psst.v1.Secrets/PutSecret";
+    pub(crate) const WHO_AM_I: &str = "http://localhost/psst.v1.Secrets/WhoAmI";
+    pub(crate) const ROTATE_SECRET: &str = "http://localhost/psst.v1.Secrets/RotateSecret";
+    pub(crate) const GENERATE_PASSWORD: &str = "http://localhost/psst.v1.Secrets/GeneratePassword";
+    pub(crate) const STATS: &str = "http://localhost/psst.v1.Admin/Stats";
+    pub(crate) const INVALIDATE_CACHE: &str = "http://localhost/psst.v1.Admin/InvalidateCache";
+    pub(crate) const RELOAD_POLICY: &str = "http://localhost/psst.v1.Admin/ReloadPolicy";
+    pub(crate) const HEALTH_CHECK: &str = "http://localhost/grpc.health.v1.Health/Check";
 }
 
 /// What kind of failure an [`Error`] is.
@@ -192,6 +195,7 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The policy does not grant this to the calling process.
     PermissionDenied,
+    /// The secret (or that version of it) does not exist.
     NotFound,
     /// The agent (or its backend) cannot be reached; worth retrying.
     Unavailable,
@@ -199,7 +203,9 @@ pub enum ErrorKind {
     Unauthenticated,
     /// The agent cannot do it as configured (backend not enabled, its own credentials refused).
     FailedPrecondition,
+    /// A limit of the agent was reached (this caller's share of connections, requests or bytes); retry later.
     ResourceExhausted,
+    /// Any other failure; `Error::code` has the gRPC code.
     Other,
 }
 
@@ -211,6 +217,7 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error with this gRPC code and message.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -218,14 +225,17 @@ impl Error {
         }
     }
 
+    /// The gRPC status code.
     pub fn code(&self) -> Code {
         self.code
     }
 
+    /// What went wrong, as the agent (or the client) said it; never contains a value.
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// What kind of failure this is, from the code.
     pub fn kind(&self) -> ErrorKind {
         match self.code {
             Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidArgument,
@@ -280,20 +290,29 @@ pub fn code_name(code: Code) -> &'static str {
 /// A secret as the agent served it. The value is wiped from memory when this is dropped, and
 /// `Debug` does not print it.
 pub struct Secret {
+    /// The reference as the agent resolved it.
     pub reference: String,
     value: Zeroizing<Vec<u8>>,
+    /// The version served.
     pub version_id: String,
+    /// The backend's stages or labels on that version (e.g. `AWSCURRENT`).
     pub stages: Vec<String>,
+    /// When the version was created, where the backend says.
     pub created_at: Option<SystemTime>,
+    /// How the agent's cache served it.
     pub cache: CacheInfo,
 }
 
 /// How the agent's cache served a secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheInfo {
+    /// Served from the cache without a backend call.
     pub hit: bool,
+    /// Served past its TTL because the backend was unreachable.
     pub stale: bool,
+    /// When the agent read the value from its backend.
     pub fetched_at: Option<SystemTime>,
+    /// When the cached value's TTL ends.
     pub expires_at: Option<SystemTime>,
 }
 
@@ -315,6 +334,7 @@ impl Secret {
         }
     }
 
+    /// The value's bytes.
     pub fn value(&self) -> &[u8] {
         &self.value
     }
@@ -324,6 +344,7 @@ impl Secret {
         std::str::from_utf8(&self.value).ok()
     }
 
+    /// The value, taking it out of the secret (still wiped when dropped).
     pub fn into_value(self) -> Zeroizing<Vec<u8>> {
         self.value
     }
@@ -364,8 +385,11 @@ impl fmt::Debug for Secret {
 /// A listed secret: metadata only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretMetadata {
+    /// The secret's reference.
     pub reference: String,
+    /// Its current version.
     pub version_id: String,
+    /// When it last changed, where the backend says.
     pub updated_at: Option<SystemTime>,
 }
 
@@ -374,7 +398,9 @@ pub struct SecretMetadata {
 pub struct Rotated {
     /// The new current version as a reference with a version selector.
     pub reference: String,
+    /// The new current version.
     pub version_id: String,
+    /// The version that was current before.
     pub previous_version_id: String,
     /// The backend runs the rotation itself (a Secrets Manager rotation Lambda): the new version
     /// appears when it finishes, and watchers see it then.
@@ -386,7 +412,9 @@ pub struct Rotated {
 pub struct Written {
     /// The new version as a reference, e.g. `local:demo/db?version=2`.
     pub reference: String,
+    /// The version's id.
     pub version_id: String,
+    /// When the version was created, where the backend says.
     pub created_at: Option<SystemTime>,
 }
 
@@ -407,6 +435,7 @@ impl Client {
         Self::connect_with_wait(socket, DEFAULT_STARTUP_WAIT).await
     }
 
+    /// `connect`, retrying for `wait` instead of the default.
     pub async fn connect_with_wait(
         socket: impl AsRef<Path>,
         wait: Duration,
@@ -416,6 +445,7 @@ impl Client {
         Self::connect_with(&options).await
     }
 
+    /// Connects as `options` say: the server's uid is checked before anything is sent.
     pub async fn connect_with(options: &ConnectOptions) -> Result<Self, Error> {
         let deadline = Instant::now() + options.startup_wait;
         let mut delay = Duration::from_millis(20);
@@ -504,6 +534,7 @@ impl Client {
         }
     }
 
+    /// The secret `reference` names (e.g. `local:demo/db?version=2#password`).
     pub async fn get(&self, reference: &str) -> Result<Secret, Error> {
         let secret: pb::Secret = self
             .unary(
@@ -544,6 +575,7 @@ impl Client {
             .collect())
     }
 
+    /// The secrets under `prefix` (`local:demo/`) the caller may list: metadata, no values.
     pub async fn list(&self, prefix: &str) -> Result<Vec<SecretMetadata>, Error> {
         let response: pb::ListSecretsResponse = self
             .unary(
@@ -564,6 +596,7 @@ impl Client {
             .collect())
     }
 
+    /// Writes `value` as the new current version of the secret `reference` names.
     pub async fn put(&self, reference: &str, value: &[u8]) -> Result<Written, Error> {
         let response: pb::PutSecretResponse = self
             .unary(
@@ -685,6 +718,7 @@ impl Client {
 /// How the agent sees the calling process, and what the policy grants it (`whoami`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Identity {
+    /// The calling process as the agent identified it.
     pub caller: Caller,
     /// What the policy grants, by operation.
     pub grants: Vec<Grant>,
@@ -698,17 +732,27 @@ pub struct Identity {
 /// attestors (Kubernetes, ECS, Docker) found it. Empty strings: not known.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Caller {
+    /// The caller's user id (from the kernel).
     pub uid: u32,
+    /// The caller's group id (from the kernel).
     pub gid: u32,
     /// 0 when the process is not visible to the agent (another PID namespace).
     pub pid: i32,
+    /// The user name, where it resolves.
     pub user: String,
+    /// The group name, where it resolves.
     pub group: String,
+    /// The supplementary group ids.
     pub supplementary_gids: Vec<u32>,
+    /// The executable's path, where the agent can see it.
     pub executable: String,
+    /// The process's cgroup path.
     pub cgroup: String,
+    /// The container id, from the cgroup path.
     pub container_id: String,
+    /// The Kubernetes pod UID, from the cgroup path.
     pub pod_uid: String,
+    /// The systemd unit, from the cgroup path.
     pub systemd_unit: String,
     /// "process" when identified from /proc, "uid" when only uid and gid are known.
     pub identity_source: String,
@@ -725,7 +769,9 @@ pub struct Caller {
 /// One operation the policy grants, on these patterns.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Grant {
+    /// The operation (`read`, `list`, `write`, `watch`, `rotate`, `admin`).
     pub operation: String,
+    /// The reference patterns it is granted on.
     pub patterns: Vec<String>,
 }
 

@@ -72,6 +72,7 @@ impl Source {
         }))
     }
 
+    /// The reference this source follows.
     pub fn reference(&self) -> &str {
         &self.reference
     }
@@ -81,6 +82,7 @@ impl Source {
         Arc::clone(&self.current.borrow())
     }
 
+    /// Whether the last refresh worked, and when it was.
     pub fn status(&self) -> SourceStatus {
         self.status
             .lock()

@@ -18,11 +18,15 @@ const FIRST_RECONNECT_DELAY: Duration = Duration::from_millis(50);
 /// What a [`Watch`] yields.
 #[derive(Debug)]
 pub struct WatchEvent {
+    /// The reference the event is about, as the watch was given it.
     pub reference: String,
+    /// What happened (the current value, a new version, a pending one, a deletion).
     pub kind: pb::watch_event::Kind,
     /// For `Current` and `NewVersion`.
     pub secret: Option<Secret>,
+    /// The version that was current before a `NewVersion`.
     pub previous_version_id: String,
+    /// The version a rotation is preparing (Secrets Manager's `AWSPENDING`), for `Pending`.
     pub pending_version_id: String,
 }
 

@@ -2,7 +2,7 @@
 //! agent makes no AWS call and no metadata lookup at startup), each backend's `CallGuard` (rate
 //! limit and retries), and the mapping of SDK errors onto `BackendError`.
 
-pub mod role;
+pub(crate) mod role;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -69,14 +69,14 @@ pub(crate) fn dev(context: &DevContext<'_>, config: impl FnOnce(AwsBackendConfig
 /// An AWS backend type's `[[backend]]` settings: the keys every AWS backend takes.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(transparent)]
-pub struct AwsConfig<S: AwsService> {
+pub(crate) struct AwsConfig<S: AwsService> {
     pub keys: AwsBackendConfig,
     #[serde(skip)]
     service: std::marker::PhantomData<S>,
 }
 
 impl<S: AwsService> AwsConfig<S> {
-    pub fn new(keys: AwsBackendConfig) -> Self {
+    pub(crate) fn new(keys: AwsBackendConfig) -> Self {
         Self {
             keys,
             service: std::marker::PhantomData,
@@ -91,7 +91,7 @@ impl<S: AwsService> AwsConfig<S> {
 }
 
 /// What sets one AWS backend type apart when it is built.
-pub trait AwsService: std::fmt::Debug + PartialEq + Send + Sync + 'static {
+pub(crate) trait AwsService: std::fmt::Debug + PartialEq + Send + Sync + 'static {
     /// The service's name in messages and metrics.
     const SERVICE: &'static str;
     /// Requests per second when `rate_limit` is unset.
@@ -117,7 +117,7 @@ impl<S: AwsService> BackendSettings for AwsConfig<S> {
 
 /// The settings of one AWS backend, resolved from its config.
 #[derive(Clone, Debug)]
-pub struct AwsSettings {
+pub(crate) struct AwsSettings {
     pub service: &'static str,
     pub region: Option<String>,
     pub endpoint: Option<String>,
@@ -136,7 +136,7 @@ pub struct AwsSettings {
 }
 
 impl AwsSettings {
-    pub fn new(service: &'static str, config: &AwsBackendConfig, default_rate_limit: u32) -> Self {
+    pub(crate) fn new(service: &'static str, config: &AwsBackendConfig, default_rate_limit: u32) -> Self {
         let rate_limit = config.rate_limit.unwrap_or(default_rate_limit);
         Self {
             service,
@@ -154,7 +154,7 @@ impl AwsSettings {
     }
 
     /// The same settings with an assumed role's credentials.
-    pub fn under_role(&self, credentials: SharedCredentialsProvider) -> Self {
+    pub(crate) fn under_role(&self, credentials: SharedCredentialsProvider) -> Self {
         Self {
             credentials: Some(credentials),
             ..self.clone()
@@ -163,7 +163,7 @@ impl AwsSettings {
 
     /// The rate limit and retries for this backend's calls: shared by the backend and its
     /// role-scoped copies, so the limit holds per service, not per role.
-    pub fn guard(&self) -> Arc<CallGuard> {
+    pub(crate) fn guard(&self) -> Arc<CallGuard> {
         Arc::new(CallGuard::new(
             self.service,
             Limits {
@@ -209,7 +209,7 @@ impl AwsSettings {
 
 /// Every page of a listing, sorted by name: `page(token)` fetches the page after `token` (None:
 /// the first) and returns its entries and the next page's token (None: that was the last).
-pub async fn list_pages<K, F, Fut>(mut page: F) -> Result<Vec<Listed>, BackendError>
+pub(crate) async fn list_pages<K, F, Fut>(mut page: F) -> Result<Vec<Listed>, BackendError>
 where
     F: FnMut(Option<K>) -> Fut,
     Fut: Future<Output = Result<(Vec<Listed>, Option<K>), BackendError>>,
@@ -229,7 +229,7 @@ where
 }
 
 /// Maps an SDK error onto the agent's error kinds. `what` names the secret for messages.
-pub fn classify<E>(service: &str, what: &str, error: SdkError<E, HttpResponse>) -> BackendError
+pub(crate) fn classify<E>(service: &str, what: &str, error: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -54,7 +54,7 @@ use crate::{
 };
 
 /// `local:`, in the registry.
-pub const KIND: BackendKind = BackendKind::new(&TYPE);
+pub(crate) const KIND: BackendKind = BackendKind::new(&TYPE);
 static TYPE: Registered = Registered(&LocalType);
 
 struct LocalType;
@@ -103,7 +103,7 @@ impl BackendType for LocalType {
 /// The keys of `[[backend]] type = "local"`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LocalConfig {
+pub(crate) struct LocalConfig {
     #[serde(default = "default_dir")]
     pub dir: PathBuf,
     #[serde(default = "default_ttl", with = "humantime_serde")]
@@ -155,7 +155,7 @@ const VERSION_SUFFIX: &str = ".psst";
 
 /// The local encrypted store. Cheap to clone: file work runs on the blocking pool with a clone.
 #[derive(Clone)]
-pub struct LocalStore {
+pub(crate) struct LocalStore {
     inner: Arc<Inner>,
 }
 
@@ -169,7 +169,7 @@ struct Inner {
 
 impl LocalStore {
     /// Opens the store at `root`, creating the directory and the master key on first use.
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BackendError> {
+    pub(crate) fn open(root: impl Into<PathBuf>) -> Result<Self, BackendError> {
         let root = root.into();
         fs::DirBuilder::new()
             .recursive(true)
@@ -188,7 +188,8 @@ impl LocalStore {
     }
 
     /// How many secret versions this store has read from disk.
-    pub fn reads(&self) -> u64 {
+    #[cfg(test)]
+    fn reads(&self) -> u64 {
         self.inner.reads.load(Ordering::Relaxed)
     }
 }

@@ -48,13 +48,13 @@ use crate::{
 };
 
 /// `s3:`, in the registry.
-pub const KIND: BackendKind = BackendKind::new(&TYPE);
+pub(crate) const KIND: BackendKind = BackendKind::new(&TYPE);
 static TYPE: Registered = Registered(&S3Type);
 
 /// KMS-encrypted objects in S3 (the article's own store) as a backend type; `kms_key_id` is the
 /// key writes encrypt under.
 #[derive(Debug, PartialEq)]
-pub struct S3Type;
+pub(crate) struct S3Type;
 
 impl AwsService for S3Type {
     const SERVICE: &'static str = "S3";
@@ -119,8 +119,8 @@ const FORMAT_V1: u8 = 1;
 const NONCE_LEN: usize = 12;
 const KEY_LEN: usize = 32;
 /// The encryption context keys that bind a data key to its object.
-pub const CONTEXT_BUCKET: &str = "psst:bucket";
-pub const CONTEXT_KEY: &str = "psst:key";
+pub(crate) const CONTEXT_BUCKET: &str = "psst:bucket";
+pub(crate) const CONTEXT_KEY: &str = "psst:key";
 /// What an envelope adds to a value, at most: header, a KMS-wrapped key, nonce and tag.
 const ENVELOPE_OVERHEAD: usize = 4 + 1 + 2 + 1024 + NONCE_LEN + 16;
 
@@ -200,7 +200,7 @@ struct Clients {
     kms: aws_sdk_kms::Client,
 }
 
-pub struct S3Store {
+pub(crate) struct S3Store {
     settings: AwsSettings,
     clients: OnceCell<Clients>,
     s3_guard: Arc<CallGuard>,
@@ -211,7 +211,7 @@ pub struct S3Store {
 impl S3Store {
     /// `max_value_bytes` bounds what is read: an object larger than a value can be plus the
     /// envelope is refused before its body is read.
-    pub fn new(settings: AwsSettings, max_value_bytes: usize) -> Self {
+    pub(crate) fn new(settings: AwsSettings, max_value_bytes: usize) -> Self {
         let kms_settings = AwsSettings {
             service: "KMS",
             ..settings.clone()

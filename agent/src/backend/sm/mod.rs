@@ -40,12 +40,12 @@ use crate::{
 };
 
 /// `sm:`, in the registry.
-pub const KIND: BackendKind = BackendKind::new(&TYPE);
+pub(crate) const KIND: BackendKind = BackendKind::new(&TYPE);
 static TYPE: Registered = Registered(&SmType);
 
 /// Secrets Manager as a backend type. Its names and ARNs: `arn.rs`.
 #[derive(Debug, PartialEq)]
-pub struct SmType;
+pub(crate) struct SmType;
 
 impl AwsService for SmType {
     const SERVICE: &'static str = "Secrets Manager";
@@ -97,14 +97,14 @@ impl BackendType for SmType {
 }
 
 /// The stage Secrets Manager calls current.
-pub const CURRENT_STAGE: &str = "AWSCURRENT";
+pub(crate) const CURRENT_STAGE: &str = "AWSCURRENT";
 /// The stage of a version being rotated in.
-pub const PENDING_STAGE: &str = "AWSPENDING";
+pub(crate) const PENDING_STAGE: &str = "AWSPENDING";
 /// Secrets Manager's limit on ids per `BatchGetSecretValue` call.
 const BATCH_MAX: usize = 20;
 const SERVICE: &str = "Secrets Manager";
 
-pub struct SecretsManager {
+pub(crate) struct SecretsManager {
     settings: AwsSettings,
     client: OnceCell<Client>,
     guard: Arc<CallGuard>,
@@ -117,7 +117,7 @@ pub struct SecretsManager {
 }
 
 impl SecretsManager {
-    pub fn new(settings: AwsSettings) -> Self {
+    pub(crate) fn new(settings: AwsSettings) -> Self {
         Self::with_guard(settings.clone(), settings.guard())
     }
 

@@ -32,12 +32,12 @@ use crate::{
 };
 
 /// `ssm:`, in the registry.
-pub const KIND: BackendKind = BackendKind::new(&TYPE);
+pub(crate) const KIND: BackendKind = BackendKind::new(&TYPE);
 static TYPE: Registered = Registered(&SsmType);
 
 /// Parameter Store as a backend type.
 #[derive(Debug, PartialEq)]
-pub struct SsmType;
+pub(crate) struct SsmType;
 
 impl AwsService for SsmType {
     const SERVICE: &'static str = "Parameter Store";
@@ -103,14 +103,14 @@ impl BackendType for SsmType {
 const GET_PARAMETERS_MAX: usize = 10;
 const SERVICE: &str = "Parameter Store";
 
-pub struct ParameterStore {
+pub(crate) struct ParameterStore {
     settings: AwsSettings,
     client: OnceCell<Client>,
     guard: Arc<CallGuard>,
 }
 
 impl ParameterStore {
-    pub fn new(settings: AwsSettings) -> Self {
+    pub(crate) fn new(settings: AwsSettings) -> Self {
         Self {
             guard: settings.guard(),
             settings,

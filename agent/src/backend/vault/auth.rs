@@ -28,7 +28,7 @@ const RELOGIN_MIN_AGE: Duration = Duration::from_secs(10);
 
 /// Where the agent's token comes from.
 #[derive(Debug)]
-pub enum Login {
+pub(crate) enum Login {
     /// VAULT_TOKEN / BAO_TOKEN, read when the agent started.
     Token(SecretValue),
     TokenFile(PathBuf),
@@ -86,7 +86,7 @@ impl Session {
     }
 }
 
-pub struct Auth {
+pub(super) struct Auth {
     login: Login,
     session: Mutex<Option<Session>>,
     /// Told when a new token is in use, so the renewer looks at its lease.
@@ -94,7 +94,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(login: Login) -> Self {
+    pub(super) fn new(login: Login) -> Self {
         Self {
             login,
             session: Mutex::new(None),
@@ -102,12 +102,12 @@ impl Auth {
         }
     }
 
-    pub fn can_log_in_again(&self) -> bool {
+    pub(super) fn can_log_in_again(&self) -> bool {
         matches!(self.login, Login::AppRole { .. })
     }
 
     /// The token to send, logging in first when there is none yet or it is out of date.
-    pub async fn token(&self, http: &VaultHttp) -> Result<Arc<SecretValue>, BackendError> {
+    pub(super) async fn token(&self, http: &VaultHttp) -> Result<Arc<SecretValue>, BackendError> {
         // Held across the login, so concurrent first requests log in once.
         let mut session = self.session.lock().await;
         if let Some(current) = session.as_ref() {
@@ -124,7 +124,7 @@ impl Auth {
 
     /// Forgets `refused`, so that the next request logs in again. True when logging in again
     /// can help: AppRole, and a token old enough to have been revoked since it was obtained.
-    pub async fn forget(&self, refused: &Arc<SecretValue>) -> bool {
+    pub(super) async fn forget(&self, refused: &Arc<SecretValue>) -> bool {
         if !self.can_log_in_again() {
             return false;
         }
@@ -170,13 +170,13 @@ impl Auth {
     }
 
     /// When the token in use should be renewed next; None when it needs no renewal.
-    pub async fn next_renewal(&self) -> Option<Instant> {
+    pub(super) async fn next_renewal(&self) -> Option<Instant> {
         self.session.lock().await.as_ref().and_then(Session::due)
     }
 
     /// Renews the token if it is due: `renew-self`, or for AppRole a new login when renewal is
     /// refused, impossible or capped by the token's max TTL.
-    pub async fn renew(&self, http: &VaultHttp) {
+    pub(super) async fn renew(&self, http: &VaultHttp) {
         let (token, renewable, capped) = {
             let session = self.session.lock().await;
             let Some(current) = session.as_ref() else {

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// `vault:`, in the registry.
-pub const KIND: BackendKind = BackendKind::new(&TYPE);
+pub(crate) const KIND: BackendKind = BackendKind::new(&TYPE);
 static TYPE: Registered = Registered(&VaultType);
 
 /// HashiCorp Vault or OpenBao, KV version 2, as a backend type.
@@ -71,7 +71,7 @@ impl BackendType for VaultType {
 /// environment (VAULT_ADDR / BAO_ADDR, VAULT_TOKEN / BAO_TOKEN), read when the agent starts.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct VaultBackendConfig {
+pub(crate) struct VaultBackendConfig {
     /// e.g. "https://vault.internal:8200". Unset: VAULT_ADDR or BAO_ADDR.
     pub address: Option<String>,
     /// Vault Enterprise / OpenBao namespace, sent as X-Vault-Namespace.

@@ -33,7 +33,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// `segments` joined with '/', each one percent-encoded.
-pub fn encode_path<'a>(segments: impl IntoIterator<Item = &'a str>) -> String {
+pub(super) fn encode_path<'a>(segments: impl IntoIterator<Item = &'a str>) -> String {
     segments
         .into_iter()
         .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
@@ -42,13 +42,13 @@ pub fn encode_path<'a>(segments: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// An answer: the status and the body, wiped when dropped (it may hold secret values).
-pub struct Reply {
+pub(super) struct Reply {
     pub status: StatusCode,
     pub body: Zeroizing<Vec<u8>>,
 }
 
 /// The connection to one Vault server.
-pub struct VaultHttp {
+pub(super) struct VaultHttp {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     address: String,
     namespace: Option<HeaderValue>,
@@ -57,7 +57,7 @@ pub struct VaultHttp {
 
 impl VaultHttp {
     /// No network call: the TLS roots are loaded, nothing is connected.
-    pub fn new(
+    pub(super) fn new(
         address: &str,
         namespace: Option<&str>,
         ca_file: Option<&Path>,
@@ -122,7 +122,7 @@ impl VaultHttp {
     }
 
     /// Sends one request to `/v1/{path}` (path already encoded, query included).
-    pub async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -229,7 +229,7 @@ struct ErrorBody {
 
 /// Vault's own explanation from an error answer (`{"errors": [...]}`), shortened. Vault's error
 /// texts name paths and causes, not values.
-pub fn vault_errors(body: &[u8]) -> String {
+pub(super) fn vault_errors(body: &[u8]) -> String {
     let mut text = serde_json::from_slice::<ErrorBody>(body)
         .map(|b| b.errors.join("; "))
         .unwrap_or_default();
@@ -240,7 +240,7 @@ pub fn vault_errors(body: &[u8]) -> String {
 }
 
 /// Maps an error status onto the agent's error kinds. `what` names the secret or the call.
-pub fn classify(status: StatusCode, body: &[u8], what: &str) -> BackendError {
+pub(super) fn classify(status: StatusCode, body: &[u8], what: &str) -> BackendError {
     let errors = vault_errors(body);
     let detail = if errors.is_empty() {
         format!("HTTP {}", status.as_u16())

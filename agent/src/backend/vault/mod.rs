@@ -12,7 +12,7 @@ mod auth;
 mod config;
 mod http;
 
-pub use self::config::{VaultBackendConfig, KIND};
+pub(crate) use self::config::{VaultBackendConfig, KIND};
 
 use std::{
     collections::BTreeMap,
@@ -54,7 +54,7 @@ const IDLE_RENEWAL_CHECK: Duration = Duration::from_secs(300);
 
 /// The settings of the vault backend, resolved from its config and the environment.
 #[derive(Debug)]
-pub struct VaultSettings {
+pub(crate) struct VaultSettings {
     pub address: String,
     pub namespace: Option<String>,
     pub login: Login,
@@ -65,7 +65,7 @@ pub struct VaultSettings {
 
 impl VaultSettings {
     /// The config's keys, with VAULT_* / BAO_* from `env` where the config leaves them unset.
-    pub fn resolve(
+    pub(crate) fn resolve(
         config: &VaultBackendConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
@@ -128,7 +128,7 @@ impl VaultSettings {
     }
 }
 
-pub struct VaultBackend {
+pub(crate) struct VaultBackend {
     inner: Arc<Inner>,
 }
 
@@ -141,7 +141,7 @@ struct Inner {
 
 impl VaultBackend {
     /// Loads the TLS roots; makes no network call.
-    pub fn new(settings: VaultSettings) -> Result<Self, String> {
+    pub(crate) fn new(settings: VaultSettings) -> Result<Self, String> {
         let http = VaultHttp::new(
             &settings.address,
             settings.namespace.as_deref(),

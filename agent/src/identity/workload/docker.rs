@@ -17,14 +17,14 @@ use crate::identity::config::DockerConfig;
 const MAX_INSPECT_BYTES: usize = 4 * 1024 * 1024;
 const MAX_CACHED_CONTAINERS: u64 = 10_000;
 
-pub struct DockerAttestor {
+pub(super) struct DockerAttestor {
     socket: PathBuf,
     timeout: Duration,
     containers: Cache<String, Arc<ContainerWorkload>>,
 }
 
 impl DockerAttestor {
-    pub fn new(config: &DockerConfig) -> Self {
+    pub(super) fn new(config: &DockerConfig) -> Self {
         Self {
             socket: config.socket.clone(),
             timeout: config.timeout,
@@ -35,7 +35,7 @@ impl DockerAttestor {
         }
     }
 
-    pub async fn attest(&self, container_id: &str) -> Result<ContainerWorkload, Arc<FetchError>> {
+    pub(super) async fn attest(&self, container_id: &str) -> Result<ContainerWorkload, Arc<FetchError>> {
         let found = self
             .containers
             .try_get_with(container_id.to_owned(), async {

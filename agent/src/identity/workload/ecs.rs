@@ -18,7 +18,7 @@ const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 const MAX_CACHED_CONTAINERS: u64 = 10_000;
 const WHAT: &str = "the ECS agent";
 
-pub struct EcsAttestor {
+pub(super) struct EcsAttestor {
     client: HttpClient,
     agent_url: String,
     /// The cluster never changes while the agent runs: asked once, when first needed.
@@ -27,7 +27,7 @@ pub struct EcsAttestor {
 }
 
 impl EcsAttestor {
-    pub fn new(config: &EcsConfig) -> Result<Self, String> {
+    pub(super) fn new(config: &EcsConfig) -> Result<Self, String> {
         Ok(Self {
             client: HttpClient::new(WHAT, None, None, config.timeout, MAX_ANSWER_BYTES)?,
             agent_url: config.agent_url.trim_end_matches('/').to_owned(),
@@ -39,7 +39,7 @@ impl EcsAttestor {
         })
     }
 
-    pub async fn attest(&self, container_id: &str) -> Result<EcsWorkload, Arc<FetchError>> {
+    pub(super) async fn attest(&self, container_id: &str) -> Result<EcsWorkload, Arc<FetchError>> {
         let found = self
             .containers
             .try_get_with(container_id.to_owned(), self.fetch(container_id))

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 /// What a platform answered, when it did not answer with what was asked for.
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(super) enum FetchError {
     #[error("cannot reach {what}: {detail}")]
     Unreachable { what: &'static str, detail: String },
     #[error("{what} did not answer within {0:?}", timeout)]
@@ -35,7 +35,7 @@ pub enum FetchError {
 }
 
 /// An HTTPS client that trusts only the CAs in `ca_file`, or a plain HTTP one.
-pub struct HttpClient {
+pub(super) struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     what: &'static str,
     timeout: Duration,
@@ -43,7 +43,7 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(
+    pub(super) fn new(
         what: &'static str,
         ca_file: Option<&Path>,
         server_name: Option<&str>,
@@ -93,7 +93,7 @@ impl HttpClient {
     }
 
     /// GETs `url` and decodes its JSON answer.
-    pub async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         url: &str,
         bearer: Option<&str>,
@@ -136,7 +136,7 @@ impl HttpClient {
 }
 
 /// GETs `path` from an HTTP server on a Unix socket and decodes its JSON answer.
-pub async fn get_json_unix<T: DeserializeOwned>(
+pub(super) async fn get_json_unix<T: DeserializeOwned>(
     what: &'static str,
     socket: &Path,
     path: &str,

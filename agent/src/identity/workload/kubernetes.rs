@@ -31,7 +31,7 @@ use crate::identity::config::{KubernetesConfig, PodSource};
 /// The largest pod list read (a node with a few hundred pods lists in a few MiB).
 const MAX_POD_LIST_BYTES: usize = 64 * 1024 * 1024;
 
-pub struct KubernetesAttestor {
+pub(super) struct KubernetesAttestor {
     client: HttpClient,
     pods_url: String,
     token_file: PathBuf,
@@ -44,7 +44,7 @@ pub struct KubernetesAttestor {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum KubernetesError {
+pub(super) enum KubernetesError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error("cannot read the service account token: {0}")]
@@ -54,7 +54,7 @@ pub enum KubernetesError {
 }
 
 impl KubernetesAttestor {
-    pub fn new(config: &KubernetesConfig) -> Result<Self, String> {
+    pub(super) fn new(config: &KubernetesConfig) -> Result<Self, String> {
         let (what, pods_url) = match config.source {
             PodSource::Kubelet => (
                 "the kubelet",
@@ -106,7 +106,7 @@ impl KubernetesAttestor {
     }
 
     /// The pod `pod_uid` names, with the container `container_id` names in it where it does.
-    pub async fn attest(
+    pub(super) async fn attest(
         &self,
         pod_uid: &str,
         container_id: Option<&str>,
@@ -277,7 +277,7 @@ mod tests {
     use super::*;
 
     /// A pod as the kubelet's `/pods` lists it (trimmed of fields psst does not read).
-    pub const POD_LIST: &str = r#"{
+    pub(super) const POD_LIST: &str = r#"{
       "kind": "PodList", "apiVersion": "v1", "metadata": {},
       "items": [{
         "metadata": {

@@ -60,7 +60,7 @@ pub struct ContainerWorkload {
 
 /// The configured attestors.
 #[derive(Default)]
-pub struct Attestors {
+pub(crate) struct Attestors {
     kubernetes: Option<KubernetesAttestor>,
     ecs: Option<EcsAttestor>,
     docker: Option<DockerAttestor>,
@@ -68,7 +68,7 @@ pub struct Attestors {
 
 impl Attestors {
     /// The attestors `config` turns on. No network call: files are read, nothing is connected.
-    pub fn from_config(config: &IdentityConfig) -> Result<Self, String> {
+    pub(crate) fn from_config(config: &IdentityConfig) -> Result<Self, String> {
         Ok(Self {
             kubernetes: config
                 .kubernetes
@@ -81,7 +81,7 @@ impl Attestors {
     }
 
     /// Asks each configured attestor whose ids the caller's cgroup carries, all at once.
-    pub async fn attest(&self, facts: &ProcessFacts) -> Workload {
+    pub(crate) async fn attest(&self, facts: &ProcessFacts) -> Workload {
         let container_id = facts.container_id.as_deref();
         let kubernetes = async {
             match (&self.kubernetes, &facts.pod_uid) {

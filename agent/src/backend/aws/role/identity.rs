@@ -8,9 +8,9 @@ const MAX_SESSION_NAME: usize = 64;
 const MAX_TAG_VALUE: usize = 256;
 /// Session tag keys the agent sets; trust and ABAC policies refer to them as
 /// `aws:RequestTag/psst-…` and `aws:PrincipalTag/psst-…` (see `deploy/iam/`).
-pub const TAG_UID: &str = "psst-uid";
-pub const TAG_USER: &str = "psst-user";
-pub const TAG_UNIT: &str = "psst-unit";
+pub(crate) const TAG_UID: &str = "psst-uid";
+pub(crate) const TAG_USER: &str = "psst-user";
+pub(crate) const TAG_UNIT: &str = "psst-unit";
 /// How a caller appears to AWS: the session name (also its `SourceIdentity`, which CloudTrail
 /// records and which stays with the session) and the session tags (for ABAC conditions).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,7 +31,7 @@ pub struct SessionIdentity {
 /// Two callers with the same identity here look the same to IAM, so they share credentials and
 /// cached values; a fact added here (a Kubernetes namespace and service account, an ECS task
 /// family) must therefore also go into the name or the tags, and it then separates them.
-pub fn session_identity(caller: &Caller) -> SessionIdentity {
+pub(crate) fn session_identity(caller: &Caller) -> SessionIdentity {
     // The platform's name for the workload first (what an auditor reading CloudTrail knows it
     // by), then the unit, the user, the uid.
     let kubernetes = caller.workload.kubernetes.as_ref();
@@ -66,9 +66,9 @@ pub fn session_identity(caller: &Caller) -> SessionIdentity {
 }
 
 /// Session tags for the platform's names of the workload, for ABAC conditions.
-pub const TAG_K8S_NAMESPACE: &str = "psst-k8s-namespace";
-pub const TAG_K8S_SERVICE_ACCOUNT: &str = "psst-k8s-service-account";
-pub const TAG_ECS_TASK_FAMILY: &str = "psst-ecs-task-family";
+pub(super) const TAG_K8S_NAMESPACE: &str = "psst-k8s-namespace";
+pub(super) const TAG_K8S_SERVICE_ACCOUNT: &str = "psst-k8s-service-account";
+pub(super) const TAG_ECS_TASK_FAMILY: &str = "psst-ecs-task-family";
 
 /// `psst-<workload>` in STS's `RoleSessionName`/`SourceIdentity` alphabet.
 fn session_name(workload: &str) -> String {

@@ -36,7 +36,7 @@ use tokio::sync::OnceCell;
 mod backend;
 mod identity;
 
-pub use identity::{session_identity, SessionIdentity, TAG_UID, TAG_UNIT, TAG_USER};
+pub(crate) use identity::{session_identity, SessionIdentity};
 
 use self::backend::RoleBackend;
 use super::classify;

@@ -37,7 +37,6 @@ use crate::{
 /// While audit records cannot be written, a failure is logged at most this often.
 pub(crate) const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-
 /// How a decided operation ended, for the record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {

@@ -107,7 +107,10 @@ fn secret_reference(
 }
 
 /// `/secretsmanager/get?secretId=…&versionId=…&versionStage=…&refreshNow=…`.
-pub(super) fn secrets_manager_query(query: &str, psst_references: bool) -> Result<Query, BadRequest> {
+pub(super) fn secrets_manager_query(
+    query: &str,
+    psst_references: bool,
+) -> Result<Query, BadRequest> {
     let mut secret_id = String::new();
     let (mut version_id, mut stage, mut refresh_now) = (None, None, false);
     for (k, v) in pairs(query) {

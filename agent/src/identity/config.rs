@@ -10,7 +10,8 @@ pub(crate) const DEFAULT_IDENTITY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DEFAULT_KUBELET_URL: &str = "https://127.0.0.1:10250";
 pub(crate) const DEFAULT_APISERVER_URL: &str = "https://kubernetes.default.svc";
 pub(crate) const DEFAULT_K8S_CA_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-pub(crate) const DEFAULT_K8S_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+pub(crate) const DEFAULT_K8S_TOKEN_FILE: &str =
+    "/var/run/secrets/kubernetes.io/serviceaccount/token";
 /// The environment variable the DaemonSet fills with the node's name (downward API).
 pub(crate) const DEFAULT_NODE_NAME_ENV: &str = "NODE_NAME";
 /// How long one platform request may take.

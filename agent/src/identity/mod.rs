@@ -150,7 +150,11 @@ pub(crate) struct ProcResolver {
 }
 
 impl ProcResolver {
-    pub(crate) fn new(proc_root: impl Into<PathBuf>, nss_timeout: Duration, attestors: Attestors) -> Self {
+    pub(crate) fn new(
+        proc_root: impl Into<PathBuf>,
+        nss_timeout: Duration,
+        attestors: Attestors,
+    ) -> Self {
         Self {
             proc_root: proc_root.into(),
             nss_timeout,

@@ -161,7 +161,8 @@ fn supplementary_gids(status: &str) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    pub(super) const CONTAINER: &str = "3f1e2d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e";
+    pub(super) const CONTAINER: &str =
+        "3f1e2d9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e";
 
     pub(super) fn stat_line(comm: &str, start: u64) -> String {
         // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime

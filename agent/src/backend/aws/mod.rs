@@ -136,7 +136,11 @@ pub(crate) struct AwsSettings {
 }
 
 impl AwsSettings {
-    pub(crate) fn new(service: &'static str, config: &AwsBackendConfig, default_rate_limit: u32) -> Self {
+    pub(crate) fn new(
+        service: &'static str,
+        config: &AwsBackendConfig,
+        default_rate_limit: u32,
+    ) -> Self {
         let rate_limit = config.rate_limit.unwrap_or(default_rate_limit);
         Self {
             service,
@@ -229,7 +233,11 @@ where
 }
 
 /// Maps an SDK error onto the agent's error kinds. `what` names the secret for messages.
-pub(crate) fn classify<E>(service: &str, what: &str, error: SdkError<E, HttpResponse>) -> BackendError
+pub(crate) fn classify<E>(
+    service: &str,
+    what: &str,
+    error: SdkError<E, HttpResponse>,
+) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -35,7 +35,10 @@ impl DockerAttestor {
         }
     }
 
-    pub(super) async fn attest(&self, container_id: &str) -> Result<ContainerWorkload, Arc<FetchError>> {
+    pub(super) async fn attest(
+        &self,
+        container_id: &str,
+    ) -> Result<ContainerWorkload, Arc<FetchError>> {
         let found = self
             .containers
             .try_get_with(container_id.to_owned(), async {

@@ -5,7 +5,7 @@
 //! listener's token and per-uid identification with two real users, and the attacks: a
 //! connection flood and a trickled request head from an unprivileged user.
 
-use std::{io::Write, process::Command};
+use std::{io::Write, process::Command, time::Duration};
 
 use psst_tests::{
     aws::{free_port, Moto, AWS_ENV},
@@ -432,6 +432,14 @@ allow = {{ read = ["local:app/alice"] }}
     let (code, body) = curl_as(alice.name(), &["-H", &token, &url("bob")]);
     assert_eq!(code, "400", "{body}");
     // The audit trail names who asked, found through the socket tables: uid, pid, executable.
+    // Records are written in batches, at most `audit.flush_interval` after their request.
+    let bob_line = format!(" uid={} ", bob.uid());
+    psst_tests::eventually(Duration::from_secs(5), || {
+        agent
+            .logs()
+            .lines()
+            .any(|l| l.contains("local:app/alice") && l.contains(&bob_line))
+    });
     let logs = agent.logs();
     let alice_allowed = logs
         .lines()

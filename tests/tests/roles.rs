@@ -389,17 +389,20 @@ fn each_workload_reads_under_its_own_role_and_iam_has_the_last_word() {
     );
 
     // The agent's log names roles and sessions, never a value; every read AWS refused under
-    // role A (two single reads, one batch item) has its audit record.
+    // role A (two single reads, one batch item) has its audit record (written in batches, at
+    // most `audit.flush_interval` after the request).
+    let refused = |logs: &str| {
+        logs.lines()
+            .filter(|l| {
+                l.contains("decision=\"allow\"")
+                    && l.contains("sm:team-b/db")
+                    && l.contains("permission_denied")
+            })
+            .count()
+    };
+    psst_tests::eventually(Duration::from_secs(5), || refused(&w.agent.logs()) >= 3);
     let logs = w.agent.logs();
-    let refused = logs
-        .lines()
-        .filter(|l| {
-            l.contains("decision=\"allow\"")
-                && l.contains("sm:team-b/db")
-                && l.contains("permission_denied")
-        })
-        .count();
-    assert_eq!(refused, 3, "{logs}");
+    assert_eq!(refused(&logs), 3, "{logs}");
     for value in ["a-secret", "b-secret", "shared-value"] {
         assert!(!logs.contains(value), "{value} in the log");
     }

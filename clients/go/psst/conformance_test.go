@@ -22,7 +22,9 @@ import (
 )
 
 type spec struct {
-	Setup struct {
+	// The conformance agent's one policy rule (live_test.go checks whoami against it).
+	Policy json.RawMessage `json:"policy"`
+	Setup  struct {
 		Secrets []struct {
 			Reference string `json:"reference"`
 			Value     string `json:"value"`

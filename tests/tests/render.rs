@@ -700,14 +700,22 @@ fn a_replaced_file_signals_the_pid_files_process_and_reloads_the_unit_once_each(
     );
     // A daemon that re-reads its config on SIGHUP, and says so.
     let hups = dir.path().join("hups");
-    let mut daemon = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "trap 'echo hup >> {}' HUP; while :; do sleep 0.05; done",
-            hups.display()
-        ))
-        .spawn()
-        .unwrap();
+    let mut daemon = Command::new("sh");
+    daemon.arg("-c").arg(format!(
+        "trap 'echo hup >> {}' HUP; while :; do sleep 0.05; done",
+        hups.display()
+    ));
+    // A shell cannot trap a signal that was ignored when it started (POSIX): under `nohup`,
+    // as a CI runner may start the suites, SIGHUP would be, and the daemon would never say so.
+    // SAFETY: between fork and exec only `sigaction`, which is async-signal-safe, is called.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut daemon, || {
+            nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigDfl)
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut daemon = daemon.spawn().unwrap();
     let pid_file = dir.path().join("daemon.pid");
     fs::write(&pid_file, format!("{}\n", daemon.id())).unwrap();
 

@@ -210,6 +210,13 @@ impl Wake for WakeState {
     fn wake_by_ref(self: &Arc<Self>) {
         if self.running.load(Ordering::SeqCst) {
             self.woken.store(true, Ordering::SeqCst);
+            // The poll may have ended between the load above and the store (a wake from
+            // another thread): then nobody will look at `woken`, so wake the task too. Without
+            // this re-check such a wake-up was lost and a watch stream's event stayed queued
+            // (tests/tests/rotation.rs, the watcher-memory test, caught it).
+            if !self.running.load(Ordering::SeqCst) {
+                self.task.wake();
+            }
         } else {
             self.task.wake();
         }

@@ -167,7 +167,6 @@ fn a_journal_planted_by_another_user_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("audit journal"), "{stderr}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"the agent's own file");
-    assert!(!dir.path().join("psst.sock").exists() || stderr.contains("journal"));
 
     std::fs::remove_file(&journal).unwrap();
     as_attacker(&["sh", "-c", &format!("umask 077; : > {}", journal.display())]);

@@ -349,19 +349,29 @@ thread_local! {
 impl Trail {
     /// No records written (`audit.enabled = false`); decisions are still observed by the others.
     pub fn off() -> Arc<Self> {
-        Arc::new(Self {
-            json: false,
-            sink: None,
-            journal: None,
+        Arc::new(Self::new(false, None, None, Duration::ZERO, false))
+    }
+
+    fn new(
+        json: bool,
+        sink: Option<Sink>,
+        journal: Option<Journal>,
+        flush_interval: Duration,
+        fail_closed: bool,
+    ) -> Self {
+        Self {
+            json,
+            sink,
+            synchronous: fail_closed || journal.is_none(),
+            journal,
             appending: Mutex::new(()),
             writing: Mutex::new(()),
             idle: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             writer: Mutex::new(None),
-            flush_interval: Duration::ZERO,
-            synchronous: true,
-            health: AuditHealth::new(false),
-        })
+            flush_interval,
+            health: AuditHealth::new(fail_closed),
+        }
     }
 
     /// Opens the journal (writing out what an earlier run left in it) and starts the writer.
@@ -374,19 +384,13 @@ impl Trail {
             ),
             None => None,
         };
-        let trail = Arc::new(Self {
-            json: settings.json,
-            sink: Some(settings.sink),
-            synchronous: settings.fail_closed || journal.is_none(),
+        let trail = Arc::new(Self::new(
+            settings.json,
+            Some(settings.sink),
             journal,
-            appending: Mutex::new(()),
-            writing: Mutex::new(()),
-            idle: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            writer: Mutex::new(None),
-            flush_interval: settings.flush_interval,
-            health: AuditHealth::new(settings.fail_closed),
-        });
+            settings.flush_interval,
+            settings.fail_closed,
+        ));
         if let Some(journal) = &trail.journal {
             let left = journal.pending_bytes();
             if left > 0 {

@@ -239,15 +239,7 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    for target in &targets {
-        target.wait_ready()?;
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    for target in &targets[1..] {
-        runtime.block_on(seed(&target.socket, target.reference))?;
-    }
+    let runtime = ready_and_seeded(&targets)?;
 
     let levels = [8usize, 32, 128];
     let mut results: Vec<Results> = targets.iter().map(|_| Results::default()).collect();
@@ -550,13 +542,10 @@ async fn sequential(socket: &Path, reference: &str, n: usize) -> anyhow::Result<
 /// Starts the baseline and psstd (audit on and off), seeds them, and prints the server CPU per
 /// request at each level: the server's utime + stime over the counted window of a throughput run
 /// divided by the requests answered in it.
-fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
-    let targets = [
-        Target::baseline(&dir.join("baseline.sock"))?,
-        Target::psstd(psstd, dir, "psstd", true, None, None)?,
-        Target::psstd(psstd, dir, "psstd-noaudit", false, None, None)?,
-    ];
-    for target in &targets {
+/// Waits until every target listens and writes (and caches) the secret into each psstd (all
+/// but the first target, the baseline); returns the runtime for the measurements.
+fn ready_and_seeded(targets: &[Target]) -> anyhow::Result<tokio::runtime::Runtime> {
+    for target in targets {
         target.wait_ready()?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -565,6 +554,16 @@ fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
     for target in &targets[1..] {
         runtime.block_on(seed(&target.socket, target.reference))?;
     }
+    Ok(runtime)
+}
+
+fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
+    let targets = [
+        Target::baseline(&dir.join("baseline.sock"))?,
+        Target::psstd(psstd, dir, "psstd", true, None, None)?,
+        Target::psstd(psstd, dir, "psstd-noaudit", false, None, None)?,
+    ];
+    ready_and_seeded(&targets)?;
     let levels = [1usize, 32, 128];
     let mut us: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); levels.len()]; targets.len()];
     let mut rps: Vec<Vec<Vec<f64>>> = us.clone();

@@ -115,6 +115,21 @@ pub struct ServedSecret {
     pub stale: bool,
 }
 
+/// The cache's key for a read of `reference` under `role`, and whether the backend remapped the
+/// spelling (an ARN to a name). One copy of the reference on the cached path: the spelling the
+/// caller used is made again only when a remapped spelling was not found.
+fn cache_key(
+    configured: &Configured,
+    reference: &SecretRef,
+    role: &Option<Arc<AssumedRole>>,
+) -> (SecretRef, bool) {
+    let own = reference.without_key().with_role(role.clone());
+    match configured.backend.cache_key(&own) {
+        Some(key) => (key.with_role(role.clone()), true),
+        None => (own, false),
+    }
+}
+
 /// `done`, or the code an operation failed with.
 fn done_or_failed<T>(result: &Result<T, Error>) -> Outcome {
     match result {
@@ -219,13 +234,7 @@ impl Agent {
         let role = self.role_for(caller, reference.backend());
         match self.backend_as(reference.backend(), role.as_ref()) {
             Ok(configured) => {
-                // One copy of the reference on the cached path: the spelling the caller used is
-                // made again only when a remapped spelling (an ARN) was not found.
-                let own = reference.without_key().with_role(role.clone());
-                let (key, remapped) = match configured.backend.cache_key(&own) {
-                    Some(key) => (key.with_role(role.clone()), true),
-                    None => (own, false),
-                };
+                let (key, remapped) = cache_key(&configured, &reference, &role);
                 let mut served = self
                     .cache
                     .get(&key, configured.ttl, || {
@@ -246,6 +255,39 @@ impl Agent {
                 Err(e)
             }
         }
+    }
+
+    /// `get` when the cache can answer it at once: from a fresh entry (a value, a remembered
+    /// "not found", or a denial), recorded as `get` records it. `proceed` is asked once the
+    /// cache can answer and before anything is decided (with the cached secret, None for a
+    /// "not found"), and can decline: the server's fast path declines a reply too large for the
+    /// room the caller's flow control leaves, or a request its admission refuses. None: the
+    /// read needs more than the cache (a miss, an expired entry, a backend, or an error `get`
+    /// words — a bad reference, a backend off), or `proceed` declined; then nothing was
+    /// recorded or counted, and the caller goes on with `get`.
+    pub(crate) fn get_now(
+        &self,
+        caller: &Caller,
+        text: &str,
+        proceed: impl FnOnce(Option<&CachedSecret>) -> bool,
+    ) -> Option<Result<ServedSecret, Error>> {
+        let reference = SecretRef::parse(text).ok()?;
+        let role = self.role_for(caller, reference.backend());
+        let configured = self.backend_as(reference.backend(), role.as_ref()).ok()?;
+        let (key, remapped) = cache_key(&configured, &reference, &role);
+        let fresh = self.cache.fresh(&key).ok()?;
+        // A remapped spelling not found is read again as spelled: `get`'s work.
+        if (remapped && fresh.secret().is_none()) || !proceed(fresh.secret()) {
+            return None;
+        }
+        let scope = match self.authorize(caller, Operation::Read, &reference, text) {
+            Ok(scope) => scope,
+            Err(denied) => return Some(Err(denied)),
+        };
+        let served = self.cache.serve_fresh(fresh, &key, configured.ttl, || {
+            self.fetch_one(&configured, key.clone())
+        });
+        Some(self.finish_read(caller, &reference, scope, served))
     }
 
     /// `get`, and when the value came from the cache, the backend read again: the HTTP front

@@ -87,8 +87,24 @@ impl CachedSecret {
     }
 }
 
+/// A fresh cache entry, found by `SecretCache::fresh`.
+pub(crate) struct Fresh {
+    entry: Arc<Entry>,
+    now: Instant,
+}
+
+impl Fresh {
+    /// The secret, or None for a remembered "not found".
+    pub(crate) fn secret(&self) -> Option<&CachedSecret> {
+        match self.entry.as_ref() {
+            Entry::Found(secret) => Some(secret),
+            Entry::Missing { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug)]
-enum Entry {
+pub(crate) enum Entry {
     Found(Arc<CachedSecret>),
     Missing {
         message: String,
@@ -256,21 +272,10 @@ impl SecretCache {
         Fut: Future<Output = Result<Fetched, BackendError>> + Send + 'static,
     {
         // The hot path: a fresh entry, no locks, no allocation.
-        let cached = self.inner.entries.get(key);
-        if let Some(entry) = &cached {
-            let now = Instant::now();
-            if entry.fresh_until() > now {
-                self.inner.hits.fetch_add(1, Ordering::Relaxed);
-                if let Entry::Found(secret) = entry.as_ref() {
-                    // Read near the end of its TTL: a hot secret. Refresh it in the background,
-                    // so its readers never wait for the backend.
-                    if now >= secret.refresh_at {
-                        self.refresh_ahead(key, ttl, fetch);
-                    }
-                }
-                return served(entry, true, false);
-            }
-        }
+        let cached = match self.fresh(key) {
+            Ok(fresh) => return self.serve_fresh(fresh, key, ttl, fetch),
+            Err(cached) => cached,
+        };
         let fetch = fetch();
         let fetch_one: FetchMany = Box::new(move |_keys| async move { vec![fetch.await] }.boxed());
         // The miss path's state lives in a box of its own: a hit's future (the one every
@@ -280,6 +285,48 @@ impl SecretCache {
             Box::pin(self.fetch_missing(std::slice::from_ref(key), vec![cached], ttl, fetch_one))
                 .await;
         results.pop().expect("one result per key")
+    }
+
+    /// The entry for `key` if it is fresh, as `serve_fresh` takes it; otherwise what the cache
+    /// holds (expired, or nothing). Nothing is counted and nothing starts: a caller that finds
+    /// the entry fresh but does not serve it leaves no trace.
+    pub(crate) fn fresh(&self, key: &SecretRef) -> Result<Fresh, Option<Arc<Entry>>> {
+        let cached = self.inner.entries.get(key);
+        match cached {
+            Some(entry) => {
+                let now = Instant::now();
+                if entry.fresh_until() > now {
+                    Ok(Fresh { entry, now })
+                } else {
+                    Err(Some(entry))
+                }
+            }
+            None => Err(None),
+        }
+    }
+
+    /// Serves a fresh entry (`fresh`) as `get` does: counted as a hit, and read near the end of
+    /// its TTL, refreshed in the background.
+    pub(crate) fn serve_fresh<F, Fut>(
+        &self,
+        fresh: Fresh,
+        key: &SecretRef,
+        ttl: Duration,
+        fetch: F,
+    ) -> Result<Served, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fetched, BackendError>> + Send + 'static,
+    {
+        self.inner.hits.fetch_add(1, Ordering::Relaxed);
+        if let Entry::Found(secret) = fresh.entry.as_ref() {
+            // Read near the end of its TTL: a hot secret. Refresh it in the background,
+            // so its readers never wait for the backend.
+            if fresh.now >= secret.refresh_at {
+                self.refresh_ahead(key, ttl, fetch);
+            }
+        }
+        served(&fresh.entry, true, false)
     }
 
     fn refresh_ahead<F, Fut>(&self, key: &SecretRef, ttl: Duration, fetch: F)

@@ -94,6 +94,7 @@ pub struct Metrics {
     backend_latency: Histograms,
     decisions: Family<DecisionLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
+    fast_path: Counter,
 }
 
 impl Metrics {
@@ -112,6 +113,13 @@ impl Metrics {
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 15)));
         let decisions = Family::<DecisionLabels, Counter>::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
+        let fast_path = Counter::default();
+        registry.register(
+            "grpc_fast_path_answers",
+            "GetSecret requests answered by the unary fast path (agent/src/server/fast.rs); the \
+             rest of the gRPC requests went through h2",
+            fast_path.clone(),
+        );
         registry.register(
             "http_requests",
             "Requests to the AWS agents' HTTP API, by front door (http_unix, http_tcp), route and status",
@@ -151,7 +159,13 @@ impl Metrics {
             backend_latency,
             decisions,
             http_requests,
+            fast_path,
         }
+    }
+
+    /// A `GetSecret` answered by the unary fast path.
+    pub fn fast_path_answer(&self) {
+        self.fast_path.inc();
     }
 
     pub fn http_request(&self, frontend: Frontend, route: &'static str, status: u16) {

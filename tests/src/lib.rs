@@ -244,6 +244,17 @@ impl Agent {
         );
     }
 
+    /// The agent's resident memory (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
     }
@@ -549,4 +560,52 @@ pub fn sample(text: &str, series: &str) -> f64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// A protobuf message with its gRPC length prefix (uncompressed), as a request body.
+pub fn grpc_frame(message: &impl prost::Message) -> bytes::Bytes {
+    let body = message.encode_to_vec();
+    let mut out = bytes::BytesMut::with_capacity(5 + body.len());
+    out.extend_from_slice(&[0]);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out.freeze()
+}
+
+/// A gRPC unary call over a raw h2 connection, below any client library: `chunks` are the
+/// body's DATA frames (the last one ends the stream). Returns the response's headers, its data
+/// (flow-control capacity released as it is read), and its trailers (for a trailers-only
+/// answer, its headers).
+pub async fn h2_unary(
+    sender: &h2::client::SendRequest<bytes::Bytes>,
+    method: &str,
+    chunks: &[bytes::Bytes],
+) -> (http::HeaderMap, bytes::Bytes, http::HeaderMap) {
+    let request = http::Request::post(format!("http://localhost{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = sender.clone().send_request(request, false).unwrap();
+    for (i, chunk) in chunks.iter().enumerate() {
+        send.send_data(chunk.clone(), i + 1 == chunks.len())
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    let mut body = response.into_body();
+    let mut data = bytes::BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body
+        .trailers()
+        .await
+        .unwrap()
+        .unwrap_or_else(|| headers.clone());
+    (headers, data.freeze(), trailers)
 }

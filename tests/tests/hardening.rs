@@ -135,19 +135,6 @@ fn assert_canary_fast(floor: &[Duration], latencies: &[Duration], what: &str) {
     );
 }
 
-fn proc_field(pid: i32, file: &str, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{key} in /proc/{pid}/{file}"))
-}
-
-fn rss_kib(agent: &Agent) -> u64 {
-    proc_field(agent.pid().as_raw(), "status", "VmRSS:")
-}
-
 /// User plus system CPU time of the agent, in clock ticks.
 fn cpu_ticks(agent: &Agent) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", agent.pid())).unwrap();
@@ -175,7 +162,7 @@ fn two_thousand_idle_connections_from_one_user_leave_others_served() {
     let floor = canary(&agent, Duration::from_secs(1));
     // systemd's default limit, as the attack had it: 1,024 descriptors.
     set_fd_limit(&agent, 1024);
-    let rss_before = rss_kib(&agent);
+    let rss_before = agent.rss_kib();
     let log_before = agent.logs().len();
     let cpu_before = cpu_ticks(&agent);
 
@@ -193,7 +180,7 @@ fn two_thousand_idle_connections_from_one_user_leave_others_served() {
         "the attacker held {held} connections: {report}"
     );
     assert!(held >= 200, "the attack did not take place: {report}");
-    let rss_growth = rss_kib(&agent).saturating_sub(rss_before);
+    let rss_growth = agent.rss_kib().saturating_sub(rss_before);
     assert!(rss_growth < 32 * 1024, "RSS grew {rss_growth} KiB");
     let logged = non_audit_log(&agent.logs()[log_before..]);
     assert!(
@@ -248,13 +235,13 @@ fn unfinished_request_bodies_are_bounded() {
     let agent = agent("[limits]\nbody_timeout = \"3s\"\n");
     // The canary before any attack: what "fast" means on this machine right now.
     let floor = canary(&agent, Duration::from_secs(1));
-    let rss_before = rss_kib(&agent);
+    let rss_before = agent.rss_kib();
     let socket = agent.socket.to_str().unwrap().to_owned();
     // 2 connections × 1,000 streams, each announcing a 1 MiB message and sending 64 KiB.
     let flood = attack(&attacker, &["bodies", &socket, "2", "1000", "2000"]);
     std::thread::sleep(Duration::from_millis(500));
     let latencies = canary(&agent, Duration::from_secs(2));
-    let rss_peak = rss_kib(&agent);
+    let rss_peak = agent.rss_kib();
     let report = finish(flood);
     assert_canary_fast(&floor, &latencies, "unfinished bodies");
     // At most the uid's byte share (8 MiB) is buffered, plus h2's windows.
@@ -276,14 +263,14 @@ fn a_connect_close_flood_does_not_grow_the_agent() {
     let agent = agent("");
     // The canary before any attack: what "fast" means on this machine right now.
     let floor = canary(&agent, Duration::from_secs(1));
-    let rss_before = rss_kib(&agent);
+    let rss_before = agent.rss_kib();
     let socket = agent.socket.to_str().unwrap().to_owned();
     let flood = attack(&attacker, &["churn", &socket, "20000"]);
     let latencies = canary(&agent, Duration::from_secs(2));
     let report = finish(flood);
     assert_canary_fast(&floor, &latencies, "connect/close flood");
     std::thread::sleep(Duration::from_millis(500));
-    let growth = rss_kib(&agent).saturating_sub(rss_before);
+    let growth = agent.rss_kib().saturating_sub(rss_before);
     assert!(growth < 16 * 1024, "RSS grew {growth} KiB after {report}");
 }
 

@@ -6,12 +6,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, Request};
+use http::HeaderMap;
 use prost::Message;
 use psst_client::proto;
 use psst_tests::{
     aws::{Fault, FaultProxy, Moto, AWS_ENV},
-    Agent, Mode,
+    grpc_frame, h2_unary, Agent, Mode,
 };
 use tokio::net::UnixStream;
 
@@ -31,17 +31,8 @@ async fn connect(agent: &Agent) -> Sender {
     sender.ready().await.unwrap()
 }
 
-fn frame(message: &impl Message) -> Bytes {
-    let body = message.encode_to_vec();
-    let mut out = BytesMut::new();
-    out.put_u8(0);
-    out.put_u32(body.len() as u32);
-    out.extend_from_slice(&body);
-    out.freeze()
-}
-
 fn get_request(reference: &str) -> Bytes {
-    frame(&proto::GetSecretRequest {
+    grpc_frame(&proto::GetSecretRequest {
         reference: reference.into(),
     })
 }
@@ -56,33 +47,7 @@ struct Answer {
 
 /// Sends a `GetSecret` whose body is `chunks`, one DATA frame each.
 async fn call(sender: &mut Sender, chunks: &[Bytes]) -> Answer {
-    let request = Request::post("http://localhost/psst.v1.Secrets/GetSecret")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut send) = sender.send_request(request, false).unwrap();
-    for (i, chunk) in chunks.iter().enumerate() {
-        send.send_data(chunk.clone(), i + 1 == chunks.len())
-            .unwrap();
-        tokio::task::yield_now().await;
-    }
-    let response = response.await.unwrap();
-    assert_eq!(response.status(), 200);
-    let headers = response.headers().clone();
-    let mut body = response.into_body();
-    let mut data = BytesMut::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.unwrap();
-        let _ = body.flow_control().release_capacity(chunk.len());
-        data.extend_from_slice(&chunk);
-    }
-    // A trailers-only answer carries its status in the headers.
-    let trailers = body
-        .trailers()
-        .await
-        .unwrap()
-        .unwrap_or_else(|| headers.clone());
+    let (_, data, trailers) = h2_unary(sender, "/psst.v1.Secrets/GetSecret", chunks).await;
     let field = |map: &HeaderMap, name: &str| {
         map.get(name)
             .map(|v| v.to_str().unwrap().to_owned())
@@ -91,7 +56,7 @@ async fn call(sender: &mut Sender, chunks: &[Bytes]) -> Answer {
     Answer {
         status: field(&trailers, "grpc-status"),
         message: field(&trailers, "grpc-message"),
-        data: data.freeze(),
+        data,
     }
 }
 

@@ -2,7 +2,7 @@
 //! No business logic lives here.
 
 mod admin;
-mod secrets;
+pub(crate) mod secrets;
 
 use std::time::SystemTime;
 

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use super::{caller, code, timestamp};
 use crate::{
     agent::{Agent, EventKind, ServedSecret, WatchEvent},
+    cache::CachedSecret,
     identity::Caller,
     rotation::generate::{self, GeneratorOptions},
     secret::SecretValue,
@@ -187,7 +188,8 @@ impl Secrets for SecretsApi {
     }
 }
 
-fn to_proto(asked: &str, served: ServedSecret) -> pb::Secret {
+/// The `Secret` a read of `asked` answers with.
+pub(crate) fn to_proto(asked: &str, served: ServedSecret) -> pb::Secret {
     let secret = &served.secret;
     pb::Secret {
         // Parsing is strict and canonical (a parsed reference prints back as it was written),
@@ -204,6 +206,21 @@ fn to_proto(asked: &str, served: ServedSecret) -> pb::Secret {
             expires_at: Some(timestamp(secret.expires_at)),
         }),
     }
+}
+
+/// At least the encoded length of the `Secret` that `to_proto` makes of `secret` read as `asked`
+/// (with the whole value: a JSON key's value is shorter). The server's fast path
+/// (`server/fast.rs`) checks it against the room the caller's flow control leaves before the
+/// read is decided.
+pub(crate) fn encoded_len_bound(asked: &str, secret: &CachedSecret) -> usize {
+    // Every field's tag and length prefix (at most 6 bytes), the three timestamps (at most 19
+    // bytes each with their own tags) and the cache info's flags: under 128 bytes in all.
+    const FIXED: usize = 128;
+    asked.len()
+        + secret.value.len()
+        + secret.version_id.len()
+        + secret.stages.iter().map(|s| s.len() + 6).sum::<usize>()
+        + FIXED
 }
 
 fn event_to_proto(event: WatchEvent) -> pb::WatchEvent {
@@ -289,5 +306,45 @@ fn caller_to_proto(caller: &Caller) -> pb::Caller {
                 labels: c.labels.clone().into_iter().collect(),
             }),
         attestation_failures: caller.workload.failures.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use prost::Message;
+
+    use super::*;
+    use crate::reference::SecretRef;
+
+    #[test]
+    fn the_length_bound_holds_for_the_largest_fields() {
+        // Timestamps far in the future (the longest varints), long stages and version id.
+        let far = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(1 << 40)
+            + Duration::from_nanos(999_999_999);
+        let mut secret = CachedSecret::for_test(
+            SecretValue::new(vec![b'v'; 70_000]),
+            &"9".repeat(300),
+            vec!["AWSCURRENT".into(), "x".repeat(200), String::new()],
+            Some(far),
+            None,
+        );
+        secret.fetched_at = far;
+        secret.expires_at = far;
+        let asked = "local:some/long/name";
+        let bound = encoded_len_bound(asked, &secret);
+        let secret = Arc::new(secret);
+        let served = ServedSecret {
+            reference: SecretRef::parse(asked).unwrap(),
+            value: Arc::clone(&secret.value),
+            secret,
+            hit: true,
+            stale: true,
+        };
+        let actual = to_proto(asked, served).encoded_len();
+        assert!(actual <= bound, "{actual} > {bound}");
+        assert!(bound - actual < 256, "a tight bound: {actual} vs {bound}");
     }
 }

@@ -10,6 +10,11 @@
 //!   psst-attack streams SOCKET COUNT HOLD_MS       COUNT WatchSecrets streams on one connection
 //!   psst-attack stall SOCKET                       a GetSecret whose body never ends; prints
 //!                                                  the status it got and after how long
+//!   psst-attack raw-frames SOCKET REFERENCE        raw HTTP/2 frames at the unary fast path
+//!                                                  (agent/src/server/fast.rs): frames on
+//!                                                  streams it closed, an HPACK bomb, an endless
+//!                                                  CONTINUATION, and GetSecrets of REFERENCE
+//!                                                  sent without reading a reply
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +28,9 @@ use tokio::{
 };
 
 fn usage() -> ! {
-    eprintln!("usage: psst-attack idle|bodies|churn|tcp-idle|streams|stall ARGS (see the source)");
+    eprintln!(
+        "usage: psst-attack idle|bodies|churn|tcp-idle|streams|stall|raw-frames ARGS (see the source)"
+    );
     std::process::exit(2)
 }
 
@@ -44,6 +51,7 @@ async fn main() {
         "tcp-idle" => tcp_idle(&args[1], arg(&args, 2), arg(&args, 3)).await,
         "streams" => streams(&args[1], arg(&args, 2), arg(&args, 3)).await,
         "stall" => stall(&args[1]).await,
+        "raw-frames" => raw_frames(&args[1], &args[2]).await,
         _ => usage(),
     };
     println!("{report}");
@@ -258,4 +266,237 @@ async fn stall(socket: &str) -> serde_json::Value {
         Err(_) => "no answer in 30s".to_owned(),
     };
     serde_json::json!({"status": status, "ms": started.elapsed().as_millis() as u64})
+}
+
+/// A connection spoken to frame by frame, its header blocks written as HPACK literals.
+struct Raw {
+    stream: UnixStream,
+    input: BytesMut,
+    decoder: h2::hpack::Decoder,
+}
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn put_frame(out: &mut BytesMut, kind: u8, flags: u8, id: u32, payload: &[u8]) {
+    out.put_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.put_u8(kind);
+    out.put_u8(flags);
+    out.put_u32(id);
+    out.put_slice(payload);
+}
+
+fn put_string(out: &mut BytesMut, text: &[u8]) {
+    let mut len = text.len();
+    if len < 127 {
+        out.put_u8(len as u8);
+    } else {
+        out.put_u8(127);
+        len -= 127;
+        while len >= 128 {
+            out.put_u8((len % 128) as u8 | 0x80);
+            len /= 128;
+        }
+        out.put_u8(len as u8);
+    }
+    out.put_slice(text);
+}
+
+/// A `GetSecret`'s headers, as literals not indexed.
+fn get_secret_block() -> BytesMut {
+    let mut block = BytesMut::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/psst.v1.Secrets/GetSecret"),
+        (":authority", "localhost"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        block.put_u8(0);
+        put_string(&mut block, name.as_bytes());
+        put_string(&mut block, value.as_bytes());
+    }
+    block
+}
+
+impl Raw {
+    /// Connects, sends the preface and SETTINGS, and a connection window of 1 MiB.
+    async fn connect(socket: &str) -> Option<Raw> {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = UnixStream::connect(socket).await.ok()?;
+        let mut out = BytesMut::from(PREFACE);
+        put_frame(&mut out, 4, 0, 0, &[]);
+        put_frame(&mut out, 8, 0, 0, &(1u32 << 20).to_be_bytes());
+        stream.write_all(&out).await.ok()?;
+        Some(Raw {
+            stream,
+            input: BytesMut::new(),
+            decoder: h2::hpack::Decoder::new(4096),
+        })
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.is_ok()
+    }
+
+    fn get_secret(out: &mut BytesMut, id: u32, reference: &str) {
+        put_frame(out, 1, 0x4, id, &get_secret_block());
+        let body = psst_tests::grpc_frame(&proto::GetSecretRequest {
+            reference: reference.into(),
+        });
+        put_frame(out, 0, 0x1, id, &body);
+    }
+
+    /// Reads frames until stream `id` ends, acknowledging SETTINGS and PINGs: its grpc-status,
+    /// or what ended the wait ("goaway", "closed", "timeout").
+    async fn status_of(&mut self, id: u32) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            while self.input.len() >= 9 {
+                let len = (usize::from(self.input[0]) << 16)
+                    | (usize::from(self.input[1]) << 8)
+                    | usize::from(self.input[2]);
+                if self.input.len() < 9 + len {
+                    break;
+                }
+                let frame = self.input.split_to(9 + len);
+                let (kind, flags) = (frame[3], frame[4]);
+                let stream = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]);
+                match kind {
+                    1 => {
+                        let mut block = BytesMut::from(&frame[9..]);
+                        let mut status = None;
+                        let decoded =
+                            self.decoder
+                                .decode(&mut std::io::Cursor::new(&mut block), |header| {
+                                    if let h2::hpack::Header::Field { name, value } = header {
+                                        if name == "grpc-status" {
+                                            status = Some(value.to_str().unwrap_or("?").to_owned());
+                                        }
+                                    }
+                                    std::ops::ControlFlow::Continue(())
+                                });
+                        if decoded.is_err() {
+                            return "bad header block".to_owned();
+                        }
+                        if stream == id && flags & 0x1 != 0 {
+                            return status.unwrap_or_else(|| "none".to_owned());
+                        }
+                    }
+                    3 if stream == id => return "reset".to_owned(),
+                    4 if flags & 0x1 == 0 => {
+                        let mut ack = BytesMut::new();
+                        put_frame(&mut ack, 4, 0x1, 0, &[]);
+                        self.send(&ack).await;
+                    }
+                    7 => return "goaway".to_owned(),
+                    _ => {}
+                }
+            }
+            let read =
+                tokio::time::timeout_at(deadline.into(), self.stream.read_buf(&mut self.input))
+                    .await;
+            match read {
+                Err(_) => return "timeout".to_owned(),
+                Ok(Ok(0)) | Ok(Err(_)) => return "closed".to_owned(),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Raw frames at the unary fast path; each part on a connection of its own, reported as what
+/// the agent answered.
+async fn raw_frames(socket: &str, reference: &str) -> serde_json::Value {
+    let Some(mut raw) = Raw::connect(socket).await else {
+        return serde_json::json!({"error": "no connection"});
+    };
+    // 1. A GetSecret, then frames on its stream after the answer (RST_STREAM, WINDOW_UPDATE,
+    //    PRIORITY, DATA), then another GetSecret: the connection must go on.
+    let mut out = BytesMut::new();
+    Raw::get_secret(&mut out, 1, reference);
+    raw.send(&out).await;
+    let first = raw.status_of(1).await;
+    let mut out = BytesMut::new();
+    put_frame(&mut out, 3, 0, 1, &8u32.to_be_bytes());
+    put_frame(&mut out, 8, 0, 1, &1000u32.to_be_bytes());
+    put_frame(&mut out, 2, 0, 1, &[0, 0, 0, 0, 16]);
+    put_frame(&mut out, 0, 0x1, 1, b"late");
+    Raw::get_secret(&mut out, 3, reference);
+    raw.send(&out).await;
+    let after_closed_frames = raw.status_of(3).await;
+
+    // 2. An HPACK bomb: one 4 KB header put in the table, then referred to 60,000 times in one
+    //    block (a 240 MB header list from a 60 KB block).
+    let Some(mut bomb) = Raw::connect(socket).await else {
+        return serde_json::json!({"error": "no connection"});
+    };
+    let mut block = get_secret_block();
+    block.put_u8(0x40);
+    put_string(&mut block, b"x-bomb");
+    put_string(&mut block, &[b'b'; 4000]);
+    let mut out = BytesMut::new();
+    put_frame(&mut out, 1, 0x0, 1, &block);
+    let refs = vec![0x80 | 62u8; 60_000];
+    let chunks: Vec<&[u8]> = refs.chunks(15_000).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let flags = if i + 1 == chunks.len() { 0x4 } else { 0 };
+        put_frame(&mut out, 9, flags, 1, chunk);
+    }
+    bomb.send(&out).await;
+    let hpack_bomb = bomb.status_of(1).await;
+
+    // 3. A header block that never ends: CONTINUATION after CONTINUATION, for 3 s or until the
+    //    agent closes the connection.
+    let Some(mut endless) = Raw::connect(socket).await else {
+        return serde_json::json!({"error": "no connection"});
+    };
+    let mut out = BytesMut::new();
+    put_frame(&mut out, 1, 0x0, 1, &get_secret_block());
+    endless.send(&out).await;
+    let started = Instant::now();
+    let mut continuation_bytes = 0usize;
+    let mut frame = BytesMut::new();
+    put_frame(&mut frame, 9, 0, 1, &[0u8; 1024]);
+    while started.elapsed() < Duration::from_secs(3) {
+        let sent = tokio::time::timeout(Duration::from_secs(1), endless.send(&frame)).await;
+        if !matches!(sent, Ok(true)) {
+            break;
+        }
+        continuation_bytes += frame.len();
+    }
+    let endless_continuation = endless.status_of(1).await;
+
+    // 4. GetSecrets sent as fast as the socket takes them, no reply read: the agent must stop
+    //    reading rather than buffer replies without bound.
+    let Some(mut flood) = Raw::connect(socket).await else {
+        return serde_json::json!({"error": "no connection"});
+    };
+    let mut flood_requests = 0u32;
+    let mut flood_blocked = false;
+    let started = Instant::now();
+    let mut next_id = 1u32;
+    while started.elapsed() < Duration::from_secs(3) && next_id < 1_000_000 {
+        let mut out = BytesMut::new();
+        for i in 0..100u32 {
+            Raw::get_secret(&mut out, next_id + 2 * i, reference);
+        }
+        let sent = tokio::time::timeout(Duration::from_millis(500), flood.send(&out)).await;
+        if !matches!(sent, Ok(true)) {
+            flood_blocked = true;
+            break;
+        }
+        flood_requests += 100;
+        next_id += 200;
+    }
+    serde_json::json!({
+        "first": first,
+        "after_closed_frames": after_closed_frames,
+        "hpack_bomb": hpack_bomb,
+        "endless_continuation": endless_continuation,
+        "continuation_bytes": continuation_bytes,
+        "flood_requests": flood_requests,
+        "flood_blocked": flood_blocked,
+    })
 }

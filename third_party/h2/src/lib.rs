@@ -110,7 +110,10 @@ macro_rules! ready {
 #[cfg_attr(feature = "unstable", allow(missing_docs))]
 mod codec;
 mod error;
-mod hpack;
+// PSST-PATCH (change 3): the HPACK decoder is public, for psstd's unary fast path, which reads
+// the header blocks of a connection before h2 does (third_party/h2/PSST-PATCH.md).
+#[doc(hidden)]
+pub mod hpack;
 
 #[cfg(not(feature = "unstable"))]
 mod proto;

@@ -15,8 +15,8 @@ use std::{
     future::{poll_fn, Future},
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, OnceLock,
     },
     task::{ready, Context, Poll, Wake, Waker},
     time::Duration,
@@ -41,6 +41,7 @@ use tokio::{
 use tonic::{service::Routes, Status};
 use tower::Service;
 
+use self::fast::{FastPath, Filtered};
 use crate::{
     admission::{Admission, BodyBudget, ConnectionPermit, RequestPermit},
     agent::Agent,
@@ -49,6 +50,8 @@ use crate::{
     identity::{Caller, Frontend, IdentityError, IdentityResolver, PeerCred},
     transport::{Acceptor, ConnectedCaller},
 };
+
+mod fast;
 
 const GET_SECRET: &str = "/psst.v1.Secrets/GetSecret";
 const BATCH_GET: &str = "/psst.v1.Secrets/BatchGetSecrets";
@@ -384,6 +387,18 @@ async fn http2<T>(
 {
     let settings = shared.settings;
     let uid = peer.uid;
+    let permit = Arc::new(permit);
+    let caller_slot = Arc::new(OnceLock::new());
+    let answered = Arc::new(AtomicU64::new(0));
+    let stream = Filtered::new(
+        stream,
+        FastPath {
+            shared: Arc::clone(&shared),
+            caller: Arc::clone(&caller_slot),
+            permit: Arc::clone(&permit),
+            answered: Arc::clone(&answered),
+        },
+    );
     let handshake = server::Builder::new()
         .initial_window_size(WINDOW)
         .initial_connection_window_size(WINDOW)
@@ -404,7 +419,9 @@ async fn http2<T>(
     };
     // Only a connection that speaks HTTP/2 costs a look at /proc: a connect/close flood does not.
     let caller = identify(&shared, peer).await;
+    let _ = caller_slot.set(Arc::clone(&caller));
     let mut life = Lifetime::new(&settings, conn.ping_pong());
+    let mut accepted_streams = 0u64;
     let mut inline = FuturesUnordered::new();
     let mut stopping = false;
     loop {
@@ -413,12 +430,14 @@ async fn http2<T>(
             conn.graceful_shutdown();
         }
         let has_streams = conn.has_streams();
+        // Streams the fast path answered keep the connection alive as h2's do.
+        life.streams_seen = accepted_streams + answered.load(Ordering::Relaxed);
         tokio::select! {
             biased;
             Some(()) = inline.next(), if !inline.is_empty() => {}
             accepted = conn.accept() => match accepted {
                 Some(Ok((request, mut respond))) => {
-                    life.streams_seen += 1;
+                    accepted_streams += 1;
                     let request_permit = match admit(&caller, &permit) {
                         Ok(request_permit) => request_permit,
                         Err(status) => {

@@ -1,0 +1,1022 @@
+//! The unary fast path: a layer between a connection's socket and h2 that answers a cached
+//! `GetSecret` from the frames as they arrive, and hands every other frame to h2.
+//!
+//! Why: with everything going through h2, a cached read cost the server ~56k instructions, ~32k
+//! of them in h2, `http` and their copies (BENCHMARKS.md, "The unary fast path"): stream state in
+//! a slab, frames queued and moved between h2's layers, a `HeaderMap` built and read for every
+//! request. Here the common case — a request whose HEADERS and whole body arrived in one read,
+//! answered from the cache — is a few table look-ups and three frames written straight into the
+//! connection's output, and the replies to every request of one read go out in one `write`.
+//!
+//! How it stays one correct HTTP/2 peer with h2 behind it:
+//! - **Header compression.** Every header block is decoded here with h2's own HPACK decoder, so
+//!   the client's dynamic table lives here; the blocks h2 gets are re-encoded as plain literals
+//!   (h2's table stays empty and is never referred to). A block past the header list limit is
+//!   handed on over the limit, so h2 refuses it as it would have; a block that cannot be decoded
+//!   (or is four times the limit) switches the layer to passing bytes through untouched, and h2
+//!   then ends the connection with the error it finds.
+//! - **Streams.** A stream is answered here only when its HEADERS and its whole body (the frame
+//!   with END_STREAM) came in the same read, it is a plain `GetSecret`, the caller is identified
+//!   and admitted, and the cache can answer at once (`Agent::get_now`); then it is closed here
+//!   and h2 never hears of it. Everything else — a miss, a body still on its way, every other
+//!   method — goes to h2 as it came (headers re-encoded), in order, before any later stream's
+//!   HEADERS. Frames the client sends later for a stream answered here (a WINDOW_UPDATE, an
+//!   RST_STREAM) are dropped, as the RFC lets a peer ignore them on a closed stream.
+//! - **Flow control.** The client's DATA on streams answered here is given back to it with
+//!   connection WINDOW_UPDATEs of our own (h2 never saw those bytes). What the client lets the
+//!   server send is split between h2 and this layer without either overdrawing it: part of the
+//!   client's connection WINDOW_UPDATEs is kept back for replies sent here (at most
+//!   `POOL_TARGET`, and only while h2 has `H2_FLOOR` or more), the rest goes to h2, and when h2's
+//!   share runs low it gets the kept part back at once (a WINDOW_UPDATE made up for it), so h2's
+//!   streams never wait on this layer. A reply is sent here only if it fits both what is kept
+//!   and a new stream's window (the client's SETTINGS), so nothing here ever waits for window.
+//! - **Output.** h2's frames and the replies made here share one buffer and one `write`; a reply
+//!   is only ever put between two of h2's frames, never inside one, which the layer knows by
+//!   reading the frame headers h2 writes.
+//! - **Shutdown.** Once h2 sends GOAWAY (graceful shutdown, an error) nothing more is answered
+//!   here; new streams go to h2, which treats them as a draining connection does.
+
+use std::{
+    io::{self, Cursor, IoSlice},
+    ops::ControlFlow,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, OnceLock,
+    },
+    task::{ready, Context, Poll, Waker},
+};
+
+use bytes::{Buf, BufMut, BytesMut};
+use h2::hpack::{self, Header};
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::Status;
+
+use super::{Shared, GET_SECRET, MAX_HEADER_LIST, MAX_SMALL_REQUEST};
+use crate::{
+    admission::ConnectionPermit, api::secrets, cache::CachedSecret, transport::ConnectedCaller,
+};
+
+/// The largest frame h2 accepts (its SETTINGS_MAX_FRAME_SIZE, the protocol's default).
+const MAX_FRAME: usize = 16_384;
+/// The largest header block (HEADERS and its CONTINUATIONs) decoded here; beyond it, bytes pass
+/// through and h2 ends the connection (its own bound is four times the header list limit).
+const MAX_BLOCK: usize = 4 * MAX_HEADER_LIST as usize;
+/// The table size h2 advertises (SETTINGS_HEADER_TABLE_SIZE, the protocol's default).
+const TABLE_SIZE: usize = 4_096;
+/// How much of the client's connection window is kept for replies sent here: half of the
+/// protocol's initial window, so a client that never raises it still gets replies here.
+const POOL_TARGET: i64 = 32 * 1024;
+/// h2's share of the connection window below which nothing is kept from it, and it gets the
+/// kept part back.
+const H2_FLOOR: i64 = 16 * 1024;
+/// Received bytes given back to the client (a WINDOW_UPDATE) once this many are owed.
+const OWED_FLUSH: u32 = 32 * 1024;
+/// Output beyond which nothing more is read or taken from h2 until the socket drains.
+const OUT_LIMIT: usize = 256 * 1024;
+/// Room made in the input buffer before each read.
+const READ_CHUNK: usize = 32 * 1024;
+/// The client connection preface, which goes to h2 as it came.
+const PREFACE_LEN: usize = 24;
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const PADDED: u8 = 0x8;
+const PRIORITY_FLAG: u8 = 0x20;
+
+/// What the fast path needs of its connection.
+pub(super) struct FastPath {
+    pub(super) shared: Arc<Shared>,
+    /// Set once the caller is identified; until then every stream goes to h2.
+    pub(super) caller: Arc<OnceLock<ConnectedCaller>>,
+    pub(super) permit: Arc<ConnectionPermit>,
+    /// Streams answered here, which the connection's idle and keepalive timers count as activity.
+    pub(super) answered: Arc<AtomicU64>,
+}
+
+/// One frame's 9-byte header.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    len: usize,
+    kind: u8,
+    flags: u8,
+    id: u32,
+}
+
+impl Head {
+    fn parse(bytes: &[u8]) -> Option<Head> {
+        let head: &[u8; 9] = bytes.get(..9)?.try_into().ok()?;
+        Some(Head {
+            len: usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]),
+            kind: head[3],
+            flags: head[4],
+            id: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+        })
+    }
+}
+
+fn put_head(out: &mut BytesMut, len: usize, kind: u8, flags: u8, id: u32) {
+    let len = u32::try_from(len).expect("a frame's length fits 24 bits");
+    out.put_slice(&len.to_be_bytes()[1..]);
+    out.put_u8(kind);
+    out.put_u8(flags);
+    out.put_u32(id);
+}
+
+fn window_update(out: &mut BytesMut, id: u32, increment: u32) {
+    put_head(out, 4, WINDOW_UPDATE, 0, id);
+    out.put_u32(increment);
+}
+
+/// Where the layer is with the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Answering what it can.
+    Serving,
+    /// h2 sent GOAWAY: every frame goes to h2 (header blocks still re-encoded).
+    Draining,
+    /// A frame could not be read (or its block decoded): bytes pass through untouched, and h2
+    /// finds the error and ends the connection.
+    Raw,
+}
+
+/// A `GetSecret` whose HEADERS arrived and whose body is being collected.
+struct Pending {
+    id: u32,
+    headers: Vec<Header>,
+    /// The body's payload (padding removed).
+    body: BytesMut,
+    /// The DATA frames as they came, for h2 if the stream goes there.
+    frames: BytesMut,
+    /// Flow-controlled bytes of those frames (padding included).
+    flow: u32,
+}
+
+/// The connection's socket as h2 sees it (see the module's documentation).
+pub(super) struct Filtered<T> {
+    io: T,
+    fast: FastPath,
+    /// Read from the socket, not yet taken apart.
+    input: BytesMut,
+    /// Frames for h2, not yet read by it.
+    to_h2: BytesMut,
+    /// Bytes for the socket: h2's frames and the replies made here.
+    out: BytesMut,
+    /// Replies made while h2 was part-way through writing a frame.
+    deferred: BytesMut,
+    preface_left: usize,
+    mode: Mode,
+    decoder: hpack::Decoder,
+    /// The decoded headers of the block in hand.
+    headers: Vec<Header>,
+    /// h2's output: bytes of the frame header read so far, and bytes of its payload to come.
+    scan_head: [u8; 9],
+    scan_have: usize,
+    scan_left: usize,
+    /// A new stream's send window (the client's SETTINGS_INITIAL_WINDOW_SIZE).
+    peer_window: i64,
+    /// The client's SETTINGS_MAX_FRAME_SIZE.
+    peer_max_frame: usize,
+    /// What the client lets the server send on the connection, and h2's share of it; the rest
+    /// (`pool`) is kept for replies sent here.
+    send_window: i64,
+    h2_window: i64,
+    /// Received DATA bytes h2 never saw, not yet given back with a WINDOW_UPDATE.
+    owed: u32,
+    /// The highest stream id the client has opened, and the highest h2 has seen.
+    last_stream: u32,
+    h2_last: u32,
+    /// Streams above `h2_last` answered (or dropped) here.
+    closed_here: Vec<u32>,
+    pending: Option<Pending>,
+    eof: bool,
+    /// The task to wake when frames for h2 appear outside its read (a window update made up
+    /// while h2 writes).
+    reader: Option<Waker>,
+}
+
+impl<T> Filtered<T> {
+    pub(super) fn new(io: T, fast: FastPath) -> Self {
+        Self {
+            io,
+            fast,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            to_h2: BytesMut::new(),
+            out: BytesMut::new(),
+            deferred: BytesMut::new(),
+            preface_left: PREFACE_LEN,
+            mode: Mode::Serving,
+            decoder: hpack::Decoder::new(TABLE_SIZE),
+            headers: Vec::new(),
+            scan_head: [0; 9],
+            scan_have: 0,
+            scan_left: 0,
+            peer_window: 65_535,
+            peer_max_frame: MAX_FRAME,
+            send_window: 65_535,
+            h2_window: 65_535,
+            owed: 0,
+            last_stream: 0,
+            h2_last: 0,
+            closed_here: Vec::new(),
+            pending: None,
+            eof: false,
+            reader: None,
+        }
+    }
+
+    fn pool(&self) -> i64 {
+        self.send_window - self.h2_window
+    }
+
+    /// Takes apart every whole frame read so far.
+    fn process(&mut self) {
+        if self.preface_left > 0 {
+            let n = self.preface_left.min(self.input.len());
+            self.to_h2.extend_from_slice(&self.input.split_to(n));
+            self.preface_left -= n;
+            if self.preface_left > 0 {
+                return;
+            }
+        }
+        loop {
+            if self.mode == Mode::Raw {
+                self.forward_pending();
+                let rest = self.input.split();
+                self.to_h2.extend_from_slice(&rest);
+                break;
+            }
+            let Some(head) = Head::parse(&self.input) else {
+                break;
+            };
+            if head.len > MAX_FRAME {
+                self.mode = Mode::Raw;
+                continue;
+            }
+            let total = match head.kind {
+                HEADERS if head.flags & END_HEADERS == 0 => match self.block_end(head) {
+                    Some(Some(total)) => total,
+                    // The CONTINUATIONs are still on their way.
+                    Some(None) => break,
+                    None => {
+                        self.mode = Mode::Raw;
+                        continue;
+                    }
+                },
+                _ => 9 + head.len,
+            };
+            if self.input.len() < total {
+                break;
+            }
+            let frame = self.input.split_to(total);
+            self.frame(head, frame);
+        }
+        // A stream whose body did not come with its headers is h2's: it has the body timeout.
+        self.forward_pending();
+        self.give_back(false);
+    }
+
+    /// The end of a header block that CONTINUATION frames finish: Some(None) while they are not
+    /// all read yet, None if the block is malformed or too large to decode here.
+    fn block_end(&self, first: Head) -> Option<Option<usize>> {
+        let mut at = 9 + first.len;
+        loop {
+            if at > MAX_BLOCK + 9 * (MAX_BLOCK / 1024) {
+                return None;
+            }
+            let Some(head) = Head::parse(&self.input[at.min(self.input.len())..]) else {
+                return Some(None);
+            };
+            if head.kind != CONTINUATION || head.id != first.id || head.len > MAX_FRAME {
+                return None;
+            }
+            at += 9 + head.len;
+            if head.flags & END_HEADERS != 0 {
+                return Some(Some(at));
+            }
+        }
+    }
+
+    fn frame(&mut self, head: Head, frame: BytesMut) {
+        if self.pending.as_ref().is_some_and(|p| p.id == head.id) {
+            match head.kind {
+                DATA => return self.pending_data(head, frame),
+                RST_STREAM => {
+                    // Cancelled before it was answered: h2 never heard of it.
+                    self.pending = None;
+                    self.closed_here.push(head.id);
+                    return;
+                }
+                _ => self.forward_pending(),
+            }
+        } else if head.kind == HEADERS {
+            // Streams open in order: the one being collected reaches h2 before a later one.
+            self.forward_pending();
+        }
+        match head.kind {
+            HEADERS => self.headers(head, frame),
+            DATA if self.is_closed_here(head.id) => {
+                self.owed = self.owed.saturating_add(head.len as u32);
+            }
+            WINDOW_UPDATE if head.id == 0 && head.len == 4 => self.connection_window(frame),
+            WINDOW_UPDATE | RST_STREAM | PRIORITY if self.is_closed_here(head.id) => {}
+            SETTINGS if head.id == 0 && head.flags & ACK == 0 && head.len.is_multiple_of(6) => {
+                for setting in frame[9..].chunks_exact(6) {
+                    let value =
+                        u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+                    match u16::from_be_bytes([setting[0], setting[1]]) {
+                        // SETTINGS_INITIAL_WINDOW_SIZE (h2 refuses a value over 2^31-1)
+                        4 => self.peer_window = i64::from(value),
+                        // SETTINGS_MAX_FRAME_SIZE
+                        5 => self.peer_max_frame = (value as usize).clamp(MAX_FRAME, 1 << 24),
+                        _ => {}
+                    }
+                }
+                self.to_h2.extend_from_slice(&frame);
+            }
+            CONTINUATION => {
+                // Not after a HEADERS that asked for it: h2 finds the protocol error.
+                self.to_h2.extend_from_slice(&frame);
+                self.mode = Mode::Raw;
+            }
+            _ => self.to_h2.extend_from_slice(&frame),
+        }
+    }
+
+    fn is_closed_here(&self, id: u32) -> bool {
+        id > self.h2_last && self.closed_here.contains(&id)
+    }
+
+    /// A HEADERS frame and its CONTINUATIONs.
+    fn headers(&mut self, head: Head, frame: BytesMut) {
+        let Some(mut block) = header_block(head, &frame) else {
+            self.to_h2.extend_from_slice(&frame);
+            self.mode = Mode::Raw;
+            return;
+        };
+        self.headers.clear();
+        let headers = &mut self.headers;
+        let mut size = 0usize;
+        let mut over = false;
+        let mut way_over = false;
+        let decoded = self.decoder.decode(&mut Cursor::new(&mut block), |header| {
+            size += header.len();
+            if size > 4 * MAX_HEADER_LIST as usize {
+                way_over = true;
+                return ControlFlow::Break(());
+            }
+            if size >= MAX_HEADER_LIST as usize {
+                over = true;
+            } else {
+                headers.push(header);
+            }
+            ControlFlow::Continue(())
+        });
+        if decoded.is_err() || way_over || head.id == 0 || head.id.is_multiple_of(2) {
+            // h2 decodes the raw block with its own (empty) table and ends the connection.
+            self.to_h2.extend_from_slice(&frame);
+            self.mode = Mode::Raw;
+            return;
+        }
+        let id = head.id;
+        let end_stream = head.flags & END_STREAM != 0;
+        let new = id > self.last_stream;
+        if new {
+            self.last_stream = id;
+        }
+        if !new && self.is_closed_here(id) {
+            // Trailers on a stream closed here: the decoder has seen them, nothing else will.
+            return;
+        }
+        if new
+            && !end_stream
+            && !over
+            && self.mode == Mode::Serving
+            && is_plain_get_secret(&self.headers)
+        {
+            self.pending = Some(Pending {
+                id,
+                headers: std::mem::take(&mut self.headers),
+                body: BytesMut::new(),
+                frames: BytesMut::new(),
+                flow: 0,
+            });
+            return;
+        }
+        let headers = std::mem::take(&mut self.headers);
+        self.forward_headers(id, end_stream, &headers, over);
+        self.headers = headers;
+    }
+
+    /// Re-encodes a header block for h2, as literals.
+    fn forward_headers(&mut self, id: u32, end_stream: bool, headers: &[Header], over: bool) {
+        let mut block = BytesMut::new();
+        for header in headers {
+            encode_literal(&mut block, name_of(header).as_bytes(), header.value_slice());
+        }
+        if over {
+            // The block was over the header list limit: hand h2 one over it as well, so it
+            // refuses the stream as it would have (431 and REFUSED_STREAM).
+            let filler = vec![b'x'; MAX_HEADER_LIST as usize];
+            encode_literal(&mut block, b"x-psst-over-limit", &filler);
+        }
+        let mut flags = if end_stream { END_STREAM } else { 0 };
+        let mut kind = HEADERS;
+        loop {
+            let chunk = block.split_to(block.len().min(MAX_FRAME));
+            if block.is_empty() {
+                flags |= END_HEADERS;
+            }
+            put_head(&mut self.to_h2, chunk.len(), kind, flags, id);
+            self.to_h2.extend_from_slice(&chunk);
+            if block.is_empty() {
+                break;
+            }
+            kind = CONTINUATION;
+            flags = 0;
+        }
+        if id > self.h2_last {
+            self.h2_last = id;
+            self.closed_here.retain(|&closed| closed > id);
+        }
+    }
+
+    /// Hands the stream being collected to h2.
+    fn forward_pending(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        self.forward_headers(pending.id, false, &pending.headers, false);
+        self.to_h2.extend_from_slice(&pending.frames);
+    }
+
+    fn pending_data(&mut self, head: Head, frame: BytesMut) {
+        let pending = self.pending.as_mut().expect("checked by the caller");
+        let Some(payload) = data_payload(head, &frame) else {
+            // Bad padding: h2 finds it.
+            pending.frames.extend_from_slice(&frame);
+            return self.forward_pending();
+        };
+        pending.body.extend_from_slice(payload);
+        pending.frames.extend_from_slice(&frame);
+        pending.flow = pending.flow.saturating_add(head.len as u32);
+        if pending.body.len() > MAX_SMALL_REQUEST {
+            // h2's path refuses it with the method's own limit.
+            return self.forward_pending();
+        }
+        if head.flags & END_STREAM != 0 {
+            let pending = self.pending.take().expect("checked above");
+            if let Some(pending) = self.answer(pending) {
+                self.pending = Some(pending);
+                self.forward_pending();
+            }
+        }
+    }
+
+    /// Answers a whole `GetSecret` if the cache can; gives it back otherwise.
+    fn answer(&mut self, pending: Pending) -> Option<Pending> {
+        let Some(Ok(caller)) = self.fast.caller.get().map(|c| c.as_ref()) else {
+            return Some(pending);
+        };
+        let body = &pending.body[..];
+        if body.len() < 5 || body[0] != 0 {
+            return Some(pending);
+        }
+        let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        if body.len() != 5 + length {
+            return Some(pending);
+        }
+        let Ok(request) = psst_proto::v1::GetSecretRequest::decode(&body[5..]) else {
+            return Some(pending);
+        };
+        let room = self.pool().min(self.peer_window);
+        let max_message = self.fast.shared.max_message;
+        let mut permit = None;
+        let proceed = |secret: Option<&CachedSecret>| {
+            if let Some(secret) = secret {
+                let bound = secrets::encoded_len_bound(&request.reference, secret);
+                if bound > max_message || (bound + 5) as i64 > room {
+                    return false;
+                }
+            }
+            // Admitted as h2's path admits a request (in flight and rate, per uid), once the
+            // read is known to be answered here: a request handed to h2 is admitted there.
+            permit = self.fast.permit.request().ok();
+            permit.is_some()
+        };
+        let Some(answer) = self
+            .fast
+            .shared
+            .agent
+            .get_now(caller, &request.reference, proceed)
+        else {
+            return Some(pending);
+        };
+        let id = pending.id;
+        let mut reply = BytesMut::new();
+        match answer {
+            Ok(served) => {
+                let secret = secrets::to_proto(&request.reference, served);
+                let length = secret.encoded_len();
+                put_head(&mut reply, OK_HEADERS.len(), HEADERS, END_HEADERS, id);
+                reply.put_slice(OK_HEADERS);
+                let mut message = BytesMut::with_capacity(5 + length);
+                message.put_u8(0);
+                message.put_u32(length as u32);
+                secret
+                    .encode(&mut message)
+                    .expect("the buffer was sized for the message");
+                self.send_window -= message.len() as i64;
+                for chunk in message.chunks(self.peer_max_frame) {
+                    put_head(&mut reply, chunk.len(), DATA, 0, id);
+                    reply.put_slice(chunk);
+                }
+                put_head(
+                    &mut reply,
+                    OK_TRAILERS.len(),
+                    HEADERS,
+                    END_STREAM | END_HEADERS,
+                    id,
+                );
+                reply.put_slice(OK_TRAILERS);
+            }
+            Err(error) => trailers_only(&mut reply, id, Status::from(error)),
+        }
+        self.emit(&reply);
+        self.owed = self.owed.saturating_add(pending.flow);
+        self.closed_here.push(id);
+        self.fast.answered.fetch_add(1, Ordering::Relaxed);
+        self.fast.shared.agent.metrics().fast_path_answer();
+        drop(permit);
+        None
+    }
+
+    /// A WINDOW_UPDATE for the connection: part of it may be kept for replies sent here.
+    fn connection_window(&mut self, frame: BytesMut) {
+        let increment =
+            u32::from_be_bytes([frame[9], frame[10], frame[11], frame[12]]) & 0x7fff_ffff;
+        let mut keep = 0;
+        if increment > 0 && self.mode == Mode::Serving && self.h2_window >= H2_FLOOR {
+            keep = (POOL_TARGET - self.pool()).clamp(0, i64::from(increment));
+        }
+        self.send_window += i64::from(increment);
+        let passed = i64::from(increment) - keep;
+        if keep == 0 {
+            self.to_h2.extend_from_slice(&frame);
+        } else if passed > 0 {
+            window_update(&mut self.to_h2, 0, passed as u32);
+        }
+        self.h2_window += passed;
+    }
+
+    /// Gives received bytes h2 never saw back to the client, once enough are owed (or `now`).
+    fn give_back(&mut self, now: bool) {
+        if self.owed >= OWED_FLUSH || (now && self.owed > 0) {
+            let mut frame = BytesMut::with_capacity(13);
+            window_update(&mut frame, 0, self.owed);
+            self.owed = 0;
+            self.emit(&frame);
+        }
+    }
+
+    /// Queues frames made here: after h2's frame in progress, if there is one.
+    fn emit(&mut self, frames: &[u8]) {
+        if self.scan_have == 0 && self.scan_left == 0 {
+            self.out.extend_from_slice(frames);
+        } else {
+            self.deferred.extend_from_slice(frames);
+        }
+    }
+
+    /// Follows the frames h2 writes: its DATA uses up its share of the window, its GOAWAY ends
+    /// answering here, and replies made meanwhile go out after its frame.
+    fn scan_h2(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.scan_left > 0 {
+                let n = self.scan_left.min(bytes.len());
+                self.scan_left -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.scan_have).min(bytes.len());
+            self.scan_head[self.scan_have..self.scan_have + n].copy_from_slice(&bytes[..n]);
+            self.scan_have += n;
+            bytes = &bytes[n..];
+            if self.scan_have < 9 {
+                break;
+            }
+            self.scan_have = 0;
+            let head = Head::parse(&self.scan_head).expect("nine bytes");
+            self.scan_left = head.len;
+            match head.kind {
+                DATA => {
+                    self.h2_window -= head.len as i64;
+                    self.send_window -= head.len as i64;
+                    let pool = self.pool();
+                    if self.h2_window < H2_FLOOR && pool > 0 {
+                        // h2's streams must not wait on what is kept here: it gets it all back.
+                        window_update(&mut self.to_h2, 0, pool as u32);
+                        self.h2_window += pool;
+                        if let Some(reader) = &self.reader {
+                            reader.wake_by_ref();
+                        }
+                    }
+                }
+                GOAWAY if self.mode == Mode::Serving => self.mode = Mode::Draining,
+                _ => {}
+            }
+        }
+        if self.scan_have == 0 && self.scan_left == 0 && !self.deferred.is_empty() {
+            let deferred = self.deferred.split();
+            self.out.extend_from_slice(&deferred);
+        }
+    }
+
+    fn take_from_h2(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+        self.scan_h2(bytes);
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Filtered<T> {
+    /// Writes out what is buffered for the socket.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Filtered<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if !this.to_h2.is_empty() {
+                let n = this.to_h2.len().min(buf.remaining());
+                buf.put_slice(&this.to_h2[..n]);
+                this.to_h2.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                return Poll::Ready(Ok(()));
+            }
+            if !this.out.is_empty() {
+                // Replies first; a client that does not read its replies is not read either.
+                if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                if this.out.len() > OUT_LIMIT {
+                    return Poll::Pending;
+                }
+            }
+            this.input.reserve(READ_CHUNK);
+            let n = match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.input)
+            {
+                Poll::Pending => {
+                    if !this
+                        .reader
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        this.reader = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(result) => result?,
+            };
+            if n == 0 {
+                this.eof = true;
+                this.process();
+                // A frame cut short by the end of the connection: h2 sees what there was.
+                let rest = this.input.split();
+                this.to_h2.extend_from_slice(&rest);
+            } else {
+                this.process();
+            }
+            if !this.out.is_empty() {
+                // One write for every reply this read made.
+                if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Filtered<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.out.len() > OUT_LIMIT {
+            ready!(this.poll_drain(cx))?;
+        }
+        this.take_from_h2(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.out.len() > OUT_LIMIT {
+            ready!(this.poll_drain(cx))?;
+        }
+        let mut n = 0;
+        for buf in bufs {
+            this.take_from_h2(buf);
+            n += buf.len();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.give_back(true);
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+/// The block of a HEADERS frame and its CONTINUATIONs, padding and priority removed; None if
+/// the padding is longer than the frame.
+fn header_block(first: Head, frame: &[u8]) -> Option<BytesMut> {
+    let mut payload = &frame[9..9 + first.len];
+    let mut pad = 0;
+    if first.flags & PADDED != 0 {
+        pad = usize::from(*payload.first()?);
+        payload = &payload[1..];
+    }
+    if first.flags & PRIORITY_FLAG != 0 {
+        payload = payload.get(5..)?;
+    }
+    let end = payload.len().checked_sub(pad)?;
+    let mut block = BytesMut::with_capacity(frame.len());
+    block.extend_from_slice(&payload[..end]);
+    let mut at = 9 + first.len;
+    while at < frame.len() {
+        let head = Head::parse(&frame[at..])?;
+        block.extend_from_slice(&frame[at + 9..at + 9 + head.len]);
+        at += 9 + head.len;
+    }
+    Some(block)
+}
+
+/// A DATA frame's payload without its padding; None if the padding is longer than the frame.
+fn data_payload(head: Head, frame: &[u8]) -> Option<&[u8]> {
+    let payload = &frame[9..9 + head.len];
+    if head.flags & PADDED == 0 {
+        return Some(payload);
+    }
+    let pad = usize::from(*payload.first()?);
+    let end = payload.len().checked_sub(1 + pad)?;
+    Some(&payload[1..1 + end])
+}
+
+/// `:status: 200` (static table index 8) and `content-type: application/grpc` (a literal with
+/// the static table's name 31, not indexed): the reply's headers, the same for every reply.
+const OK_HEADERS: &[u8] = b"\x88\x0f\x10\x10application/grpc";
+/// `grpc-status: 0`, a literal not indexed.
+const OK_TRAILERS: &[u8] = b"\x00\x0bgrpc-status\x010";
+
+/// A trailers-only response carrying `status`, as h2 would write the one `send_status` makes.
+fn trailers_only(out: &mut BytesMut, id: u32, status: Status) {
+    let (parts, ()) = status.into_http::<()>().into_parts();
+    let mut block = BytesMut::new();
+    block.put_u8(0x88);
+    for (name, value) in &parts.headers {
+        encode_literal(&mut block, name.as_str().as_bytes(), value.as_bytes());
+    }
+    put_head(out, block.len(), HEADERS, END_STREAM | END_HEADERS, id);
+    out.extend_from_slice(&block);
+}
+
+/// A header field as a literal not added to the table, its name a literal too (RFC 7541, 6.2.2).
+fn encode_literal(block: &mut BytesMut, name: &[u8], value: &[u8]) {
+    block.put_u8(0);
+    encode_string(block, name);
+    encode_string(block, value);
+}
+
+fn encode_string(block: &mut BytesMut, text: &[u8]) {
+    // A 7-bit prefix integer, no Huffman coding (RFC 7541, 5.1 and 5.2).
+    let mut len = text.len();
+    if len < 127 {
+        block.put_u8(len as u8);
+    } else {
+        block.put_u8(127);
+        len -= 127;
+        while len >= 128 {
+            block.put_u8((len % 128) as u8 | 0x80);
+            len /= 128;
+        }
+        block.put_u8(len as u8);
+    }
+    block.put_slice(text);
+}
+
+fn name_of(header: &Header) -> &str {
+    match header {
+        Header::Field { name, .. } => name.as_str(),
+        Header::Authority(_) => ":authority",
+        Header::Method(_) => ":method",
+        Header::Scheme(_) => ":scheme",
+        Header::Path(_) => ":path",
+        Header::Protocol(_) => ":protocol",
+        Header::Status(_) => ":status",
+    }
+}
+
+/// A `GetSecret` this layer can answer: POST, uncompressed gRPC with protobuf, no connection
+/// headers (those are h2's to refuse).
+fn is_plain_get_secret(headers: &[Header]) -> bool {
+    let mut path = false;
+    let mut post = false;
+    let mut grpc = false;
+    for header in headers {
+        match header {
+            Header::Path(p) => path = &**p == GET_SECRET,
+            Header::Method(m) => post = m == http::Method::POST,
+            Header::Field { name, value } => match name.as_str() {
+                "content-type" => {
+                    grpc = value == "application/grpc" || value == "application/grpc+proto"
+                }
+                "grpc-encoding" if value != "identity" => return false,
+                "te" if value != "trailers" => return false,
+                "connection" | "transfer-encoding" | "upgrade" | "keep-alive"
+                | "proxy-connection" => return false,
+                _ => {}
+            },
+            Header::Protocol(_) | Header::Status(_) => return false,
+            Header::Authority(_) | Header::Scheme(_) => {}
+        }
+    }
+    path && post && grpc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(block: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut decoder = hpack::Decoder::new(TABLE_SIZE);
+        let mut block = BytesMut::from(block);
+        let mut out = Vec::new();
+        decoder
+            .decode(&mut Cursor::new(&mut block), |header| {
+                out.push((name_of(&header).to_owned(), header.value_slice().to_vec()));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn literals_decode_as_written_whatever_their_length() {
+        let mut block = BytesMut::new();
+        let long = vec![b'x'; 127 + 128 * 3 + 5];
+        encode_literal(&mut block, b":path", GET_SECRET.as_bytes());
+        encode_literal(&mut block, b"x-short", b"");
+        encode_literal(&mut block, b"x-edge", &[b'e'; 126]);
+        encode_literal(&mut block, b"x-long", &long);
+        let decoded = decode(&block);
+        assert_eq!(decoded[0], (":path".into(), GET_SECRET.as_bytes().to_vec()));
+        assert_eq!(decoded[1], ("x-short".into(), vec![]));
+        assert_eq!(decoded[2].1.len(), 126);
+        assert_eq!(decoded[3], ("x-long".into(), long));
+    }
+
+    #[test]
+    fn the_replies_fixed_blocks_are_what_they_say() {
+        assert_eq!(
+            decode(OK_HEADERS),
+            vec![
+                (":status".into(), b"200".to_vec()),
+                ("content-type".into(), b"application/grpc".to_vec())
+            ]
+        );
+        assert_eq!(
+            decode(OK_TRAILERS),
+            vec![("grpc-status".into(), b"0".to_vec())]
+        );
+        let mut out = BytesMut::new();
+        trailers_only(&mut out, 7, Status::permission_denied("no, 100%"));
+        let head = Head::parse(&out).unwrap();
+        assert_eq!(
+            (head.kind, head.flags, head.id),
+            (HEADERS, END_STREAM | END_HEADERS, 7)
+        );
+        let fields = decode(&out[9..]);
+        assert!(
+            fields.contains(&("grpc-status".into(), b"7".to_vec())),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&("grpc-message".into(), b"no,%20100%25".to_vec())),
+            "{fields:?}"
+        );
+    }
+
+    fn frame(kind: u8, flags: u8, id: u32, payload: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        put_head(&mut out, payload.len(), kind, flags, id);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn header_blocks_lose_their_padding_and_priority_and_join_their_continuations() {
+        // PADDED (2 bytes of padding) and PRIORITY (5 bytes), then a CONTINUATION.
+        let mut payload = vec![2u8];
+        payload.extend_from_slice(&[0, 0, 0, 3, 16]);
+        payload.extend_from_slice(b"abc");
+        payload.extend_from_slice(&[0, 0]);
+        let mut frames = frame(HEADERS, PADDED | PRIORITY_FLAG, 1, &payload);
+        frames.extend_from_slice(&frame(CONTINUATION, END_HEADERS, 1, b"def"));
+        let head = Head::parse(&frames).unwrap();
+        assert_eq!(&header_block(head, &frames).unwrap()[..], b"abcdef");
+        // Padding longer than the frame.
+        let bad = frame(HEADERS, PADDED, 1, &[9, b'a']);
+        assert!(header_block(Head::parse(&bad).unwrap(), &bad).is_none());
+        // DATA padding.
+        let data = frame(DATA, PADDED, 1, &[1, b'h', b'i', 0]);
+        assert_eq!(
+            data_payload(Head::parse(&data).unwrap(), &data),
+            Some(&b"hi"[..])
+        );
+        let bad = frame(DATA, PADDED, 1, &[4, b'h']);
+        assert_eq!(data_payload(Head::parse(&bad).unwrap(), &bad), None);
+    }
+
+    #[test]
+    fn only_a_plain_get_secret_is_taken() {
+        let block = |extra: &[(&str, &str)]| {
+            let mut block = BytesMut::new();
+            for (name, value) in [
+                (":method", "POST"),
+                (":scheme", "http"),
+                (":path", GET_SECRET),
+                (":authority", "/run/psst/psst.sock"),
+                ("content-type", "application/grpc"),
+                ("te", "trailers"),
+            ]
+            .iter()
+            .chain(extra)
+            {
+                encode_literal(&mut block, name.as_bytes(), value.as_bytes());
+            }
+            let mut decoder = hpack::Decoder::new(TABLE_SIZE);
+            let mut headers = Vec::new();
+            decoder
+                .decode(&mut Cursor::new(&mut block), |h| {
+                    headers.push(h);
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            is_plain_get_secret(&headers)
+        };
+        assert!(block(&[]));
+        assert!(block(&[
+            ("grpc-encoding", "identity"),
+            ("grpc-timeout", "1S")
+        ]));
+        assert!(!block(&[("grpc-encoding", "gzip")]));
+        assert!(!block(&[("connection", "close")]));
+        assert!(!block(&[("te", "gzip")]));
+        assert!(!block(&[("content-type", "application/json")]));
+    }
+}

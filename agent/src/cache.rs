@@ -3,7 +3,7 @@
 //! - **Bounded by bytes** (moka with a weigher); values never leave memory and are zeroized when
 //!   the last reference to an evicted entry drops (`SecretValue`). moka's synchronous cache: a
 //!   lookup is a plain call, not a future, so a hit costs no async state (the hot path polls its
-//!   request's future inline, `agent/src/server.rs`); its housekeeping is short and runs on writes.
+//!   request's future inline, `agent/src/server/mod.rs`); its housekeeping is short and runs on writes.
 //! - **Freshness is ours**, on tokio's clock (so tests pause time): an entry is fresh for its
 //!   backend's TTL, then kept up to `max_stale` longer so it can be served, flagged stale, while
 //!   the backend is unreachable. moka's own expiry only bounds memory at TTL + `max_stale`.
@@ -279,7 +279,7 @@ impl SecretCache {
         let fetch = fetch();
         let fetch_one: FetchMany = Box::new(move |_keys| async move { vec![fetch.await] }.boxed());
         // The miss path's state lives in a box of its own: a hit's future (the one every
-        // connection polls inline, `agent/src/server.rs`) stays small, and a small future is
+        // connection polls inline, `agent/src/server/mod.rs`) stays small, and a small future is
         // cheap to move into place and to wipe when it is freed (`agent/src/main.rs`).
         let mut results =
             Box::pin(self.fetch_missing(std::slice::from_ref(key), vec![cached], ttl, fetch_one))

@@ -96,17 +96,37 @@ async fn a_cached_read_answered_in_front_of_h2_says_what_h2_says() {
     let through_h2 = get(&small, "local:fast/a").await;
     assert_eq!(fast_answers(port), before, "h2 answered this one");
 
-    // A client with a tonic-sized window: cached reads are answered in front of h2 (all but
-    // the few whose body the client wrote after its headers, which h2 reads).
+    // A client with a tonic-sized window: cached reads are answered in front of h2 (a body
+    // written after its headers is waited for, 50 ms; a busy machine may miss that for a few).
     let big = connect(&agent, true, 0).await;
     for _ in 0..50 {
         let through_fast = get(&big, "local:fast/a").await;
         assert_eq!(through_fast, through_h2, "the same Secret, field for field");
     }
     let answered = fast_answers(port) - before;
-    assert!(answered >= 40.0, "{answered} of 50 answered in front of h2");
+    assert!(answered >= 45.0, "{answered} of 50 answered in front of h2");
     assert_eq!(&through_h2.value[..], &value[..]);
     assert!(through_h2.cache.unwrap().hit);
+
+    // A body that comes later than that goes to h2 with its headers, and is answered there.
+    let request = Request::post("http://localhost/psst.v1.Secrets/GetSecret")
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let before = fast_answers(port);
+    let (response, mut send) = big.clone().send_request(request, false).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = grpc_frame(&proto::GetSecretRequest {
+        reference: "local:fast/a".into(),
+    });
+    send.send_data(body, true).unwrap();
+    let response = response.await.unwrap();
+    let mut body = response.into_body();
+    let data = body.data().await.unwrap().unwrap();
+    let late = proto::Secret::decode(&data[5..]).unwrap();
+    assert_eq!(late, through_h2);
+    assert_eq!(body.trailers().await.unwrap().unwrap()["grpc-status"], "0");
+    assert_eq!(fast_answers(port), before);
 
     // A denial of a cached secret is answered there too, as a trailers-only response with the
     // core's code and message; so is a read the policy allows of a name never written (h2's
@@ -130,7 +150,8 @@ async fn a_cached_read_answered_in_front_of_h2_says_what_h2_says() {
     });
     assert_eq!(unary(&big, "GetSecret", bad).await.2["grpc-status"], "3");
 
-    // Every read is audited once, whichever path answered it: the client's, h2's, the 50.
+    // Every read is audited once, whichever path answered it: the client's, h2's, the 50, the
+    // late body's.
     assert!(!agent.logs().contains(std::str::from_utf8(&value).unwrap()));
     let reads = || {
         agent
@@ -141,9 +162,9 @@ async fn a_cached_read_answered_in_front_of_h2_says_what_h2_says() {
             })
             .count()
     };
-    assert!(psst_tests::eventually(Duration::from_secs(5), || reads() >= 52));
+    assert!(psst_tests::eventually(Duration::from_secs(5), || reads() >= 53));
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(reads(), 52);
+    assert_eq!(reads(), 53);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,9 +234,13 @@ async fn the_fast_path_shares_a_connection_with_h2s_streams_and_windows() {
             .is_err(),
         "the watch stream ended"
     );
-    // Once the client gave back what h2 used, the fast path had room of its own.
+    // Once the client gave back what h2 used, the fast path had room of its own at times (how
+    // often depends on how h2's large replies and the client's window updates interleave).
     let answered = fast_answers(port) - before;
-    assert!(answered > 100.0, "{answered} reads answered in front of h2");
+    assert!(
+        (10.0..480.0).contains(&answered),
+        "{answered} of 480 reads answered in front of h2: both paths served this connection"
+    );
 
     // A stream window smaller than the reply: h2 sends it as the window allows.
     let narrow = connect(&agent, false, 100).await;

@@ -1,5 +1,5 @@
 //! The wire, below any client library: raw HTTP/2 frames to the real `psstd`, for what the
-//! inline `GetSecret` path (agent/src/server.rs) must get right by itself — messages split across
+//! inline `GetSecret` path (agent/src/server/mod.rs) must get right by itself — messages split across
 //! frames, compressed or oversized or doubled messages, trailers-only errors — and a slow
 //! `GetSecret` holding up no other stream on its connection.
 

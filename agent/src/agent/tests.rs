@@ -240,7 +240,7 @@ async fn batch_results_fail_one_by_one() {
     ));
 }
 
-/// A cached read is answered inline by the connection's task (`agent/src/server.rs`), and its
+/// A cached read is answered inline by the connection's task (`agent/src/server/mod.rs`), and its
 /// future is moved into place and, being freed, wiped by the zeroing allocator
 /// (`agent/src/main.rs`): both cost in proportion to its size. The miss path is boxed and the
 /// cache lookup is a plain call, which keeps it well under this bound (an async lookup or an

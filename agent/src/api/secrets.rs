@@ -20,7 +20,7 @@ use crate::{
     secret::SecretValue,
 };
 
-/// `GetSecret`, for tonic's handler and for the inline path of `server.rs` alike.
+/// `GetSecret`, for tonic's handler and for the inline path of `server/mod.rs` alike.
 pub(crate) async fn get_secret(
     agent: &Agent,
     caller: &Caller,

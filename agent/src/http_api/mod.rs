@@ -2,7 +2,7 @@
 //! Secrets Manager Agent or the AWS Parameters and Secrets Lambda Extension.
 //!
 //! HTTP/1.1 (hyper's `server::conn::http1`) on the agent's Unix socket, told from gRPC by the
-//! connection preface (`server.rs`), and optionally on a TCP listener (`tcp.rs`) that requires
+//! connection preface (`server/mod.rs`), and optionally on a TCP listener (`tcp.rs`) that requires
 //! the AWS agent's SSRF token and identifies the caller by the kernel's socket tables. Every
 //! request goes through the same `Agent::get` as gRPC's `GetSecret`: identity → policy → cache →
 //! audit; the connection's admission permit bounds its requests as it bounds gRPC streams.

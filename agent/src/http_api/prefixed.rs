@@ -1,5 +1,5 @@
 //! A stream with bytes already read from it put back in front: what the Unix socket's preface
-//! sniff (`server.rs`) hands on, so neither HTTP/2 nor HTTP/1.1 reads the socket again for them.
+//! sniff (`server/mod.rs`) hands on, so neither HTTP/2 nor HTTP/1.1 reads the socket again for them.
 
 use std::{
     io,

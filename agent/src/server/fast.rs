@@ -4,7 +4,7 @@
 //! Why: with everything going through h2, a cached read cost the server ~56k instructions, ~32k
 //! of them in h2, `http` and their copies (BENCHMARKS.md, "The unary fast path"): stream state in
 //! a slab, frames queued and moved between h2's layers, a `HeaderMap` built and read for every
-//! request. Here the common case — a request whose HEADERS and whole body arrived in one read,
+//! request. Here the common case — a request whose HEADERS and whole body arrived,
 //! answered from the cache — is a few table look-ups and three frames written straight into the
 //! connection's output, and the replies to every request of one read go out in one `write`.
 //!
@@ -15,8 +15,8 @@
 //!   handed on over the limit, so h2 refuses it as it would have; a block that cannot be decoded
 //!   (or is four times the limit) switches the layer to passing bytes through untouched, and h2
 //!   then ends the connection with the error it finds.
-//! - **Streams.** A stream is answered here only when its HEADERS and its whole body (the frame
-//!   with END_STREAM) came in the same read, it is a plain `GetSecret`, the caller is identified
+//! - **Streams.** A stream is answered here only when its HEADERS and then its whole body (the
+//!   frame with END_STREAM) came, the body within `HOLD` of the headers, it is a plain `GetSecret`, the caller is identified
 //!   and admitted, and the cache can answer at once (`Agent::get_now`); then it is closed here
 //!   and h2 never hears of it. Everything else — a miss, a body still on its way, every other
 //!   method — goes to h2 as it came (headers re-encoded), in order, before any later stream's
@@ -25,8 +25,8 @@
 //! - **Flow control.** The client's DATA on streams answered here is given back to it with
 //!   connection WINDOW_UPDATEs of our own (h2 never saw those bytes). What the client lets the
 //!   server send is split between h2 and this layer without either overdrawing it: part of the
-//!   client's connection WINDOW_UPDATEs is kept back for replies sent here (at most
-//!   `POOL_TARGET`, and only while h2 has `H2_FLOOR` or more), the rest goes to h2, and when h2's
+//!   client's connection WINDOW_UPDATEs is kept back for replies sent here (up to half the
+//!   window, and only while h2 has `H2_FLOOR` or more), the rest goes to h2, and when h2's
 //!   share runs low it gets the kept part back at once (a WINDOW_UPDATE made up for it), so h2's
 //!   streams never wait on this layer. A reply is sent here only if it fits both what is kept
 //!   and a new stream's window (the client's SETTINGS), so nothing here ever waits for window.
@@ -37,6 +37,7 @@
 //!   here; new streams go to h2, which treats them as a draining connection does.
 
 use std::{
+    future::Future,
     io::{self, Cursor, IoSlice},
     ops::ControlFlow,
     pin::Pin,
@@ -45,12 +46,16 @@ use std::{
         Arc, OnceLock,
     },
     task::{ready, Context, Poll, Waker},
+    time::Duration,
 };
 
 use bytes::{Buf, BufMut, BytesMut};
 use h2::hpack::{self, Header};
 use prost::Message;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
 use tonic::Status;
 
 use super::{Shared, GET_SECRET, MAX_HEADER_LIST, MAX_SMALL_REQUEST};
@@ -65,8 +70,9 @@ const MAX_FRAME: usize = 16_384;
 const MAX_BLOCK: usize = 4 * MAX_HEADER_LIST as usize;
 /// The table size h2 advertises (SETTINGS_HEADER_TABLE_SIZE, the protocol's default).
 const TABLE_SIZE: usize = 4_096;
-/// How much of the client's connection window is kept for replies sent here: half of the
-/// protocol's initial window, so a client that never raises it still gets replies here.
+/// The least of the client's connection window kept for replies sent here (when the window is
+/// larger, half of it): half of the protocol's initial window, so a client that never raises
+/// it still gets replies here.
 const POOL_TARGET: i64 = 32 * 1024;
 /// h2's share of the connection window below which nothing is kept from it, and it gets the
 /// kept part back.
@@ -77,6 +83,10 @@ const OWED_FLUSH: u32 = 32 * 1024;
 const OUT_LIMIT: usize = 256 * 1024;
 /// Room made in the input buffer before each read.
 const READ_CHUNK: usize = 32 * 1024;
+/// How long a `GetSecret` whose headers came without its body waits here for the body before
+/// it goes to h2 (which then applies the body timeout): clients write the two separately (tonic
+/// does, one write each), so the body is usually one read behind.
+const HOLD: Duration = Duration::from_millis(50);
 /// The client connection preface, which goes to h2 as it came.
 const PREFACE_LEN: usize = 24;
 
@@ -161,6 +171,8 @@ struct Pending {
     frames: BytesMut,
     /// Flow-controlled bytes of those frames (padding included).
     flow: u32,
+    /// Its wait for the body (`HOLD`) has started.
+    timed: bool,
 }
 
 /// The connection's socket as h2 sees it (see the module's documentation).
@@ -188,10 +200,8 @@ pub(super) struct Filtered<T> {
     peer_window: i64,
     /// The client's SETTINGS_MAX_FRAME_SIZE.
     peer_max_frame: usize,
-    /// What the client lets the server send on the connection, and h2's share of it; the rest
-    /// (`pool`) is kept for replies sent here.
-    send_window: i64,
-    h2_window: i64,
+    /// What the client lets the server send on the connection, split with h2.
+    window: Split,
     /// Received DATA bytes h2 never saw, not yet given back with a WINDOW_UPDATE.
     owed: u32,
     /// The highest stream id the client has opened, and the highest h2 has seen.
@@ -200,6 +210,8 @@ pub(super) struct Filtered<T> {
     /// Streams above `h2_last` answered (or dropped) here.
     closed_here: Vec<u32>,
     pending: Option<Pending>,
+    /// The pending stream's wait for its body; made once a connection first needs it.
+    hold: Option<Pin<Box<Sleep>>>,
     eof: bool,
     /// The task to wake when frames for h2 appear outside its read (a window update made up
     /// while h2 writes).
@@ -224,20 +236,16 @@ impl<T> Filtered<T> {
             scan_left: 0,
             peer_window: 65_535,
             peer_max_frame: MAX_FRAME,
-            send_window: 65_535,
-            h2_window: 65_535,
+            window: Split::new(),
             owed: 0,
             last_stream: 0,
             h2_last: 0,
             closed_here: Vec::new(),
             pending: None,
+            hold: None,
             eof: false,
             reader: None,
         }
-    }
-
-    fn pool(&self) -> i64 {
-        self.send_window - self.h2_window
     }
 
     /// Takes apart every whole frame read so far.
@@ -282,8 +290,8 @@ impl<T> Filtered<T> {
             let frame = self.input.split_to(total);
             self.frame(head, frame);
         }
-        // A stream whose body did not come with its headers is h2's: it has the body timeout.
-        self.forward_pending();
+        // A stream whose body is still on its way waits for it here, at most `HOLD`
+        // (`poll_read`); then it is h2's, with the body timeout.
         self.give_back(false);
     }
 
@@ -411,6 +419,7 @@ impl<T> Filtered<T> {
                 body: BytesMut::new(),
                 frames: BytesMut::new(),
                 flow: 0,
+                timed: false,
             });
             return;
         }
@@ -500,7 +509,7 @@ impl<T> Filtered<T> {
         let Ok(request) = psst_proto::v1::GetSecretRequest::decode(&body[5..]) else {
             return Some(pending);
         };
-        let room = self.pool().min(self.peer_window);
+        let room = self.window.pool().min(self.peer_window);
         let max_message = self.fast.shared.max_message;
         let mut permit = None;
         let proceed = |secret: Option<&CachedSecret>| {
@@ -537,7 +546,7 @@ impl<T> Filtered<T> {
                 secret
                     .encode(&mut message)
                     .expect("the buffer was sized for the message");
-                self.send_window -= message.len() as i64;
+                self.window.sent_here(message.len());
                 for chunk in message.chunks(self.peer_max_frame) {
                     put_head(&mut reply, chunk.len(), DATA, 0, id);
                     reply.put_slice(chunk);
@@ -566,18 +575,12 @@ impl<T> Filtered<T> {
     fn connection_window(&mut self, frame: BytesMut) {
         let increment =
             u32::from_be_bytes([frame[9], frame[10], frame[11], frame[12]]) & 0x7fff_ffff;
-        let mut keep = 0;
-        if increment > 0 && self.mode == Mode::Serving && self.h2_window >= H2_FLOOR {
-            keep = (POOL_TARGET - self.pool()).clamp(0, i64::from(increment));
-        }
-        self.send_window += i64::from(increment);
-        let passed = i64::from(increment) - keep;
-        if keep == 0 {
+        let passed = self.window.update(increment, self.mode == Mode::Serving);
+        if passed == increment {
             self.to_h2.extend_from_slice(&frame);
         } else if passed > 0 {
-            window_update(&mut self.to_h2, 0, passed as u32);
+            window_update(&mut self.to_h2, 0, passed);
         }
-        self.h2_window += passed;
     }
 
     /// Gives received bytes h2 never saw back to the client, once enough are owed (or `now`).
@@ -621,13 +624,8 @@ impl<T> Filtered<T> {
             self.scan_left = head.len;
             match head.kind {
                 DATA => {
-                    self.h2_window -= head.len as i64;
-                    self.send_window -= head.len as i64;
-                    let pool = self.pool();
-                    if self.h2_window < H2_FLOOR && pool > 0 {
-                        // h2's streams must not wait on what is kept here: it gets it all back.
-                        window_update(&mut self.to_h2, 0, pool as u32);
-                        self.h2_window += pool;
+                    if let Some(back) = self.window.sent_by_h2(head.len) {
+                        window_update(&mut self.to_h2, 0, back);
                         if let Some(reader) = &self.reader {
                             reader.wake_by_ref();
                         }
@@ -680,6 +678,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Filtered<T> {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
+            if let Some(pending) = this.pending.as_mut() {
+                let hold = this
+                    .hold
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(HOLD)));
+                if !pending.timed {
+                    pending.timed = true;
+                    hold.as_mut().reset(Instant::now() + HOLD);
+                }
+                if hold.as_mut().poll(cx).is_ready() {
+                    this.forward_pending();
+                    continue;
+                }
+            }
             if !this.out.is_empty() {
                 // Replies first; a client that does not read its replies is not read either.
                 if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
@@ -707,6 +718,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Filtered<T> {
             if n == 0 {
                 this.eof = true;
                 this.process();
+                this.forward_pending();
                 // A frame cut short by the end of the connection: h2 sees what there was.
                 let rest = this.input.split();
                 this.to_h2.extend_from_slice(&rest);
@@ -769,6 +781,67 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Filtered<T> {
         this.give_back(true);
         ready!(this.poll_drain(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+/// The client's connection window (what the server may send), split between h2 and the fast
+/// path so that neither can overdraw it: h2 sees only the part of the client's WINDOW_UPDATEs
+/// passed to it (`h2`), the rest (`pool`) is what replies sent here may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Split {
+    /// What the client lets the server send.
+    send: i64,
+    /// h2's view of it: the protocol's initial window plus what was passed to it, less its DATA.
+    h2: i64,
+}
+
+impl Split {
+    fn new() -> Self {
+        // The protocol's initial window, which h2 assumes too.
+        Split {
+            send: 65_535,
+            h2: 65_535,
+        }
+    }
+
+    /// What replies sent here may use.
+    fn pool(&self) -> i64 {
+        self.send - self.h2
+    }
+
+    /// The client raised the window by `increment`: how much of it to pass on to h2. Part is
+    /// kept for the pool (up to half the window, at least `POOL_TARGET`) while `keeping` and
+    /// while h2 has `H2_FLOOR` or more.
+    fn update(&mut self, increment: u32, keeping: bool) -> u32 {
+        let pool = self.pool();
+        self.send += i64::from(increment);
+        let mut keep = 0;
+        if keeping && self.h2 >= H2_FLOOR {
+            // A client that gives its window back only when half of a large one is used
+            // (hyper's does) keeps the pool supplied.
+            let target = (self.send / 2).max(POOL_TARGET);
+            keep = (target - pool).clamp(0, i64::from(increment));
+        }
+        let passed = increment - keep as u32;
+        self.h2 += i64::from(passed);
+        passed
+    }
+
+    fn sent_here(&mut self, len: usize) {
+        self.send -= len as i64;
+    }
+
+    /// h2 sent `len` bytes of DATA. When its share falls under `H2_FLOOR` it gets the pool back
+    /// at once (the increment to pass on): h2's streams never wait on what is kept here.
+    fn sent_by_h2(&mut self, len: usize) -> Option<u32> {
+        self.h2 -= len as i64;
+        self.send -= len as i64;
+        let pool = self.pool();
+        if self.h2 < H2_FLOOR && pool > 0 {
+            self.h2 += pool;
+            return Some(pool as u32);
+        }
+        None
     }
 }
 
@@ -980,6 +1053,40 @@ mod tests {
         );
         let bad = frame(DATA, PADDED, 1, &[4, b'h']);
         assert_eq!(data_payload(Head::parse(&bad).unwrap(), &bad), None);
+    }
+
+    #[test]
+    fn the_window_is_split_without_either_side_overdrawing_it() {
+        // A hyper-sized window: half of it is kept for the fast path, h2 gets the rest.
+        let mut split = Split::new();
+        let passed = split.update(5 * 1024 * 1024 - 65_535, true);
+        assert_eq!(split.send, 5 * 1024 * 1024);
+        assert_eq!(split.pool(), 5 * 1024 * 1024 / 2);
+        assert_eq!(split.h2, 65_535 + i64::from(passed));
+        // Whatever the two send, their total never passes what the client allowed, and h2's
+        // share never falls under the floor while something is kept.
+        split.sent_here(1_000_000);
+        assert_eq!(split.sent_by_h2(100_000), None);
+        let before = split;
+        let back = split
+            .sent_by_h2(split.h2 as usize - 1_000)
+            .expect("the pool given back");
+        assert_eq!(i64::from(back), before.pool(), "all of what was kept");
+        assert_eq!(split.pool(), 0);
+        assert_eq!(split.h2, split.send);
+        // With h2 low, the client's updates all go to h2; nothing is kept while draining.
+        let mut low = Split::new();
+        assert_eq!(low.sent_by_h2(60_000), None, "nothing to give back");
+        assert_eq!(low.update(32_768, true), 32_768);
+        let mut draining = Split::new();
+        assert_eq!(draining.update(1 << 20, false), 1 << 20);
+        assert_eq!(draining.pool(), 0);
+        // The protocol's default window: the pool gets its share once h2 has enough.
+        let mut default = Split::new();
+        assert_eq!(default.sent_by_h2(32_768), None);
+        assert_eq!(default.update(32_768, true), 0, "kept: h2 still has 32 KiB");
+        assert_eq!(default.pool(), 32_768);
+        assert!(default.send >= default.h2 && default.h2 >= 0);
     }
 
     #[test]

@@ -280,6 +280,12 @@ fn raw_frames_from_another_user_break_nothing() {
     // Denied (PERMISSION_DENIED), before and after frames on the stream closed in front of h2.
     assert_eq!(report["first"], "7", "{report}");
     assert_eq!(report["after_closed_frames"], "7", "{report}");
+    // 200 headers first, then the bodies: all answered, whichever path each took.
+    assert_eq!(
+        report["headers_first"],
+        serde_json::json!({"7": 200}),
+        "{report}"
+    );
     // The bomb and the endless block end their connection (h2's GOAWAY, or the close after it).
     for part in ["hpack_bomb", "endless_continuation"] {
         let outcome = report[part].as_str().unwrap();

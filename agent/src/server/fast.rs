@@ -87,6 +87,9 @@ const READ_CHUNK: usize = 32 * 1024;
 /// it goes to h2 (which then applies the body timeout): clients write the two separately (tonic
 /// does, one write each), so the body is usually one read behind.
 const HOLD: Duration = Duration::from_millis(50);
+/// The most `GetSecret`s waiting for their bodies on one connection; past it, the oldest goes to
+/// h2.
+const MAX_PENDING: usize = 32;
 /// The client connection preface, which goes to h2 as it came.
 const PREFACE_LEN: usize = 24;
 
@@ -171,8 +174,8 @@ struct Pending {
     frames: BytesMut,
     /// Flow-controlled bytes of those frames (padding included).
     flow: u32,
-    /// Its wait for the body (`HOLD`) has started.
-    timed: bool,
+    /// When a read ended with its body still to come: its wait (`HOLD`) started.
+    held_at: Option<Instant>,
 }
 
 /// The connection's socket as h2 sees it (see the module's documentation).
@@ -207,10 +210,9 @@ pub(super) struct Filtered<T> {
     /// The highest stream id the client has opened, and the highest h2 has seen.
     last_stream: u32,
     h2_last: u32,
-    /// Streams above `h2_last` answered (or dropped) here.
-    closed_here: Vec<u32>,
-    pending: Option<Pending>,
-    /// The pending stream's wait for its body; made once a connection first needs it.
+    /// `GetSecret`s whose headers came and whose bodies are being collected, by stream id.
+    pending: Vec<Pending>,
+    /// The oldest pending stream's wait for its body; made once a connection first needs it.
     hold: Option<Pin<Box<Sleep>>>,
     eof: bool,
     /// The task to wake when frames for h2 appear outside its read (a window update made up
@@ -240,8 +242,7 @@ impl<T> Filtered<T> {
             owed: 0,
             last_stream: 0,
             h2_last: 0,
-            closed_here: Vec::new(),
-            pending: None,
+            pending: Vec::new(),
             hold: None,
             eof: false,
             reader: None,
@@ -292,6 +293,15 @@ impl<T> Filtered<T> {
         }
         // A stream whose body is still on its way waits for it here, at most `HOLD`
         // (`poll_read`); then it is h2's, with the body timeout.
+        if self.pending.last().is_some_and(|p| p.held_at.is_none()) {
+            let now = Instant::now();
+            for pending in self.pending.iter_mut().rev() {
+                if pending.held_at.is_some() {
+                    break;
+                }
+                pending.held_at = Some(now);
+            }
+        }
         self.give_back(false);
     }
 
@@ -317,20 +327,16 @@ impl<T> Filtered<T> {
     }
 
     fn frame(&mut self, head: Head, frame: BytesMut) {
-        if self.pending.as_ref().is_some_and(|p| p.id == head.id) {
+        if let Some(at) = self.pending.iter().position(|p| p.id == head.id) {
             match head.kind {
-                DATA => return self.pending_data(head, frame),
+                DATA => return self.pending_data(at, head, frame),
                 RST_STREAM => {
-                    // Cancelled before it was answered: h2 never heard of it.
-                    self.pending = None;
-                    self.closed_here.push(head.id);
+                    // Cancelled before it was answered: h2 never hears of it.
+                    self.pending.remove(at);
                     return;
                 }
-                _ => self.forward_pending(),
+                _ => self.forward_pending_through(head.id),
             }
-        } else if head.kind == HEADERS {
-            // Streams open in order: the one being collected reaches h2 before a later one.
-            self.forward_pending();
         }
         match head.kind {
             HEADERS => self.headers(head, frame),
@@ -362,8 +368,10 @@ impl<T> Filtered<T> {
         }
     }
 
+    /// A stream the client opened that h2 never saw and that is not pending was answered (or
+    /// cancelled) here: every stream handed to h2 raised `h2_last`.
     fn is_closed_here(&self, id: u32) -> bool {
-        id > self.h2_last && self.closed_here.contains(&id)
+        id > self.h2_last && id <= self.last_stream && !self.pending.iter().any(|p| p.id == id)
     }
 
     /// A HEADERS frame and its CONTINUATIONs.
@@ -400,12 +408,12 @@ impl<T> Filtered<T> {
         let id = head.id;
         let end_stream = head.flags & END_STREAM != 0;
         let new = id > self.last_stream;
-        if new {
-            self.last_stream = id;
-        }
         if !new && self.is_closed_here(id) {
             // Trailers on a stream closed here: the decoder has seen them, nothing else will.
             return;
+        }
+        if new {
+            self.last_stream = id;
         }
         if new
             && !end_stream
@@ -413,15 +421,23 @@ impl<T> Filtered<T> {
             && self.mode == Mode::Serving
             && is_plain_get_secret(&self.headers)
         {
-            self.pending = Some(Pending {
+            if self.pending.len() == MAX_PENDING {
+                let oldest = self.pending[0].id;
+                self.forward_pending_through(oldest);
+            }
+            self.pending.push(Pending {
                 id,
                 headers: std::mem::take(&mut self.headers),
                 body: BytesMut::new(),
                 frames: BytesMut::new(),
                 flow: 0,
-                timed: false,
+                held_at: None,
             });
             return;
+        }
+        if new {
+            // Streams reach h2 in the order they were opened: those still pending first.
+            self.forward_pending_through(id);
         }
         let headers = std::mem::take(&mut self.headers);
         self.forward_headers(id, end_stream, &headers, over);
@@ -455,40 +471,49 @@ impl<T> Filtered<T> {
             kind = CONTINUATION;
             flags = 0;
         }
-        if id > self.h2_last {
-            self.h2_last = id;
-            self.closed_here.retain(|&closed| closed > id);
+        self.h2_last = self.h2_last.max(id);
+    }
+
+    /// Hands every pending stream to h2.
+    fn forward_pending(&mut self) {
+        if let Some(last) = self.pending.last() {
+            self.forward_pending_through(last.id);
         }
     }
 
-    /// Hands the stream being collected to h2.
-    fn forward_pending(&mut self) {
-        let Some(pending) = self.pending.take() else {
+    /// Hands the pending streams up to `id` to h2, in order.
+    fn forward_pending_through(&mut self, id: u32) {
+        let n = self.pending.iter().take_while(|p| p.id <= id).count();
+        if n == 0 {
             return;
-        };
-        self.forward_headers(pending.id, false, &pending.headers, false);
-        self.to_h2.extend_from_slice(&pending.frames);
+        }
+        let rest = self.pending.split_off(n);
+        for pending in std::mem::replace(&mut self.pending, rest) {
+            self.forward_headers(pending.id, false, &pending.headers, false);
+            self.to_h2.extend_from_slice(&pending.frames);
+        }
     }
 
-    fn pending_data(&mut self, head: Head, frame: BytesMut) {
-        let pending = self.pending.as_mut().expect("checked by the caller");
+    fn pending_data(&mut self, at: usize, head: Head, frame: BytesMut) {
+        let pending = &mut self.pending[at];
+        let id = pending.id;
         let Some(payload) = data_payload(head, &frame) else {
             // Bad padding: h2 finds it.
             pending.frames.extend_from_slice(&frame);
-            return self.forward_pending();
+            return self.forward_pending_through(id);
         };
         pending.body.extend_from_slice(payload);
         pending.frames.extend_from_slice(&frame);
         pending.flow = pending.flow.saturating_add(head.len as u32);
         if pending.body.len() > MAX_SMALL_REQUEST {
             // h2's path refuses it with the method's own limit.
-            return self.forward_pending();
+            return self.forward_pending_through(id);
         }
         if head.flags & END_STREAM != 0 {
-            let pending = self.pending.take().expect("checked above");
+            let pending = self.pending.remove(at);
             if let Some(pending) = self.answer(pending) {
-                self.pending = Some(pending);
-                self.forward_pending();
+                self.pending.insert(at, pending);
+                self.forward_pending_through(id);
             }
         }
     }
@@ -564,7 +589,6 @@ impl<T> Filtered<T> {
         }
         self.emit(&reply);
         self.owed = self.owed.saturating_add(pending.flow);
-        self.closed_here.push(id);
         self.fast.answered.fetch_add(1, Ordering::Relaxed);
         self.fast.shared.agent.metrics().fast_path_answer();
         drop(permit);
@@ -678,16 +702,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Filtered<T> {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            if let Some(pending) = this.pending.as_mut() {
+            if let Some(held_at) = this.pending.first().and_then(|p| p.held_at) {
+                let due = held_at + HOLD;
                 let hold = this
                     .hold
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(HOLD)));
-                if !pending.timed {
-                    pending.timed = true;
-                    hold.as_mut().reset(Instant::now() + HOLD);
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if hold.deadline() != due {
+                    hold.as_mut().reset(due);
                 }
                 if hold.as_mut().poll(cx).is_ready() {
-                    this.forward_pending();
+                    let now = Instant::now();
+                    // The oldest at least (the timer fired for it), and every other one due.
+                    let late = this
+                        .pending
+                        .iter()
+                        .take_while(|p| p.held_at.is_some_and(|at| at + HOLD <= now))
+                        .last()
+                        .map_or(this.pending[0].id, |p| p.id);
+                    this.forward_pending_through(late);
                     continue;
                 }
             }

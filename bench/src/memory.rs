@@ -2,13 +2,22 @@
 //! and `/proc/<pid>/smaps_rollup` (anonymous memory), and from the agent's own heap gauges
 //! (`psst_heap_*` on its metrics listener) when it has them.
 //!
-//! - **Per cached secret**: N secrets of `VALUE_LEN` bytes are written to a local store, then a
-//!   fresh psstd reads each once; (RSS after − RSS before) ÷ N, minus the value's bytes, is the
-//!   overhead of one cached secret.
+//! - **Per cached secret**: N secrets of `VALUE_LEN` bytes (and `--warm-up` others) are written
+//!   to a local store, then a fresh psstd reads, over one connection, the warm-up secrets first
+//!   and then each of the N once; (RSS after − RSS after the warm-up) ÷ N, minus the value's
+//!   bytes, is the marginal overhead of one cached secret. The warm-up pays the read path's
+//!   one-time costs (the connection, the code pages the read touches first, the blocking
+//!   threads and their allocator arenas) before the "before" sample; the figure from the idle
+//!   sample instead (the method before the warm-up existed, `--warm-up 0`) is printed beside it.
 //! - **Idle and first AWS read**: a fresh psstd with a Parameter Store backend against a
 //!   `moto_server` the bench starts, before and after its first read (the SDK is built lazily).
 //! - **Watchers**: W watch streams on one secret over C connections, R rotations (each waited
 //!   for until every watcher has seen it), then every watch closed: RSS and the heap at each step.
+//!
+//! Each psstd starts with its binary out of the page cache (as at boot; `--keep-page-cache`
+//! leaves it): how much of a binary's text a start maps depends on how its pages came into the
+//! cache (read back on faults, or all of it as large folios by the linker or `cp`), and the
+//! idle figure moved by 4 MB with it for the same binary.
 //!
 //! Stores live under /dev/shm when it exists, so filling 100,000 secrets does not wait for the
 //! disk's fsyncs.
@@ -34,6 +43,11 @@ pub struct MemoryArgs {
     /// Cached-secret counts to measure (comma separated; 0 skips the measurement).
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     secrets: Vec<usize>,
+    /// Other secrets read through the same connection before the "before" sample of the
+    /// per-secret figure, so that it leaves out the read path's one-time costs (0: none, the
+    /// sample is taken at idle as before).
+    #[arg(long, default_value_t = 1_000)]
+    warm_up: usize,
     /// Watch streams on one secret (0: skip the watcher measurement).
     #[arg(long, default_value_t = 10_000)]
     watchers: usize,
@@ -46,6 +60,10 @@ pub struct MemoryArgs {
     /// Skip the Parameter Store (moto) measurement.
     #[arg(long)]
     no_aws: bool,
+    /// Start psstd with its binary's pages as they are in the page cache, instead of dropping
+    /// them first (a cold start, as at boot).
+    #[arg(long)]
+    keep_page_cache: bool,
     /// The psstd binary to measure (default: the one next to this bench).
     #[arg(long)]
     psstd: Option<PathBuf>,
@@ -132,6 +150,9 @@ impl Agent {
         }
         std::fs::write(dir.join("policy.toml"), policy)?;
         std::fs::write(dir.join("psstd.toml"), config)?;
+        if !args.keep_page_cache {
+            drop_from_page_cache(psstd)?;
+        }
         let child = command
             .arg("--config")
             .arg(dir.join("psstd.toml"))
@@ -188,6 +209,17 @@ impl Drop for Agent {
     }
 }
 
+/// Drops a file's clean pages from the page cache (`POSIX_FADV_DONTNEED`; pages mapped by a
+/// running process stay).
+fn drop_from_page_cache(path: &Path) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    // SAFETY: advice on an open descriptor; it changes no memory of this process.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    anyhow::ensure!(rc == 0, "posix_fadvise({}): error {rc}", path.display());
+    Ok(())
+}
+
 /// A `Key:   123 kB` line of a /proc file, in bytes.
 fn kib_field(text: &str, key: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(key))?;
@@ -221,20 +253,35 @@ pub fn run(args: &MemoryArgs, bench_psstd: &Path) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|");
 
     let mut per_secret = Vec::new();
+    let warm_up = args.warm_up;
     for &count in args.secrets.iter().filter(|&&n| n > 0) {
         let store = dir.path().join(format!("secrets-{count}"));
         {
             let agent = Agent::start(args, &psstd, &store, "", None)?;
-            runtime.block_on(fill(&agent.socket, count))?;
+            runtime.block_on(async {
+                let client = Client::connect(&agent.socket).await?;
+                fill(&client, count, reference).await?;
+                fill(&client, warm_up, warm_up_reference).await
+            })?;
         }
         // A fresh agent over the filled store: what it holds is the cache, not the writes.
         let agent = Agent::start(args, &psstd, &store, "", None)?;
-        let before = agent.sample(Duration::from_secs(1))?;
-        runtime.block_on(read_all(&agent.socket, count))?;
+        let idle = agent.sample(Duration::from_secs(1))?;
+        let client = runtime.block_on(Client::connect(&agent.socket))?;
+        runtime.block_on(read_all(&client, warm_up, warm_up_reference))?;
+        let warm = agent.sample(Duration::from_secs(1))?;
+        runtime.block_on(read_all(&client, count, reference))?;
         let after = agent.sample(Duration::from_secs(2))?;
-        println!("{}", before.row(&format!("{count} secrets: idle")));
+        drop(client);
+        println!("{}", idle.row(&format!("{count} secrets: idle")));
+        if warm_up > 0 {
+            println!(
+                "{}",
+                warm.row(&format!("{count} secrets: {warm_up} others read first"))
+            );
+        }
         println!("{}", after.row(&format!("{count} secrets: each read once")));
-        per_secret.push((count, before, after));
+        per_secret.push((count, idle, warm, after));
         drop(agent);
         std::fs::remove_dir_all(&store)?;
     }
@@ -293,21 +340,19 @@ pub fn run(args: &MemoryArgs, bench_psstd: &Path) -> anyhow::Result<()> {
     }
 
     println!();
-    for (count, before, after) in &per_secret {
-        let per = |f: fn(&Sample) -> u64| {
-            (f(after) as f64 - f(before) as f64) / *count as f64 - VALUE_LEN as f64
-        };
-        let heap = match (before.heap, after.heap) {
-            (Some(b), Some(a)) => format!(
-                ", heap {:.0}",
-                (a as f64 - b as f64) / *count as f64 - VALUE_LEN as f64
-            ),
-            _ => String::new(),
-        };
+    for (count, idle, warm, after) in &per_secret {
+        if warm_up > 0 {
+            println!(
+                "{count} cached {VALUE_LEN}-byte secrets, after {warm_up} others: overhead per secret (delta ÷ N − {VALUE_LEN}) {}",
+                overhead(warm, after, *count)
+            );
+        }
+        // From the idle sample: the read path's one-time costs included (the method without a
+        // warm-up), over every secret read.
         println!(
-            "{count} cached {VALUE_LEN}-byte secrets: overhead per secret (delta ÷ N − {VALUE_LEN}) VmRSS {:.0} B, anonymous {:.0} B{heap}",
-            per(|s| s.rss),
-            per(|s| s.anon),
+            "{} cached {VALUE_LEN}-byte secrets, from idle: overhead per secret (delta ÷ N − {VALUE_LEN}) {}",
+            count + warm_up,
+            overhead(idle, after, count + warm_up)
         );
     }
     if let Some((idle, first)) = aws {
@@ -330,35 +375,55 @@ pub fn run(args: &MemoryArgs, bench_psstd: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `(after − before) ÷ count − VALUE_LEN` for VmRSS, anonymous memory and the heap.
+fn overhead(before: &Sample, after: &Sample, count: usize) -> String {
+    let per = |b: u64, a: u64| (a as f64 - b as f64) / count as f64 - VALUE_LEN as f64;
+    let heap = match (before.heap, after.heap) {
+        (Some(b), Some(a)) => format!(", heap {:.0}", per(b, a)),
+        _ => String::new(),
+    };
+    format!(
+        "VmRSS {:.0} B, anonymous {:.0} B{heap}",
+        per(before.rss, after.rss),
+        per(before.anon, after.anon),
+    )
+}
+
 const SSM_REFERENCE: &str = "ssm:/bench/memory";
 
 fn reference(i: usize) -> String {
     format!("local:mem/s{i:06}")
 }
 
-/// Writes `count` secrets, 32 at a time.
-async fn fill(socket: &Path, count: usize) -> anyhow::Result<()> {
-    let client = Client::connect(socket).await?;
+/// The secrets read before the "before" sample (`--warm-up`).
+fn warm_up_reference(i: usize) -> String {
+    format!("local:mem/w{i:06}")
+}
+
+/// Writes `count` secrets named by `name`, 32 at a time.
+async fn fill(client: &Client, count: usize, name: fn(usize) -> String) -> anyhow::Result<()> {
+    let client = client.clone();
     for_each(count, 32, move |i| {
         let client = client.clone();
         async move {
             // Every value differs, as real secrets do.
             let mut value = [b's'; VALUE_LEN];
             value[..6].copy_from_slice(format!("{i:06}").as_bytes());
-            client.put(&reference(i), &value).await?;
+            client.put(&name(i), &value).await?;
             anyhow::Ok(())
         }
     })
     .await
 }
 
-/// Reads each of `count` secrets once, 32 at a time.
-async fn read_all(socket: &Path, count: usize) -> anyhow::Result<()> {
-    let client = Client::connect(socket).await?;
+/// Reads each of `count` secrets named by `name` once, 32 at a time, over `client`'s
+/// connection.
+async fn read_all(client: &Client, count: usize, name: fn(usize) -> String) -> anyhow::Result<()> {
+    let client = client.clone();
     for_each(count, 32, move |i| {
         let client = client.clone();
         async move {
-            let secret = client.get(&reference(i)).await?;
+            let secret = client.get(&name(i)).await?;
             anyhow::ensure!(secret.value().len() == VALUE_LEN);
             anyhow::Ok(())
         }

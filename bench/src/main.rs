@@ -101,8 +101,9 @@ enum Cmd {
     /// read (moto), and with watchers open through rotations and after they close (`memory.rs`).
     Memory(memory::MemoryArgs),
     /// The server's CPU time (user + system, all threads, from /proc) per cached GetSecret
-    /// with 1, 32 and 128 requests in flight (one connection each): psstd with and without
-    /// audit records against the baseline tonic server, interleaved, medians of `--rounds`.
+    /// with 1, 32 and 128 requests in flight (one connection each, and 32 and 128 sharing one
+    /// connection): psstd with and without audit records against the baseline tonic server,
+    /// interleaved, medians of `--rounds`.
     Cpu,
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
@@ -564,17 +565,27 @@ fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
         Target::psstd(psstd, dir, "psstd-noaudit", false, None, None)?,
     ];
     ready_and_seeded(&targets)?;
-    let levels = [1usize, 32, 128];
+    // (requests in flight, on one shared connection): one connection per request in flight as
+    // an HTTP/1.1 agent is loaded, and one connection shared by all of them as a process with
+    // one psst client (or tonic channel) shares it.
+    let levels = [
+        (1usize, false),
+        (32, false),
+        (128, false),
+        (32, true),
+        (128, true),
+    ];
     let mut us: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); levels.len()]; targets.len()];
     let mut rps: Vec<Vec<Vec<f64>>> = us.clone();
     for round in 0..cli.rounds {
         eprintln!("round {}/{}", round + 1, cli.rounds);
-        for (l, level) in levels.iter().enumerate() {
+        for (l, (level, shared)) in levels.iter().enumerate() {
             for (i, target) in targets.iter().enumerate() {
                 let measured = throughput_cpu(
                     &target.socket,
                     target.reference,
                     *level,
+                    *shared,
                     Duration::from_secs_f64(cli.seconds),
                     Some(target.child.id()),
                 )?;
@@ -585,34 +596,50 @@ fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    println!("| target | CPU µs/req @1 | CPU µs/req @32 | CPU µs/req @128 | req/s @1 | req/s @32 | req/s @128 |");
-    println!("|---|---|---|---|---|---|---|");
+    let header: Vec<String> = levels
+        .iter()
+        .map(|(n, shared)| format!("@{n}{}", if *shared { " one conn" } else { "" }))
+        .collect();
+    println!(
+        "| target | {} | {} |",
+        header
+            .iter()
+            .map(|h| format!("CPU µs/req {h}"))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        header
+            .iter()
+            .map(|h| format!("req/s {h}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---|".repeat(2 * levels.len()));
     for (i, target) in targets.iter().enumerate() {
+        let cpu: Vec<String> = us[i].iter().map(|v| format!("{:.2}", median(v))).collect();
+        let rate: Vec<String> = rps[i].iter().map(|v| format!("{:.0}", median(v))).collect();
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {} |",
             target.name,
-            median(&us[i][0]),
-            median(&us[i][1]),
-            median(&us[i][2]),
-            median(&rps[i][0]),
-            median(&rps[i][1]),
-            median(&rps[i][2]),
+            cpu.join(" | "),
+            rate.join(" | ")
         );
     }
     for (i, target) in targets.iter().enumerate().skip(1) {
+        let ratio = |of: &Vec<Vec<f64>>, base: &Vec<Vec<f64>>| -> Vec<String> {
+            of.iter()
+                .zip(base)
+                .map(|(a, b)| format!("{:.2}×", median(a) / median(b)))
+                .collect()
+        };
         println!(
-            "| {} / baseline | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+            "| {} / baseline | {} | {} |",
             target.name,
-            median(&us[i][0]) / median(&us[0][0]),
-            median(&us[i][1]) / median(&us[0][1]),
-            median(&us[i][2]) / median(&us[0][2]),
-            median(&rps[i][0]) / median(&rps[0][0]),
-            median(&rps[i][1]) / median(&rps[0][1]),
-            median(&rps[i][2]) / median(&rps[0][2]),
+            ratio(&us[i], &us[0]).join(" | "),
+            ratio(&rps[i], &rps[0]).join(" | ")
         );
     }
     println!(
-        "\n{} rounds, medians; {}s per level; server utime+stime from /proc/PID/stat (10 ms ticks) over the counted window; {}-byte value.",
+        "\n{} rounds, medians; {}s per level; server utime+stime from /proc/PID/stat (10 ms ticks) over the counted window; {}-byte value. @N: N connections, one request at a time each; @N one conn: N requests in flight on one connection.",
         cli.rounds, cli.seconds, VALUE_LEN
     );
     Ok(())
@@ -636,16 +663,18 @@ fn throughput(
     in_flight: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    let (count, seconds, _) = throughput_cpu(socket, reference, in_flight, duration, None)?;
+    let (count, seconds, _) = throughput_cpu(socket, reference, in_flight, false, duration, None)?;
     Ok(count as f64 / seconds)
 }
 
 /// `throughput`, also sampling the CPU time of the server process `pid` over the counted window:
-/// (requests, seconds, server CPU seconds).
+/// (requests, seconds, server CPU seconds). `shared`: the requests in flight share one
+/// connection instead of one connection each.
 fn throughput_cpu(
     socket: &Path,
     reference: &'static str,
     in_flight: usize,
+    shared: bool,
     duration: Duration,
     pid: Option<u32>,
 ) -> anyhow::Result<(u64, f64, Option<f64>)> {
@@ -653,7 +682,12 @@ fn throughput_cpu(
     let clients = async move {
         let mut clients = Vec::with_capacity(in_flight);
         for _ in 0..in_flight {
-            clients.push(connect(&socket).await?);
+            // A clone of a tonic client shares its channel: one connection.
+            let client = match clients.first() {
+                Some(first) if shared => SecretsClient::clone(first),
+                _ => connect(&socket).await?,
+            };
+            clients.push(client);
         }
         Ok(clients)
     };

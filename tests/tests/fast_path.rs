@@ -280,6 +280,13 @@ fn raw_frames_from_another_user_break_nothing() {
     // Denied (PERMISSION_DENIED), before and after frames on the stream closed in front of h2.
     assert_eq!(report["first"], "7", "{report}");
     assert_eq!(report["after_closed_frames"], "7", "{report}");
+    // Bodies cancelled half-way: answered after, and their bytes given back to the window
+    // (h2 never saw them: the fast path owes them).
+    assert_eq!(report["after_cancelled"], "7", "{report}");
+    assert!(
+        report["window_given_back"].as_u64() >= Some(32 * 1024),
+        "{report}"
+    );
     // 200 headers first, then the bodies: all answered, whichever path each took.
     assert_eq!(
         report["headers_first"],

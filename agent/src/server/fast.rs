@@ -260,6 +260,10 @@ impl<T> Filtered<T> {
             }
         }
         loop {
+            if self.out.len() + self.deferred.len() > OUT_LIMIT {
+                // Replies enough for now: the rest waits until the client reads them.
+                break;
+            }
             if self.mode == Mode::Raw {
                 self.forward_pending();
                 let rest = self.input.split();
@@ -331,8 +335,10 @@ impl<T> Filtered<T> {
             match head.kind {
                 DATA => return self.pending_data(at, head, frame),
                 RST_STREAM => {
-                    // Cancelled before it was answered: h2 never hears of it.
-                    self.pending.remove(at);
+                    // Cancelled before it was answered: h2 never hears of it, and the body
+                    // received so far is given back to the client's window here.
+                    let pending = self.pending.remove(at);
+                    self.owed = self.owed.saturating_add(pending.flow);
                     return;
                 }
                 _ => self.forward_pending_through(head.id),
@@ -730,6 +736,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Filtered<T> {
                 }
                 if this.out.len() > OUT_LIMIT {
                     return Poll::Pending;
+                }
+            }
+            if this.input.len() >= 9 {
+                // Frames left by a read cut short at the output limit come before new bytes.
+                let before = this.input.len();
+                this.process();
+                if this.input.len() != before {
+                    continue;
                 }
             }
             this.input.reserve(READ_CHUNK);

@@ -275,6 +275,8 @@ struct Raw {
     decoder: h2::hpack::Decoder,
     /// Streams that ended while another was waited for, and how.
     ended: std::collections::HashMap<u32, String>,
+    /// What the agent's connection WINDOW_UPDATEs gave back so far.
+    window_given: u64,
 }
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -335,6 +337,7 @@ impl Raw {
             input: BytesMut::new(),
             decoder: h2::hpack::Decoder::new(4096),
             ended: std::collections::HashMap::new(),
+            window_given: 0,
         })
     }
 
@@ -404,6 +407,11 @@ impl Raw {
                         self.send(&ack).await;
                     }
                     7 => return "goaway".to_owned(),
+                    8 if stream == 0 && frame.len() == 13 => {
+                        let increment =
+                            u32::from_be_bytes([frame[9], frame[10], frame[11], frame[12]]);
+                        self.window_given += u64::from(increment & 0x7fff_ffff);
+                    }
                     _ => {}
                 }
             }
@@ -439,6 +447,27 @@ async fn raw_frames(socket: &str, reference: &str) -> serde_json::Value {
     Raw::get_secret(&mut out, 3, reference);
     raw.send(&out).await;
     let after_closed_frames = raw.status_of(3).await;
+
+    // 1b. 64 GetSecrets cancelled half-way through a 2 KB body (RST_STREAM), then one more: the
+    //     cancelled bodies' bytes must come back to the client's window.
+    let Some(mut cancel) = Raw::connect(socket).await else {
+        return serde_json::json!({"error": "no connection"});
+    };
+    let mut out = BytesMut::new();
+    let mut half = BytesMut::new();
+    half.put_u8(0);
+    half.put_u32(2000);
+    half.extend_from_slice(&[b'x'; 1000]);
+    for i in 0..64u32 {
+        put_frame(&mut out, 1, 0x4, 1 + 2 * i, &get_secret_block());
+        put_frame(&mut out, 0, 0, 1 + 2 * i, &half);
+        put_frame(&mut out, 3, 0, 1 + 2 * i, &8u32.to_be_bytes());
+    }
+    Raw::get_secret(&mut out, 129, reference);
+    cancel.send(&out).await;
+    let after_cancelled = cancel.status_of(129).await;
+    let cancelled_bytes = 64 * half.len();
+    let window_given_back = cancel.window_given;
 
     // 2. 200 GetSecrets' headers first, then their bodies: more streams than the fast path
     //    keeps waiting for bodies (32); those past it go to h2 in order. Every one is answered.
@@ -527,6 +556,9 @@ async fn raw_frames(socket: &str, reference: &str) -> serde_json::Value {
     serde_json::json!({
         "first": first,
         "after_closed_frames": after_closed_frames,
+        "after_cancelled": after_cancelled,
+        "cancelled_bytes": cancelled_bytes,
+        "window_given_back": window_given_back,
         "headers_first": statuses,
         "hpack_bomb": hpack_bomb,
         "endless_continuation": endless_continuation,

@@ -87,9 +87,10 @@ const READ_CHUNK: usize = 32 * 1024;
 /// it goes to h2 (which then applies the body timeout): clients write the two separately (tonic
 /// does, one write each), so the body is usually one read behind.
 const HOLD: Duration = Duration::from_millis(50);
-/// The most `GetSecret`s waiting for their bodies on one connection; past it, the oldest goes to
-/// h2.
-const MAX_PENDING: usize = 32;
+/// The most `GetSecret`s waiting for their bodies on one connection (half of h2's default stream
+/// limit); past it, the oldest goes to h2. Each holds its decoded headers and at most 4 KiB of
+/// body, for at most `HOLD`.
+const MAX_PENDING: usize = 128;
 /// The client connection preface, which goes to h2 as it came.
 const PREFACE_LEN: usize = 24;
 

@@ -470,7 +470,7 @@ async fn raw_frames(socket: &str, reference: &str) -> serde_json::Value {
     let window_given_back = cancel.window_given;
 
     // 2. 200 GetSecrets' headers first, then their bodies: more streams than the fast path
-    //    keeps waiting for bodies (32); those past it go to h2 in order. Every one is answered.
+    //    keeps waiting for bodies (128); those past it go to h2 in order. Every one is answered.
     let Some(mut many) = Raw::connect(socket).await else {
         return serde_json::json!({"error": "no connection"});
     };

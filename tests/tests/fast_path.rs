@@ -22,9 +22,14 @@ allow = { read = ["local:fast/**"], write = ["local:**"], watch = ["local:fast/*
 "#;
 
 fn agent() -> (Agent, u16) {
+    agent_with("")
+}
+
+/// An agent whose config starts with `extra`.
+fn agent_with(extra: &str) -> (Agent, u16) {
     let port = free_port();
     let config = format!(
-        "[metrics]\nlisten = \"127.0.0.1:{port}\"\n[policy]\nfile = \"{{dir}}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n"
+        "{extra}[metrics]\nlisten = \"127.0.0.1:{port}\"\n[policy]\nfile = \"{{dir}}/policy.toml\"\n[[backend]]\ntype = \"local\"\ndir = \"{{dir}}/store\"\n"
     );
     let agent = Agent::start(
         Mode::Config {
@@ -340,4 +345,44 @@ fn expanding_header_blocks_are_not_decoded_faster_than_h2_reads_them() {
     assert_eq!(report["sent"], true, "{report}");
     let grown = agent.status_kib("VmHWM:").saturating_sub(peak_before);
     assert!(grown < 16 * 1024, "peak RSS grew {grown} KiB: {report}");
+}
+
+/// Bodies that come in two halves wait for the second in front of h2: what waits is counted
+/// against the uid's byte share (here 16 KiB) as h2's path counts it, so 100 such requests from
+/// one user cannot hold 50 KB: those past the share are refused (RESOURCE_EXHAUSTED).
+#[test]
+fn bodies_waiting_in_front_of_h2_count_against_the_uids_byte_share() {
+    let (agent, _) = agent_with(
+        "[server]\nsocket = \"{dir}/psst.sock\"\nmax_message_bytes = 8192\n[limits]\nmax_value_bytes = 4096\nbody_bytes_in_flight_per_uid = 16384\n",
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = agent.client().await;
+        client.put("local:fast/a", b"root-only").await.unwrap();
+        client.get("local:fast/a").await.unwrap();
+    });
+    let attacker = TempUser::new("psst-fastpath-attacker");
+    let out = Command::new("runuser")
+        .args(["-u", attacker.name(), "--"])
+        .arg(bin_dir().join("psst-attack"))
+        .args([
+            "split",
+            agent.socket.to_str().unwrap(),
+            "local:fast/a",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let statuses = report["statuses"].as_object().unwrap();
+    // Denied (the secret is root's) within the share; refused past it; nothing else.
+    assert!(
+        statuses.get("8").and_then(|n| n.as_u64()) > Some(0),
+        "{report}"
+    );
+    assert!(statuses.keys().all(|k| k == "7" || k == "8"), "{report}");
 }

@@ -61,7 +61,10 @@ use tonic::Status;
 
 use super::{Shared, GET_SECRET, MAX_HEADER_LIST, MAX_SMALL_REQUEST};
 use crate::{
-    admission::ConnectionPermit, api::secrets, cache::CachedSecret, transport::ConnectedCaller,
+    admission::{BodyBudget, ConnectionPermit},
+    api::secrets,
+    cache::CachedSecret,
+    transport::ConnectedCaller,
 };
 
 /// The largest frame h2 accepts (its SETTINGS_MAX_FRAME_SIZE, the protocol's default).
@@ -177,6 +180,8 @@ struct Pending {
     frames: BytesMut,
     /// Flow-controlled bytes of those frames (padding included).
     flow: u32,
+    /// The body's bytes, counted against the caller's uid as h2's path counts them.
+    budget: BodyBudget,
     /// When a read ended with its body still to come: its wait (`HOLD`) started.
     held_at: Option<Instant>,
 }
@@ -445,6 +450,7 @@ impl<T> Filtered<T> {
                 body: BytesMut::new(),
                 frames: BytesMut::new(),
                 flow: 0,
+                budget: self.fast.permit.body(),
                 held_at: None,
             });
             return;
@@ -516,13 +522,15 @@ impl<T> Filtered<T> {
             pending.frames.extend_from_slice(frame);
             return self.forward_pending_through(id);
         };
-        pending.body.extend_from_slice(payload);
         pending.frames.extend_from_slice(frame);
         pending.flow = pending.flow.saturating_add(head.len as u32);
-        if pending.body.len() > MAX_SMALL_REQUEST {
-            // h2's path refuses it with the method's own limit.
+        if pending.body.len() + payload.len() > MAX_SMALL_REQUEST
+            || pending.budget.buffer(payload.len()).is_err()
+        {
+            // h2's path refuses it: with the method's own limit, or the uid's byte share.
             return self.forward_pending_through(id);
         }
+        pending.body.extend_from_slice(payload);
         if head.flags & END_STREAM != 0 {
             let pending = self.pending.remove(at);
             if let Some(pending) = self.answer(pending) {

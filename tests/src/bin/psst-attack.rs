@@ -15,6 +15,9 @@
 //!                                                  streams it closed, an HPACK bomb, an endless
 //!                                                  CONTINUATION, and GetSecrets of REFERENCE
 //!                                                  sent without reading a reply
+//!   psst-attack split SOCKET REFERENCE COUNT      COUNT GetSecrets of REFERENCE with 1 KB bodies
+//!                                                  (padded), each body's first half sent, then
+//!                                                  20 ms later the rest; prints the statuses
 //!   psst-attack expand SOCKET COUNT                one 4 KB header put in the HPACK table, then
 //!                                                  COUNT 15-byte HEADERS frames that each refer
 //!                                                  to it three times (12 KB decoded apiece)
@@ -32,7 +35,7 @@ use tokio::{
 
 fn usage() -> ! {
     eprintln!(
-        "usage: psst-attack idle|bodies|churn|tcp-idle|streams|stall|raw-frames|expand ARGS (see the source)"
+        "usage: psst-attack idle|bodies|churn|tcp-idle|streams|stall|raw-frames|expand|split ARGS (see the source)"
     );
     std::process::exit(2)
 }
@@ -56,6 +59,7 @@ async fn main() {
         "stall" => stall(&args[1]).await,
         "raw-frames" => raw_frames(&args[1], &args[2]).await,
         "expand" => expand(&args[1], arg(&args, 2)).await,
+        "split" => split(&args[1], &args[2], arg(&args, 3)).await,
         _ => usage(),
     };
     println!("{report}");
@@ -403,7 +407,11 @@ impl Raw {
                     }
                     3 if stream == id => return "reset".to_owned(),
                     3 => {
-                        self.ended.insert(stream, "reset".to_owned());
+                        // A reset after an answer (h2 ends a stream whose body is still coming
+                        // with RST_STREAM NO_ERROR) does not undo the answer.
+                        self.ended
+                            .entry(stream)
+                            .or_insert_with(|| "reset".to_owned());
                     }
                     4 if flags & 0x1 == 0 => {
                         let mut ack = BytesMut::new();
@@ -600,4 +608,42 @@ async fn expand(socket: &str, count: u32) -> serde_json::Value {
     let last = 1 + 2 * count;
     let ended = raw.status_of(last).await;
     serde_json::json!({"sent": matches!(sent, Ok(true)), "frames": count, "last": ended})
+}
+
+/// Bodies that arrive in two halves: what waits for its second half is counted against the
+/// uid's byte share wherever it waits (the fast path, or h2's path).
+async fn split(socket: &str, reference: &str, count: u32) -> serde_json::Value {
+    let Some(mut raw) = Raw::connect(socket).await else {
+        return serde_json::json!({"error": "no connection"});
+    };
+    // The request, padded with an unknown field (number 15) to 1 KB: the first halves of 100
+    // (52 KB of DATA) fit the protocol's initial 64 KiB connection window.
+    let mut message = proto::GetSecretRequest {
+        reference: reference.into(),
+    }
+    .encode_to_vec();
+    message.extend_from_slice(&[0x7a, 0xe8, 0x07]);
+    message.extend_from_slice(&[b'p'; 1000]);
+    let mut body = BytesMut::new();
+    body.put_u8(0);
+    body.put_u32(message.len() as u32);
+    body.extend_from_slice(&message);
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut out = BytesMut::new();
+    for i in 0..count {
+        put_frame(&mut out, 1, 0x4, 1 + 2 * i, &get_secret_block());
+        put_frame(&mut out, 0, 0, 1 + 2 * i, first);
+    }
+    raw.send(&out).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut out = BytesMut::new();
+    for i in 0..count {
+        put_frame(&mut out, 0, 0x1, 1 + 2 * i, rest);
+    }
+    raw.send(&out).await;
+    let mut statuses = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..count {
+        *statuses.entry(raw.status_of(1 + 2 * i).await).or_default() += 1;
+    }
+    serde_json::json!({ "statuses": statuses })
 }

@@ -329,6 +329,14 @@ impl SecretCache {
         served(&fresh.entry, true, false)
     }
 
+    /// A fresh entry for `key` filed after `cached` was read (by a fetch that ended meanwhile).
+    fn filed_since(&self, key: &SecretRef, now: Instant) -> Option<Arc<Entry>> {
+        self.inner
+            .entries
+            .get(key)
+            .filter(|entry| entry.fresh_until() > now)
+    }
+
     fn refresh_ahead<F, Fut>(&self, key: &SecretRef, ttl: Duration, fetch: F)
     where
         F: FnOnce() -> Fut,
@@ -389,18 +397,28 @@ impl SecretCache {
                         answers.push(Some(served(entry, true, false)));
                         waits.push(None);
                     }
-                    _ => {
-                        answers.push(None);
-                        match inflight.get(key) {
-                            Some((_, pending)) => waits.push(Some((pending.clone(), false))),
+                    _ => match inflight.get(key) {
+                        Some((_, pending)) => {
+                            answers.push(None);
+                            waits.push(Some((pending.clone(), false)));
+                        }
+                        None => match self.filed_since(key, now) {
+                            // A fetch under way when `cached` was read ended since: it files
+                            // its entry before it leaves `inflight`, so the entry is here.
+                            Some(entry) => {
+                                self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                                answers.push(Some(served(&entry, true, false)));
+                                waits.push(None);
+                            }
                             None => {
+                                answers.push(None);
                                 if !to_fetch.contains(key) {
                                     to_fetch.push(key.clone());
                                 }
                                 waits.push(None);
                             }
-                        }
-                    }
+                        },
+                    },
                 }
             }
             if !to_fetch.is_empty() {

@@ -186,6 +186,78 @@ struct Pending {
     held_at: Option<Instant>,
 }
 
+/// The client's header blocks, decoded with h2's HPACK decoder (the client's compression table
+/// lives here).
+struct Blocks {
+    decoder: hpack::Decoder,
+    /// The last block decoded, while no block since has changed the table.
+    last: Option<LastBlock>,
+}
+
+/// A header block's bytes and what they decoded to.
+struct LastBlock {
+    bytes: BytesMut,
+    headers: Vec<Header>,
+    over: bool,
+}
+
+impl Blocks {
+    fn new() -> Self {
+        Self {
+            decoder: hpack::Decoder::new(TABLE_SIZE),
+            last: None,
+        }
+    }
+
+    /// The fields of the header block of a HEADERS frame (with its CONTINUATIONs), into
+    /// `headers`: whether the block is over the header list limit (its fields then are not all
+    /// kept); None if it cannot be decoded or is far over the limit.
+    ///
+    /// A client sends the same block for every call of a method once its table holds the
+    /// fields; those bytes decode to the fields they did last time while no block since has
+    /// changed the table, so such a block is not decoded again.
+    fn fields(&mut self, head: Head, frame: &[u8], headers: &mut Vec<Header>) -> Option<bool> {
+        let whole = head.flags & (PADDED | PRIORITY_FLAG) == 0 && frame.len() == 9 + head.len;
+        if let Some(last) = &self.last {
+            if whole && last.bytes[..] == frame[9..] {
+                headers.clone_from(&last.headers);
+                return Some(last.over);
+            }
+        }
+        self.last = None;
+        let mut block = header_block(head, frame)?;
+        let kept = leaves_table_alone(&block).then(|| BytesMut::from(&block[..]));
+        headers.clear();
+        let mut size = 0usize;
+        let mut over = false;
+        let mut way_over = false;
+        let decoded = self.decoder.decode(&mut Cursor::new(&mut block), |header| {
+            size += header.len();
+            if size > 4 * MAX_HEADER_LIST as usize {
+                way_over = true;
+                return ControlFlow::Break(());
+            }
+            if size >= MAX_HEADER_LIST as usize {
+                over = true;
+            } else {
+                headers.push(header);
+            }
+            ControlFlow::Continue(())
+        });
+        if decoded.is_err() || way_over {
+            return None;
+        }
+        if let Some(bytes) = kept {
+            self.last = Some(LastBlock {
+                bytes,
+                headers: headers.clone(),
+                over,
+            });
+        }
+        Some(over)
+    }
+}
+
 /// The connection's socket as h2 sees it (see the module's documentation).
 pub(super) struct Filtered<T> {
     io: T,
@@ -200,7 +272,7 @@ pub(super) struct Filtered<T> {
     deferred: BytesMut,
     preface_left: usize,
     mode: Mode,
-    decoder: hpack::Decoder,
+    blocks: Blocks,
     /// The decoded headers of the block in hand.
     headers: Vec<Header>,
     /// h2's output: bytes of the frame header read so far, and bytes of its payload to come.
@@ -239,7 +311,7 @@ impl<T> Filtered<T> {
             deferred: BytesMut::new(),
             preface_left: PREFACE_LEN,
             mode: Mode::Serving,
-            decoder: hpack::Decoder::new(TABLE_SIZE),
+            blocks: Blocks::new(),
             headers: Vec::new(),
             scan_head: [0; 9],
             scan_have: 0,
@@ -395,31 +467,13 @@ impl<T> Filtered<T> {
 
     /// A HEADERS frame and its CONTINUATIONs.
     fn headers(&mut self, head: Head, frame: &[u8]) {
-        let Some(mut block) = header_block(head, frame) else {
+        let Some(over) = self.blocks.fields(head, frame, &mut self.headers) else {
+            // h2 decodes the raw block with its own (empty) table and ends the connection.
             self.to_h2.extend_from_slice(frame);
             self.mode = Mode::Raw;
             return;
         };
-        self.headers.clear();
-        let headers = &mut self.headers;
-        let mut size = 0usize;
-        let mut over = false;
-        let mut way_over = false;
-        let decoded = self.decoder.decode(&mut Cursor::new(&mut block), |header| {
-            size += header.len();
-            if size > 4 * MAX_HEADER_LIST as usize {
-                way_over = true;
-                return ControlFlow::Break(());
-            }
-            if size >= MAX_HEADER_LIST as usize {
-                over = true;
-            } else {
-                headers.push(header);
-            }
-            ControlFlow::Continue(())
-        });
-        if decoded.is_err() || way_over || head.id == 0 || head.id.is_multiple_of(2) {
-            // h2 decodes the raw block with its own (empty) table and ends the connection.
+        if head.id == 0 || head.id.is_multiple_of(2) {
             self.to_h2.extend_from_slice(frame);
             self.mode = Mode::Raw;
             return;
@@ -522,30 +576,40 @@ impl<T> Filtered<T> {
             pending.frames.extend_from_slice(frame);
             return self.forward_pending_through(id);
         };
-        pending.frames.extend_from_slice(frame);
         pending.flow = pending.flow.saturating_add(head.len as u32);
         if pending.body.len() + payload.len() > MAX_SMALL_REQUEST
             || pending.budget.buffer(payload.len()).is_err()
         {
             // h2's path refuses it: with the method's own limit, or the uid's byte share.
+            pending.frames.extend_from_slice(frame);
             return self.forward_pending_through(id);
         }
-        pending.body.extend_from_slice(payload);
-        if head.flags & END_STREAM != 0 {
-            let pending = self.pending.remove(at);
-            if let Some(pending) = self.answer(pending) {
-                self.pending.insert(at, pending);
-                self.forward_pending_through(id);
-            }
+        if head.flags & END_STREAM == 0 {
+            pending.frames.extend_from_slice(frame);
+            pending.body.extend_from_slice(payload);
+            return;
+        }
+        let mut pending = self.pending.remove(at);
+        // The usual request has its body in one DATA frame: answered from the frame itself,
+        // copied only if it goes to h2.
+        let body = if pending.body.is_empty() {
+            None
+        } else {
+            pending.body.extend_from_slice(payload);
+            Some(std::mem::take(&mut pending.body))
+        };
+        if let Some(mut pending) = self.answer(pending, body.as_deref().unwrap_or(payload)) {
+            pending.frames.extend_from_slice(frame);
+            self.pending.insert(at, pending);
+            self.forward_pending_through(id);
         }
     }
 
     /// Answers a whole `GetSecret` if the cache can; gives it back otherwise.
-    fn answer(&mut self, pending: Pending) -> Option<Pending> {
+    fn answer(&mut self, pending: Pending, body: &[u8]) -> Option<Pending> {
         let Some(Ok(caller)) = self.fast.caller.get().map(|c| c.as_ref()) else {
             return Some(pending);
         };
-        let body = &pending.body[..];
         if body.len() < 5 || body[0] != 0 {
             return Some(pending);
         }
@@ -580,40 +644,31 @@ impl<T> Filtered<T> {
             return Some(pending);
         };
         let id = pending.id;
-        let mut reply = BytesMut::new();
+        // Written straight into the output (after h2's frame in progress, if there is one).
+        let idle = self.scan_have == 0 && self.scan_left == 0;
+        let reply = if idle {
+            &mut self.out
+        } else {
+            &mut self.deferred
+        };
         match answer {
             Ok(served) => {
                 let secret = secrets::to_proto(&request.reference, served);
-                let length = secret.encoded_len();
-                put_head(&mut reply, OK_HEADERS.len(), HEADERS, END_HEADERS, id);
-                reply.put_slice(OK_HEADERS);
-                let mut message = BytesMut::with_capacity(5 + length);
-                message.put_u8(0);
-                message.put_u32(length as u32);
-                secret
-                    .encode(&mut message)
-                    .expect("the buffer was sized for the message");
-                self.window.sent_here(message.len());
-                for chunk in message.chunks(self.peer_max_frame) {
-                    put_head(&mut reply, chunk.len(), DATA, 0, id);
-                    reply.put_slice(chunk);
-                }
-                put_head(
-                    &mut reply,
-                    OK_TRAILERS.len(),
-                    HEADERS,
-                    END_STREAM | END_HEADERS,
-                    id,
-                );
-                reply.put_slice(OK_TRAILERS);
+                let sent = put_reply(reply, id, &secret, self.peer_max_frame);
+                self.window.sent_here(sent);
             }
-            Err(error) => trailers_only(&mut reply, id, Status::from(error)),
+            Err(error) => trailers_only(reply, id, Status::from(error)),
         }
-        self.emit(&reply);
         self.owed = self.owed.saturating_add(pending.flow);
         self.fast.answered.fetch_add(1, Ordering::Relaxed);
         self.fast.shared.agent.metrics().fast_path_answer();
         drop(permit);
+        // The next request's headers are decoded into this one's vector.
+        let mut headers = pending.headers;
+        if headers.capacity() > self.headers.capacity() {
+            headers.clear();
+            self.headers = headers;
+        }
         None
     }
 
@@ -935,6 +990,58 @@ fn header_block(first: Head, frame: &[u8]) -> Option<BytesMut> {
     Some(block)
 }
 
+/// Whether decoding `block` leaves an HPACK table as it was: it holds only indexed fields and
+/// literals not added to the table (RFC 7541, 6.1, 6.2.2, 6.2.3) — no literal with incremental
+/// indexing (6.2.1), no table size update (6.3). A block it cannot walk counts as changing it.
+fn leaves_table_alone(mut block: &[u8]) -> bool {
+    while let Some(&first) = block.first() {
+        let rest = if first & 0x80 != 0 {
+            hpack_int(block, 7).map(|(_, rest)| rest)
+        } else if first & 0xc0 == 0x40 || first & 0xe0 == 0x20 {
+            return false;
+        } else {
+            hpack_int(block, 4).and_then(|(name, rest)| {
+                let rest = if name == 0 { hpack_string(rest)? } else { rest };
+                hpack_string(rest)
+            })
+        };
+        match rest {
+            Some(rest) => block = rest,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// An integer with an `n`-bit prefix (RFC 7541, 5.1) and what follows it.
+fn hpack_int(bytes: &[u8], n: u32) -> Option<(usize, &[u8])> {
+    let mask = (1u8 << n) - 1;
+    let mut value = usize::from(*bytes.first()? & mask);
+    let mut at = 1;
+    if value == usize::from(mask) {
+        let mut shift = 0;
+        loop {
+            let byte = *bytes.get(at)?;
+            at += 1;
+            value += usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            if shift > 21 {
+                return None;
+            }
+        }
+    }
+    Some((value, &bytes[at..]))
+}
+
+/// What follows a string literal (RFC 7541, 5.2).
+fn hpack_string(bytes: &[u8]) -> Option<&[u8]> {
+    let (len, rest) = hpack_int(bytes, 7)?;
+    rest.get(len..)
+}
+
 /// A DATA frame's payload without its padding; None if the padding is longer than the frame.
 fn data_payload(head: Head, frame: &[u8]) -> Option<&[u8]> {
     let payload = &frame[9..9 + head.len];
@@ -951,6 +1058,53 @@ fn data_payload(head: Head, frame: &[u8]) -> Option<&[u8]> {
 const OK_HEADERS: &[u8] = b"\x88\x0f\x10\x10application/grpc";
 /// `grpc-status: 0`, a literal not indexed.
 const OK_TRAILERS: &[u8] = b"\x00\x0bgrpc-status\x010";
+
+/// A successful reply to stream `id` carrying `secret`: HEADERS, the message in DATA frames of
+/// at most `max_frame` bytes, the trailers; reserved once, the message encoded in place. The
+/// message's length with its prefix (what the DATA frames take of the window).
+fn put_reply(
+    out: &mut BytesMut,
+    id: u32,
+    secret: &psst_proto::v1::Secret,
+    max_frame: usize,
+) -> usize {
+    let length = secret.encoded_len();
+    let message = 5 + length;
+    let frames = message.div_ceil(max_frame);
+    out.reserve(9 + OK_HEADERS.len() + 9 * frames + message + 9 + OK_TRAILERS.len());
+    put_head(out, OK_HEADERS.len(), HEADERS, END_HEADERS, id);
+    out.put_slice(OK_HEADERS);
+    if frames == 1 {
+        put_head(out, message, DATA, 0, id);
+        out.put_u8(0);
+        out.put_u32(length as u32);
+        secret
+            .encode(out)
+            .expect("the buffer was reserved for the message");
+    } else {
+        let mut whole = BytesMut::with_capacity(message);
+        whole.put_u8(0);
+        whole.put_u32(length as u32);
+        secret
+            .encode(&mut whole)
+            .expect("the buffer was sized for the message");
+        for chunk in whole.chunks(max_frame) {
+            put_head(out, chunk.len(), DATA, 0, id);
+            out.put_slice(chunk);
+        }
+        // The value does not stay behind in the freed buffer's last owner.
+        whole.fill(0);
+    }
+    put_head(
+        out,
+        OK_TRAILERS.len(),
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        id,
+    );
+    out.put_slice(OK_TRAILERS);
+    message
+}
 
 /// A trailers-only response carrying `status`, as h2 would write the one `send_status` makes.
 fn trailers_only(out: &mut BytesMut, id: u32, status: Status) {
@@ -1095,6 +1249,61 @@ mod tests {
         put_head(&mut out, payload.len(), kind, flags, id);
         out.extend_from_slice(payload);
         out
+    }
+
+    #[test]
+    fn only_indexed_fields_and_unindexed_literals_leave_the_table_alone() {
+        // Indexed (static 2, `:method: GET`; dynamic 62; index 200 in two bytes).
+        assert!(leaves_table_alone(&[0x82, 0xbe, 0xff, 0x49]));
+        // Literals without indexing and never indexed, indexed name and literal name.
+        assert!(leaves_table_alone(b"\x04\x05/path\x10\x01a\x01b"));
+        assert!(leaves_table_alone(b""));
+        // A literal with incremental indexing, a table size update.
+        assert!(!leaves_table_alone(b"\x82\x40\x01a\x01b"));
+        assert!(!leaves_table_alone(&[0x20, 0x82]));
+        // Cut short: a string longer than the block, an integer without its end.
+        assert!(!leaves_table_alone(b"\x04\x05/pa"));
+        assert!(!leaves_table_alone(&[0xff, 0x80]));
+        assert!(!leaves_table_alone(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]));
+    }
+
+    #[test]
+    fn a_repeated_block_is_decoded_again_once_the_table_has_changed() {
+        fn fields(blocks: &mut Blocks, id: u32, block: &[u8]) -> Vec<(String, Vec<u8>)> {
+            let mut headers = Vec::new();
+            let frame = frame(HEADERS, END_HEADERS, id, block);
+            let over = blocks.fields(Head::parse(&frame).unwrap(), &frame, &mut headers);
+            assert_eq!(over, Some(false));
+            headers
+                .iter()
+                .map(|h| (name_of(h).to_owned(), h.value_slice().to_vec()))
+                .collect()
+        }
+        let a = || ("x-a".to_owned(), b"1".to_vec());
+        let b = || ("x-b".to_owned(), b"2".to_vec());
+        let mut blocks = Blocks::new();
+        // `x-a: 1` added to the table (dynamic index 62).
+        assert_eq!(fields(&mut blocks, 1, b"\x40\x03x-a\x011"), [a()]);
+        assert!(blocks.last.is_none());
+        // Index 62, twice: the second time from the last block.
+        assert_eq!(fields(&mut blocks, 3, &[0xbe]), [a()]);
+        assert!(blocks.last.is_some());
+        assert_eq!(fields(&mut blocks, 5, &[0xbe]), [a()]);
+        // `x-b: 2` added: 62 is now `x-b: 2`, and the same byte decodes to it.
+        assert_eq!(fields(&mut blocks, 7, b"\x40\x03x-b\x012"), [b()]);
+        assert!(blocks.last.is_none());
+        assert_eq!(fields(&mut blocks, 9, &[0xbe]), [b()]);
+        assert_eq!(fields(&mut blocks, 11, &[0xbe, 0xbf]), [b(), a()]);
+        // A padded frame is taken apart and decoded, never compared.
+        let mut headers = Vec::new();
+        let padded = frame(HEADERS, END_HEADERS | PADDED, 13, &[1, 0xbe, 0]);
+        let head = Head::parse(&padded).unwrap();
+        assert_eq!(blocks.fields(head, &padded, &mut headers), Some(false));
+        assert_eq!(headers.len(), 1);
+        // An undecodable block (index 70 is past the table) is refused.
+        let bad = frame(HEADERS, END_HEADERS, 15, &[0x80 | 70]);
+        let head = Head::parse(&bad).unwrap();
+        assert_eq!(blocks.fields(head, &bad, &mut headers), None);
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum Kind {
 impl Kind {
     const ALL: [Kind; 3] = [Kind::Floor, Kind::Tonic, Kind::Psst];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Kind::Floor => "floor (thin h2)",
             Kind::Tonic => "tonic Channel (before)",

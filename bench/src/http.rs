@@ -94,6 +94,19 @@ async fn sequential(address: &Address, n: usize) -> anyhow::Result<(f64, f64)> {
 }
 
 fn throughput(address: &Address, in_flight: usize, duration: Duration) -> anyhow::Result<f64> {
+    let (count, seconds, _) = throughput_cpu(address, in_flight, duration, None)?;
+    Ok(count as f64 / seconds)
+}
+
+/// `throughput`, also sampling the CPU time of the server process `pid` over the counted window
+/// (`crate::saturate`): one connection per request in flight, the only way HTTP/1.1 has more
+/// than one.
+pub fn throughput_cpu(
+    address: &Address,
+    in_flight: usize,
+    duration: Duration,
+    pid: Option<u32>,
+) -> anyhow::Result<(u64, f64, Option<f64>)> {
     let address = address.clone();
     let clients = async move {
         let mut senders = Vec::with_capacity(in_flight);
@@ -102,16 +115,15 @@ fn throughput(address: &Address, in_flight: usize, duration: Duration) -> anyhow
         }
         Ok(senders)
     };
-    let (count, seconds, _) = crate::saturate(
+    crate::saturate(
         clients,
         |mut sender: SendRequest<Empty<Bytes>>| async move {
             let ok = get(&mut sender).await.is_ok();
             (sender, ok)
         },
         duration,
-        None,
-    )?;
-    Ok(count as f64 / seconds)
+        pid,
+    )
 }
 
 /// `count` reads on one connection to the Unix socket at `socket`.
@@ -156,8 +168,43 @@ pub async fn floor_server(socket: PathBuf, port: u16, body_file: PathBuf) -> any
     }
 }
 
-struct Floor {
-    child: std::process::Child,
+/// The floor server's process (killed when dropped).
+pub struct Floor {
+    pub child: std::process::Child,
+}
+
+/// Starts the floor (`psst-bench http-floor-server`) answering exactly the body psstd's front
+/// door at `psstd_socket` answers (its token in the environment): the floor, its Unix socket,
+/// its TCP port and the body.
+pub fn start_floor(
+    runtime: &tokio::runtime::Runtime,
+    psstd_socket: &Path,
+    dir: &Path,
+) -> anyhow::Result<(Floor, PathBuf, u16, Bytes)> {
+    let body = runtime.block_on(async {
+        let mut sender = client(&Address::Unix(psstd_socket.to_owned())).await?;
+        get(&mut sender).await
+    })?;
+    let body_file = dir.join("floor-body.json");
+    std::fs::write(&body_file, &body)?;
+    let floor_socket = dir.join("floor.sock");
+    let floor_port = free_port()?;
+    let floor = Floor {
+        child: std::process::Command::new(std::env::current_exe()?)
+            .arg("http-floor-server")
+            .arg(&floor_socket)
+            .arg(floor_port.to_string())
+            .arg(&body_file)
+            .spawn()?,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&floor_socket).is_err() {
+        if Instant::now() > deadline {
+            bail!("the floor server did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((floor, floor_socket, floor_port, body))
 }
 
 impl Drop for Floor {
@@ -167,7 +214,7 @@ impl Drop for Floor {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -186,30 +233,7 @@ pub fn run(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
         target.wait_ready()?;
         runtime.block_on(crate::seed(&target.socket, REFERENCE))?;
     }
-    // The floor answers exactly what psstd answers.
-    let body = runtime.block_on(async {
-        let mut sender = client(&Address::Unix(psstd_audit.socket.clone())).await?;
-        get(&mut sender).await
-    })?;
-    let body_file = dir.join("floor-body.json");
-    std::fs::write(&body_file, &body)?;
-    let floor_socket = dir.join("floor.sock");
-    let floor_port = free_port()?;
-    let _floor = Floor {
-        child: std::process::Command::new(std::env::current_exe()?)
-            .arg("http-floor-server")
-            .arg(&floor_socket)
-            .arg(floor_port.to_string())
-            .arg(&body_file)
-            .spawn()?,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&floor_socket).is_err() {
-        if Instant::now() > deadline {
-            bail!("the floor server did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_floor, floor_socket, floor_port, body) = start_floor(&runtime, &psstd_audit.socket, dir)?;
 
     let targets = [
         HttpTarget {

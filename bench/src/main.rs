@@ -102,9 +102,14 @@ enum Cmd {
     Memory(memory::MemoryArgs),
     /// The server's CPU time (user + system, all threads, from /proc) per cached GetSecret
     /// with 1, 32 and 128 requests in flight (one connection each, and 32 and 128 sharing one
-    /// connection): psstd with and without audit records against the baseline tonic server,
-    /// interleaved, medians of `--rounds`.
-    Cpu,
+    /// connection): psstd with and without audit records against the baseline tonic server;
+    /// and over HTTP/1.1 (a connection per request in flight) psstd's front door against
+    /// hyper answering a constant. Interleaved, medians of `--rounds`.
+    Cpu {
+        /// The gRPC client that loads the servers (every connection one of its kind).
+        #[arg(long, value_enum, default_value = "tonic")]
+        client: clients::Kind,
+    },
     /// The baseline: a stock tonic server answering GetSecret with a fixed 200-byte secret.
     BaselineServer { socket: PathBuf },
     /// Sends COUNT cached GetSecrets, one at a time on one connection, to a psstd already
@@ -118,6 +123,10 @@ enum Cmd {
         /// Requests in flight at once, all on the one connection (HTTP/2 streams).
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
+        /// Each request in flight on a connection of its own instead (as an HTTP/1.1 agent is
+        /// loaded).
+        #[arg(long)]
+        separate: bool,
     },
 }
 
@@ -157,6 +166,7 @@ fn main() -> anyhow::Result<()> {
         count,
         seed: write,
         in_flight,
+        separate,
     }) = &cli.command
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -166,9 +176,14 @@ fn main() -> anyhow::Result<()> {
             if *write {
                 seed(socket, REFERENCE).await?;
             }
-            let client = connect(socket).await?;
+            let mut clients = vec![connect(socket).await?];
+            if *separate {
+                for _ in 1..*in_flight {
+                    clients.push(connect(socket).await?);
+                }
+            }
             let callers = (0..(*in_flight).max(1)).map(|i| {
-                let mut client = client.clone();
+                let mut client = clients[i % clients.len()].clone();
                 let n = count / in_flight.max(&1) + usize::from(i < count % in_flight.max(&1));
                 async move {
                     for _ in 0..n {
@@ -204,8 +219,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(Cmd::Memory(args)) = &cli.command {
         return memory::run(args, &psstd);
     }
-    if let Some(Cmd::Cpu) = cli.command {
-        return cpu(&cli, &psstd, dir.path());
+    if let Some(Cmd::Cpu { client }) = cli.command {
+        return cpu(&cli, &psstd, dir.path(), client);
     }
 
     let mut targets = vec![
@@ -558,13 +573,43 @@ fn ready_and_seeded(targets: &[Target]) -> anyhow::Result<tokio::runtime::Runtim
     Ok(runtime)
 }
 
-fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
+fn cpu(cli: &Cli, psstd: &Path, dir: &Path, client: clients::Kind) -> anyhow::Result<()> {
+    // Both psstds serve the HTTP/1.1 front door too (on the Unix socket; a TCP port is how the
+    // bench's config turns it on).
     let targets = [
         Target::baseline(&dir.join("baseline.sock"))?,
-        Target::psstd(psstd, dir, "psstd", true, None, None)?,
-        Target::psstd(psstd, dir, "psstd-noaudit", false, None, None)?,
+        Target::psstd(psstd, dir, "psstd", true, None, Some(http::free_port()?))?,
+        Target::psstd(
+            psstd,
+            dir,
+            "psstd-noaudit",
+            false,
+            None,
+            Some(http::free_port()?),
+        )?,
     ];
-    ready_and_seeded(&targets)?;
+    let runtime = ready_and_seeded(&targets)?;
+    // The HTTP/1.1 floor: hyper answering psstd's body as a constant, as an HTTP agent is loaded
+    // (a connection per request in flight).
+    let (floor, floor_socket, _, _) = http::start_floor(&runtime, &targets[1].socket, dir)?;
+    drop(runtime);
+    let http_targets = [
+        (
+            "HTTP floor: hyper, a constant",
+            floor.child.id(),
+            floor_socket,
+        ),
+        (
+            "psstd HTTP",
+            targets[1].child.id(),
+            targets[1].socket.clone(),
+        ),
+        (
+            "psstd-noaudit HTTP",
+            targets[2].child.id(),
+            targets[2].socket.clone(),
+        ),
+    ];
     // (requests in flight, on one shared connection): one connection per request in flight as
     // an HTTP/1.1 agent is loaded, and one connection shared by all of them as a process with
     // one psst client (or tonic channel) shares it.
@@ -575,18 +620,24 @@ fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
         (32, true),
         (128, true),
     ];
+    let http_levels = [1usize, 32, 128];
     let mut us: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); levels.len()]; targets.len()];
     let mut rps: Vec<Vec<Vec<f64>>> = us.clone();
+    let mut http_us: Vec<Vec<Vec<f64>>> =
+        vec![vec![Vec::new(); http_levels.len()]; http_targets.len()];
+    let mut http_rps = http_us.clone();
+    let window = Duration::from_secs_f64(cli.seconds);
     for round in 0..cli.rounds {
         eprintln!("round {}/{}", round + 1, cli.rounds);
         for (l, (level, shared)) in levels.iter().enumerate() {
             for (i, target) in targets.iter().enumerate() {
                 let measured = throughput_cpu(
+                    client,
                     &target.socket,
                     target.reference,
                     *level,
                     *shared,
-                    Duration::from_secs_f64(cli.seconds),
+                    window,
                     Some(target.child.id()),
                 )?;
                 let (count, seconds, cpu) = measured;
@@ -595,11 +646,54 @@ fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
                 rps[i][l].push(count as f64 / seconds);
             }
         }
+        for (l, level) in http_levels.iter().enumerate() {
+            for (i, (name, pid, socket)) in http_targets.iter().enumerate() {
+                let address = http::Address::Unix(socket.clone());
+                let (count, seconds, cpu) =
+                    http::throughput_cpu(&address, *level, window, Some(*pid))?;
+                anyhow::ensure!(count > 0, "{name} answered nothing");
+                http_us[i][l].push(cpu.expect("sampled") * 1e6 / count as f64);
+                http_rps[i][l].push(count as f64 / seconds);
+            }
+        }
     }
     let header: Vec<String> = levels
         .iter()
         .map(|(n, shared)| format!("@{n}{}", if *shared { " one conn" } else { "" }))
         .collect();
+    let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
+    print_cpu_table("gRPC", &names, &header, &us, &rps);
+    let header: Vec<String> = http_levels.iter().map(|n| format!("@{n}")).collect();
+    let names: Vec<&str> = http_targets.iter().map(|t| t.0).collect();
+    print_cpu_table("HTTP/1.1", &names, &header, &http_us, &http_rps);
+    // Requests per core, each protocol loaded as its clients load it: gRPC's in-flight requests
+    // share a connection, HTTP/1.1's each take one.
+    for (g, h) in [(3, 1), (4, 2)] {
+        println!(
+            "requests per core, psstd gRPC {} ÷ the HTTP floor {}: {:.2}×",
+            levels[g].0,
+            http_levels[h],
+            median(&http_us[0][h]) / median(&us[1][g])
+        );
+    }
+    println!(
+        "\n{} rounds, medians; {}s per level; server utime+stime from /proc/PID/stat (10 ms ticks) over the counted window; {}-byte value. @N: N connections, one request at a time each; @N one conn: N requests in flight on one connection. gRPC rows: {} clients; HTTP rows: hyper HTTP/1.1 clients, kept-alive connections on the Unix socket.",
+        cli.rounds, cli.seconds, VALUE_LEN, client.name()
+    );
+    drop(floor);
+    Ok(())
+}
+
+/// One table of `cpu`: CPU µs and requests a second per target and level, then each target's
+/// ratios to the first row (the floor).
+fn print_cpu_table(
+    title: &str,
+    names: &[&str],
+    header: &[String],
+    us: &[Vec<Vec<f64>>],
+    rps: &[Vec<Vec<f64>>],
+) {
+    println!("\n{title}\n");
     println!(
         "| target | {} | {} |",
         header
@@ -613,18 +707,13 @@ fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" | ")
     );
-    println!("|---|{}", "---|".repeat(2 * levels.len()));
-    for (i, target) in targets.iter().enumerate() {
+    println!("|---|{}", "---|".repeat(2 * header.len()));
+    for (i, name) in names.iter().enumerate() {
         let cpu: Vec<String> = us[i].iter().map(|v| format!("{:.2}", median(v))).collect();
         let rate: Vec<String> = rps[i].iter().map(|v| format!("{:.0}", median(v))).collect();
-        println!(
-            "| {} | {} | {} |",
-            target.name,
-            cpu.join(" | "),
-            rate.join(" | ")
-        );
+        println!("| {name} | {} | {} |", cpu.join(" | "), rate.join(" | "));
     }
-    for (i, target) in targets.iter().enumerate().skip(1) {
+    for (i, name) in names.iter().enumerate().skip(1) {
         let ratio = |of: &Vec<Vec<f64>>, base: &Vec<Vec<f64>>| -> Vec<String> {
             of.iter()
                 .zip(base)
@@ -632,17 +721,12 @@ fn cpu(cli: &Cli, psstd: &Path, dir: &Path) -> anyhow::Result<()> {
                 .collect()
         };
         println!(
-            "| {} / baseline | {} | {} |",
-            target.name,
+            "| {name} / {} | {} | {} |",
+            names[0],
             ratio(&us[i], &us[0]).join(" | "),
             ratio(&rps[i], &rps[0]).join(" | ")
         );
     }
-    println!(
-        "\n{} rounds, medians; {}s per level; server utime+stime from /proc/PID/stat (10 ms ticks) over the counted window; {}-byte value. @N: N connections, one request at a time each; @N one conn: N requests in flight on one connection.",
-        cli.rounds, cli.seconds, VALUE_LEN
-    );
-    Ok(())
 }
 
 /// A process's CPU time so far (user + system, all its threads, live and exited), in seconds.
@@ -663,14 +747,23 @@ fn throughput(
     in_flight: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    let (count, seconds, _) = throughput_cpu(socket, reference, in_flight, false, duration, None)?;
+    let (count, seconds, _) = throughput_cpu(
+        clients::Kind::Tonic,
+        socket,
+        reference,
+        in_flight,
+        false,
+        duration,
+        None,
+    )?;
     Ok(count as f64 / seconds)
 }
 
 /// `throughput`, also sampling the CPU time of the server process `pid` over the counted window:
-/// (requests, seconds, server CPU seconds). `shared`: the requests in flight share one
-/// connection instead of one connection each.
+/// (requests, seconds, server CPU seconds). `kind`: the client; `shared`: the requests in flight
+/// share one connection instead of one connection each.
 fn throughput_cpu(
+    kind: clients::Kind,
     socket: &Path,
     reference: &'static str,
     in_flight: usize,
@@ -682,10 +775,10 @@ fn throughput_cpu(
     let clients = async move {
         let mut clients = Vec::with_capacity(in_flight);
         for _ in 0..in_flight {
-            // A clone of a tonic client shares its channel: one connection.
+            // A clone shares its connection.
             let client = match clients.first() {
-                Some(first) if shared => SecretsClient::clone(first),
-                _ => connect(&socket).await?,
+                Some(first) if shared => clients::Any::clone(first),
+                _ => clients::Any::connect(kind, &socket).await?,
             };
             clients.push(client);
         }
@@ -693,8 +786,8 @@ fn throughput_cpu(
     };
     saturate(
         clients,
-        move |mut client: SecretsClient<Channel>| async move {
-            let ok = client.get_secret(request(reference)).await.is_ok();
+        move |mut client: clients::Any| async move {
+            let ok = client.get(reference).await.is_ok();
             (client, ok)
         },
         duration,

@@ -109,18 +109,21 @@ impl SecretRef {
                 "longer than {MAX_REFERENCE_LEN} bytes"
             )));
         }
-        if let Some(c) = text.chars().find(|c| c.is_control() || c.is_whitespace()) {
-            return Err(ReferenceError::new(format!(
-                "contains whitespace or a control character ({c:?})"
-            )));
+        // Printable ASCII (almost every reference) has neither; otherwise, look closer.
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            if let Some(c) = text.chars().find(|c| c.is_control() || c.is_whitespace()) {
+                return Err(ReferenceError::new(format!(
+                    "contains whitespace or a control character ({c:?})"
+                )));
+            }
         }
-        let (prefix, rest) = text.split_once(':').ok_or_else(|| {
+        let (prefix, rest) = split_at_byte(text, b':').ok_or_else(|| {
             ReferenceError::new(format!(
                 "'{text}' has no backend prefix: write BACKEND:NAME, e.g. local:{text}"
             ))
         })?;
         let backend = kind_of(prefix)?;
-        let (head, key) = match rest.split_once('#') {
+        let (head, key) = match split_at_byte(rest, b'#') {
             Some((head, "")) => {
                 return Err(ReferenceError::new(format!(
                     "empty key after '#' in '{head}#'"
@@ -129,7 +132,7 @@ impl SecretRef {
             Some((head, key)) => (head, Some(key.to_owned())),
             None => (rest, None),
         };
-        let (name, selector) = match head.split_once('?') {
+        let (name, selector) = match split_at_byte(head, b'?') {
             Some((name, selector)) => (name, Some(Selector::parse(selector)?)),
             None => (head, None),
         };
@@ -274,6 +277,13 @@ fn kind_of(prefix: &str) -> Result<BackendKind, ReferenceError> {
             BackendKind::prefixes()
         ))
     })
+}
+
+/// `str::split_once` for an ASCII delimiter, by bytes: such a byte is never inside a multi-byte
+/// character, so both sides are whole strings.
+fn split_at_byte(text: &str, delimiter: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == delimiter)?;
+    Some((&text[..at], &text[at + 1..]))
 }
 
 fn validate_name(backend: BackendKind, name: &str) -> Result<(), ReferenceError> {
@@ -454,6 +464,13 @@ mod tests {
         fn parse_then_format_is_canonical(text in "[a-z0-9]{1,5}:[ -~]{0,40}") {
             if let Ok(r) = SecretRef::parse(&text) {
                 prop_assert_eq!(r.to_string(), text);
+            }
+        }
+
+        #[test]
+        fn splitting_by_bytes_is_splitting_by_characters(text in "\\PC{0,40}[:#?]?\\PC{0,40}") {
+            for delimiter in [b':', b'#', b'?'] {
+                prop_assert_eq!(split_at_byte(&text, delimiter), text.split_once(delimiter as char));
             }
         }
 

@@ -118,6 +118,9 @@ enum Cmd {
         /// Requests in flight at once, all on the one connection (HTTP/2 streams).
         #[arg(long, default_value_t = 1)]
         in_flight: usize,
+        /// The reference read (bench/order/gen reads its AWS secrets with it).
+        #[arg(long, default_value = REFERENCE)]
+        reference: String,
     },
 }
 
@@ -157,6 +160,7 @@ fn main() -> anyhow::Result<()> {
         count,
         seed: write,
         in_flight,
+        reference,
     }) = &cli.command
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -164,15 +168,16 @@ fn main() -> anyhow::Result<()> {
             .build()?;
         return runtime.block_on(async {
             if *write {
-                seed(socket, REFERENCE).await?;
+                seed(socket, reference).await?;
             }
             let client = connect(socket).await?;
             let callers = (0..(*in_flight).max(1)).map(|i| {
                 let mut client = client.clone();
+                let reference = reference.clone();
                 let n = count / in_flight.max(&1) + usize::from(i < count % in_flight.max(&1));
                 async move {
                     for _ in 0..n {
-                        client.get_secret(request(REFERENCE)).await?;
+                        client.get_secret(request(&reference)).await?;
                     }
                     Ok::<_, anyhow::Error>(())
                 }

@@ -100,6 +100,10 @@ enum Cmd {
     /// psstd's memory: per cached secret (10,000 and 100,000), idle and after the first AWS
     /// read (moto), and with watchers open through rotations and after they close (`memory.rs`).
     Memory(memory::MemoryArgs),
+    /// Writes COUNT secrets to a psstd already running on SOCKET, then reads each once, 32 in
+    /// flight on one connection, as `memory` does for its per-secret figure (bench/order/gen
+    /// profiles psstd through it).
+    MemoryLoad { socket: PathBuf, count: usize },
     /// The server's CPU time (user + system, all threads, from /proc) per cached GetSecret
     /// with 1, 32 and 128 requests in flight (one connection each, and 32 and 128 sharing one
     /// connection): psstd with and without audit records against the baseline tonic server,
@@ -151,6 +155,9 @@ fn main() -> anyhow::Result<()> {
     }) = &cli.command
     {
         return clients::load(*client, socket, *count);
+    }
+    if let Some(Cmd::MemoryLoad { socket, count }) = &cli.command {
+        return memory::load(socket, *count);
     }
     if let Some(Cmd::ClientSeq { client, socket, n }) = &cli.command {
         return clients::seq(*client, socket, *n);

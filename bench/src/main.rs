@@ -100,6 +100,10 @@ enum Cmd {
     /// psstd's memory: per cached secret (10,000 and 100,000), idle and after the first AWS
     /// read (moto), and with watchers open through rotations and after they close (`memory.rs`).
     Memory(memory::MemoryArgs),
+    /// Writes COUNT secrets to a psstd already running on SOCKET, then reads each once, 32 in
+    /// flight on one connection, as `memory` does for its per-secret figure (bench/order/gen
+    /// profiles psstd through it).
+    MemoryLoad { socket: PathBuf, count: usize },
     /// The server's CPU time (user + system, all threads, from /proc) per cached GetSecret
     /// with 1, 32 and 128 requests in flight (one connection each, and 32 and 128 sharing one
     /// connection): psstd with and without audit records against the baseline tonic server;
@@ -127,6 +131,9 @@ enum Cmd {
         /// loaded).
         #[arg(long)]
         separate: bool,
+        /// The reference read (bench/order/gen reads its AWS secrets with it).
+        #[arg(long, default_value = REFERENCE)]
+        reference: String,
     },
 }
 
@@ -158,6 +165,9 @@ fn main() -> anyhow::Result<()> {
     {
         return clients::load(*client, socket, *count);
     }
+    if let Some(Cmd::MemoryLoad { socket, count }) = &cli.command {
+        return memory::load(socket, *count);
+    }
     if let Some(Cmd::ClientSeq { client, socket, n }) = &cli.command {
         return clients::seq(*client, socket, *n);
     }
@@ -167,6 +177,7 @@ fn main() -> anyhow::Result<()> {
         seed: write,
         in_flight,
         separate,
+        reference,
     }) = &cli.command
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -174,7 +185,7 @@ fn main() -> anyhow::Result<()> {
             .build()?;
         return runtime.block_on(async {
             if *write {
-                seed(socket, REFERENCE).await?;
+                seed(socket, reference).await?;
             }
             let mut clients = vec![connect(socket).await?];
             if *separate {
@@ -184,10 +195,11 @@ fn main() -> anyhow::Result<()> {
             }
             let callers = (0..(*in_flight).max(1)).map(|i| {
                 let mut client = clients[i % clients.len()].clone();
+                let reference = reference.clone();
                 let n = count / in_flight.max(&1) + usize::from(i < count % in_flight.max(&1));
                 async move {
                     for _ in 0..n {
-                        client.get_secret(request(REFERENCE)).await?;
+                        client.get_secret(request(&reference)).await?;
                     }
                     Ok::<_, anyhow::Error>(())
                 }

@@ -416,6 +416,20 @@ async fn fill(client: &Client, count: usize, name: fn(usize) -> String) -> anyho
     .await
 }
 
+/// `psst-bench memory-load`: writes `count` secrets through the psstd on `socket`, then reads
+/// each once, as the per-secret measurement does.
+pub fn load(socket: &Path, count: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = Client::connect(socket).await?;
+        fill(&client, count, reference).await?;
+        read_all(&client, count, reference).await
+    })
+}
+
 /// Reads each of `count` secrets named by `name` once, 32 at a time, over `client`'s
 /// connection.
 async fn read_all(client: &Client, count: usize, name: fn(usize) -> String) -> anyhow::Result<()> {

@@ -257,14 +257,14 @@ impl Agent {
         }
     }
 
-    /// `get` when the cache can answer it at once: from a fresh entry (a value, a remembered
-    /// "not found", or a denial), recorded as `get` records it. `proceed` is asked once the
-    /// cache can answer and before anything is decided (with the cached secret, None for a
-    /// "not found"), and can decline: the server's fast path declines a reply too large for the
-    /// room the caller's flow control leaves, or a request its admission refuses. None: the
-    /// read needs more than the cache (a miss, an expired entry, a backend, or an error `get`
-    /// words — a bad reference, a backend off), or `proceed` declined; then nothing was
-    /// recorded or counted, and the caller goes on with `get`.
+    /// `get` when it can be answered at once: a denial (whatever the cache holds), or an allowed
+    /// read from a fresh entry (a value or a remembered "not found"), recorded as `get` records
+    /// it. `proceed` is asked before anything is recorded (with the cached secret; None for a
+    /// "not found" or a denial) and can decline: the server's fast path declines a reply too
+    /// large for the room the caller's flow control leaves, or a request its admission refuses.
+    /// None: the read needs more than the cache (a miss, an expired entry, a backend, or an
+    /// error `get` words — a bad reference, a backend off), or `proceed` declined; then nothing
+    /// was recorded or counted, and the caller goes on with `get`.
     pub(crate) fn get_now(
         &self,
         caller: &Caller,
@@ -272,6 +272,19 @@ impl Agent {
         proceed: impl FnOnce(Option<&CachedSecret>) -> bool,
     ) -> Option<Result<ServedSecret, Error>> {
         let reference = SecretRef::parse(text).ok()?;
+        // The policy first, as `get` decides it: a denied read is answered here whatever the
+        // cache holds or the backend's state, so neither the answer nor the path it takes tells
+        // a caller that may not read a secret whether someone read it lately.
+        let policy = self.policy.current();
+        let decision = policy.decide(
+            caller,
+            Operation::Read,
+            reference.backend(),
+            reference.policy_name(),
+        );
+        if !decision.is_allowed() {
+            return proceed(None).then(|| Err(self.refuse(caller, Operation::Read, text)));
+        }
         let role = self.role_for(caller, reference.backend());
         let configured = self.backend_as(reference.backend(), role.as_ref()).ok()?;
         let (key, remapped) = cache_key(&configured, &reference, &role);
@@ -280,9 +293,9 @@ impl Agent {
         if (remapped && fresh.secret().is_none()) || !proceed(fresh.secret()) {
             return None;
         }
-        let scope = match self.authorize(caller, Operation::Read, &reference, text) {
+        let scope = match self.record_decision(caller, Operation::Read, text, decision) {
             Ok(scope) => scope,
-            Err(denied) => return Some(Err(denied)),
+            Err(refused) => return Some(Err(refused)),
         };
         let served = self.cache.serve_fresh(fresh, &key, configured.ttl, || {
             self.fetch_one(&configured, key.clone())
@@ -525,15 +538,31 @@ impl Agent {
         text: &'a str,
     ) -> Result<Scope<'a>, Error> {
         let policy = self.policy.current();
-        match policy.decide(caller, op, reference.backend(), reference.policy_name()) {
+        let decision = policy.decide(caller, op, reference.backend(), reference.policy_name());
+        self.record_decision(caller, op, text, decision)
+    }
+
+    /// `authorize` once the policy has decided: a denial recorded and returned, an allowed
+    /// operation's audit scope begun.
+    fn record_decision<'a>(
+        &'a self,
+        caller: &'a Caller,
+        op: Operation,
+        text: &'a str,
+        decision: crate::policy::Decision<'_>,
+    ) -> Result<Scope<'a>, Error> {
+        match decision {
             crate::policy::Decision::Allow { rule } => {
                 self.audit_trail_works(self.audit.scope(caller, op, text, rule.to_owned()))
             }
-            crate::policy::Decision::Deny => {
-                self.audit.deny(caller, op, text);
-                Err(denied(op, text))
-            }
+            crate::policy::Decision::Deny => Err(self.refuse(caller, op, text)),
         }
+    }
+
+    /// A denied operation, recorded: the error the caller gets.
+    fn refuse(&self, caller: &Caller, op: Operation, text: &str) -> Error {
+        self.audit.deny(caller, op, text);
+        denied(op, text)
     }
 
     /// With `audit.fail_closed`, nothing is served while audit records cannot be written: the

@@ -18,8 +18,8 @@
 //! - **Streams.** A stream is answered here only when its HEADERS and then its whole body (the
 //!   frame with END_STREAM) came, the body within `HOLD` of the headers (up to `MAX_PENDING`
 //!   streams wait at once), it is a plain `GetSecret`, the caller is identified and admitted,
-//!   and the cache can answer at once (`Agent::get_now`); then it is closed here and h2 never
-//!   hears of it. Everything else — a miss, a body still on its way, every other
+//!   and it can be answered at once (`Agent::get_now`: a denial, or a fresh cache entry); then
+//!   it is closed here and h2 never hears of it. Everything else — a miss, a body still on its way, every other
 //!   method — goes to h2 as it came (headers re-encoded), in order, before any later stream's
 //!   HEADERS. Frames the client sends later for a stream answered here (a WINDOW_UPDATE, an
 //!   RST_STREAM) are dropped, as the RFC lets a peer ignore them on a closed stream.

@@ -155,10 +155,12 @@ async fn a_cached_read_answered_in_front_of_h2_says_what_h2_says() {
     });
     assert_eq!(unary(&big, "GetSecret", bad).await.2["grpc-status"], "3");
 
-    // A denied read is answered in front of h2 whether or not the secret is cached: which path
-    // answers must not tell a caller that may not read a secret whether someone read it lately.
-    // (Before, a denial of a secret not in the cache went to h2.) The body may miss the 50 ms
-    // wait on a busy machine, hence "most".
+    // A denied read is answered in front of h2 whether or not the secret is cached, so which
+    // path answers does not tell a caller that may not read a secret whether someone read it
+    // lately. Neither of these is in the cache (one written, never read; one never written);
+    // before, both went to h2 (0 of 20), while a cached one was answered here (as in
+    // `raw_frames_from_another_user_break_nothing`). The body may miss the 50 ms wait on a busy
+    // machine, hence "most".
     for reference in ["local:other/b", "local:other/never-read"] {
         let before = fast_answers(port);
         for _ in 0..20 {

@@ -45,6 +45,34 @@ fn fast_answers(port: u16) -> f64 {
     sample(&scrape(port), "psst_grpc_fast_path_answers_total")
 }
 
+/// Root writes `local:fast/a` and reads it, so it is cached, on a runtime that is returned for
+/// more of root's calls.
+fn cache_roots_secret(agent: &Agent) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = agent.client().await;
+        client.put("local:fast/a", b"root-only").await.unwrap();
+        client.get("local:fast/a").await.unwrap();
+    });
+    runtime
+}
+
+/// `psst-attack MODE SOCKET ARGS...` run as `attacker`: its report.
+fn attack(attacker: &TempUser, agent: &Agent, mode: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("runuser")
+        .args(["-u", attacker.name(), "--"])
+        .arg(bin_dir().join("psst-attack"))
+        .args([mode, agent.socket.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 type Sender = h2::client::SendRequest<Bytes>;
 
 /// An h2 connection; `windows`: the connection and stream windows a tonic client asks for
@@ -286,26 +314,11 @@ async fn the_fast_path_shares_a_connection_with_h2s_streams_and_windows() {
 #[test]
 fn raw_frames_from_another_user_break_nothing() {
     let (agent, port) = agent();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     // Cached, so the attacker's reads of it are answered (denied) in front of h2.
-    runtime.block_on(async {
-        let client = agent.client().await;
-        client.put("local:fast/a", b"root-only").await.unwrap();
-        client.get("local:fast/a").await.unwrap();
-    });
+    let runtime = cache_roots_secret(&agent);
     let attacker = TempUser::new("psst-fastpath-attacker");
     let rss_before = agent.rss_kib();
-    let out = Command::new("runuser")
-        .args(["-u", attacker.name(), "--"])
-        .arg(bin_dir().join("psst-attack"))
-        .args(["raw-frames", agent.socket.to_str().unwrap(), "local:fast/a"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = attack(&attacker, &agent, "raw-frames", &["local:fast/a"]);
     // Denied (PERMISSION_DENIED), before and after frames on the stream closed in front of h2.
     assert_eq!(report["first"], "7", "{report}");
     assert_eq!(report["after_closed_frames"], "7", "{report}");
@@ -358,14 +371,7 @@ fn expanding_header_blocks_are_not_decoded_faster_than_h2_reads_them() {
     let (agent, _) = agent();
     let attacker = TempUser::new("psst-fastpath-attacker");
     let peak_before = agent.status_kib("VmHWM:");
-    let out = Command::new("runuser")
-        .args(["-u", attacker.name(), "--"])
-        .arg(bin_dir().join("psst-attack"))
-        .args(["expand", agent.socket.to_str().unwrap(), "4000"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = attack(&attacker, &agent, "expand", &["4000"]);
     assert_eq!(report["sent"], true, "{report}");
     let grown = agent.status_kib("VmHWM:").saturating_sub(peak_before);
     assert!(grown < 16 * 1024, "peak RSS grew {grown} KiB: {report}");
@@ -379,29 +385,9 @@ fn bodies_waiting_in_front_of_h2_count_against_the_uids_byte_share() {
     let (agent, _) = agent_with(
         "[server]\nsocket = \"{dir}/psst.sock\"\nmax_message_bytes = 8192\n[limits]\nmax_value_bytes = 4096\nbody_bytes_in_flight_per_uid = 16384\n",
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = agent.client().await;
-        client.put("local:fast/a", b"root-only").await.unwrap();
-        client.get("local:fast/a").await.unwrap();
-    });
+    let _runtime = cache_roots_secret(&agent);
     let attacker = TempUser::new("psst-fastpath-attacker");
-    let out = Command::new("runuser")
-        .args(["-u", attacker.name(), "--"])
-        .arg(bin_dir().join("psst-attack"))
-        .args([
-            "split",
-            agent.socket.to_str().unwrap(),
-            "local:fast/a",
-            "100",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", describe(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = attack(&attacker, &agent, "split", &["local:fast/a", "100"]);
     let statuses = report["statuses"].as_object().unwrap();
     // Denied (the secret is root's) within the share; refused past it; nothing else.
     assert!(

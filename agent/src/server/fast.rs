@@ -74,6 +74,10 @@ const MAX_FRAME: usize = 16_384;
 const MAX_BLOCK: usize = 4 * MAX_HEADER_LIST as usize;
 /// The table size h2 advertises (SETTINGS_HEADER_TABLE_SIZE, the protocol's default).
 const TABLE_SIZE: usize = 4_096;
+/// The largest header block kept to compare the next one with, and the most its fields may add
+/// up to (a gRPC call's block, once its fields are in the table, is tens of bytes): what a
+/// connection holds between its requests stays small.
+const LAST_BLOCK: usize = 512;
 /// The least of the client's connection window kept for replies sent here (when the window is
 /// larger, half of it): half of the protocol's initial window, so a client that never raises
 /// it still gets replies here.
@@ -226,7 +230,8 @@ impl Blocks {
         }
         self.last = None;
         let mut block = header_block(head, frame)?;
-        let kept = leaves_table_alone(&block).then(|| BytesMut::from(&block[..]));
+        let kept = (block.len() <= LAST_BLOCK && leaves_table_alone(&block))
+            .then(|| BytesMut::from(&block[..]));
         headers.clear();
         let mut size = 0usize;
         let mut over = false;
@@ -247,7 +252,7 @@ impl Blocks {
         if decoded.is_err() || way_over {
             return None;
         }
-        if let Some(bytes) = kept {
+        if let Some(bytes) = kept.filter(|_| size <= TABLE_SIZE) {
             self.last = Some(LastBlock {
                 bytes,
                 headers: headers.clone(),
@@ -1294,14 +1299,33 @@ mod tests {
         assert!(blocks.last.is_none());
         assert_eq!(fields(&mut blocks, 9, &[0xbe]), [b()]);
         assert_eq!(fields(&mut blocks, 11, &[0xbe, 0xbf]), [b(), a()]);
+        // Large blocks and blocks whose fields add up to more than the table are not kept.
+        // A string literal of `n` bytes (n ≥ 127: a two-byte continuation).
+        let literal = |n: usize, fill: u8| {
+            let more = n - 127;
+            let mut out = vec![0x7f, 0x80 | (more & 0x7f) as u8, (more >> 7) as u8];
+            out.resize(3 + n, fill);
+            out
+        };
+        let mut long = b"\x00\x03x-c".to_vec();
+        long.extend_from_slice(&literal(600, b'c'));
+        assert_eq!(fields(&mut blocks, 13, &long).len(), 1);
+        assert!(blocks.last.is_none());
+        let mut big = b"\x40\x03x-d".to_vec();
+        big.extend_from_slice(&literal(3000, b'd'));
+        assert_eq!(fields(&mut blocks, 15, &big).len(), 1);
+        assert_eq!(fields(&mut blocks, 17, &[0xbe, 0xbe]).len(), 2);
+        assert!(blocks.last.is_none());
+        assert_eq!(fields(&mut blocks, 19, &[0xbe]).len(), 1);
+        assert!(blocks.last.is_some());
         // A padded frame is taken apart and decoded, never compared.
         let mut headers = Vec::new();
-        let padded = frame(HEADERS, END_HEADERS | PADDED, 13, &[1, 0xbe, 0]);
+        let padded = frame(HEADERS, END_HEADERS | PADDED, 21, &[1, 0xbe, 0]);
         let head = Head::parse(&padded).unwrap();
         assert_eq!(blocks.fields(head, &padded, &mut headers), Some(false));
         assert_eq!(headers.len(), 1);
         // An undecodable block (index 70 is past the table) is refused.
-        let bad = frame(HEADERS, END_HEADERS, 15, &[0x80 | 70]);
+        let bad = frame(HEADERS, END_HEADERS, 23, &[0x80 | 70]);
         let head = Head::parse(&bad).unwrap();
         assert_eq!(blocks.fields(head, &bad, &mut headers), None);
     }
